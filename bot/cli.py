@@ -1,0 +1,362 @@
+"""The ``gradguide`` command line.
+
+Usage:
+    gradguide kb ingest PATH... [--id ID --title T --lang zh|en ...] [--force]
+    gradguide kb list [--json] | kb show ID [--json] | kb remove ID | kb rebuild | kb stats [--json]
+    gradguide kb search "query" [--k N] [--lang zh|en] [--region R] [--mode M] [--json]
+    gradguide chat
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from bot.errors import GradGuideError
+from bot.kb.ingest import IngestReport
+from bot.kb.ingest import Progress as ProgressCallback
+from bot.kb.models import Validity
+from bot.kb.retriever import Hit
+from bot.kb.service import KnowledgeBase
+from bot.settings import Settings
+
+META_OPTIONS = (
+    "id",
+    "title",
+    "lang",
+    "authority",
+    "doc_number",
+    "issued",
+    "effective_from",
+    "expires",
+    "region",
+    "topics",
+    "source_url",
+    "summary",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gradguide", description="GradGuide: employment guidance for graduates."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    commands.add_parser("chat", help="ask questions in the terminal (search preview)")
+
+    kb = commands.add_parser("kb", help="manage the knowledge base").add_subparsers(
+        dest="kb_command", required=True
+    )
+    ingest = kb.add_parser("ingest", help="add or update documents from files and folders")
+    ingest.add_argument("paths", nargs="+", type=Path)
+    ingest.add_argument("--force", action="store_true", help="re-embed even if unchanged")
+    meta = ingest.add_argument_group("metadata (overrides front matter)")
+    for name in META_OPTIONS:
+        meta.add_argument("--" + name.replace("_", "-"), dest=name, default=None)
+
+    for name, helptext in (("list", "list documents"), ("stats", "index statistics")):
+        sub = kb.add_parser(name, help=helptext)
+        sub.add_argument("--json", action="store_true")
+    show = kb.add_parser("show", help="a document's metadata and chunks")
+    show.add_argument("doc_id")
+    show.add_argument("--json", action="store_true")
+    remove = kb.add_parser("remove", help="remove a document from the index")
+    remove.add_argument("doc_id")
+    kb.add_parser("rebuild", help="re-read and re-embed every source")
+
+    search = kb.add_parser("search", help="hit-test retrieval: ranked chunks with scores")
+    search.add_argument("query")
+    search.add_argument("--k", type=int, default=5)
+    search.add_argument("--lang", choices=["zh", "en"], default=None)
+    search.add_argument("--lang-only", action="store_true", help="only documents in --lang")
+    search.add_argument("--region", default=None)
+    search.add_argument("--mode", choices=["hybrid", "dense", "lexical"], default="hybrid")
+    search.add_argument(
+        "--include-expired", action="store_true", help="also expired / not yet effective"
+    )
+    search.add_argument("--json", action="store_true")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    out = Console(soft_wrap=True)
+    err = Console(stderr=True)
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        err.print(f"[red]configuration error:[/] {first['loc']}: {first['msg']}")
+        return 2
+    try:
+        if args.command == "chat":
+            return _chat(settings, out, err)
+        return _kb(args, settings, out, err)
+    except GradGuideError as exc:
+        err.print(f"[red]error:[/] {escape(str(exc))}")
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _open(settings: Settings, err: Console) -> KnowledgeBase:
+    kb = KnowledgeBase.open(settings)
+    if not kb.documents():
+        err.print(f"Building the index from {settings.knowledge_dir} (first use)…")
+        report = _with_progress(
+            err, len(kb.ingestor.expand([settings.knowledge_dir])), kb.ensure_built
+        )
+        if report is not None:
+            _print_report(report, err)
+    return kb
+
+
+def _with_progress(
+    console: Console, total: int, work: Callable[[ProgressCallback], IngestReport | None]
+) -> IngestReport | None:
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[current]}"),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    ) as progress:
+        task = progress.add_task("Ingesting", total=total, current="")
+
+        def advance(path: str) -> None:
+            progress.update(task, advance=1, current=Path(path).name)
+
+        return work(advance)
+
+
+def _print_report(report: IngestReport, console: Console) -> None:
+    table = Table(title="Ingest summary")
+    for column in ("added", "updated", "unchanged", "failed"):
+        table.add_column(column, justify="right")
+    table.add_row(*(str(report.count(s)) for s in ("added", "updated", "unchanged", "failed")))
+    console.print(table)
+    if report.failed:
+        failures = Table(title="Failed files", show_lines=False)
+        failures.add_column("file")
+        failures.add_column("reason")
+        for outcome in report.failed:
+            failures.add_row(escape(outcome.path), escape(outcome.error or ""))
+        console.print(failures)
+
+
+def _kb(args: argparse.Namespace, settings: Settings, out: Console, err: Console) -> int:
+    command = args.kb_command
+    if command == "ingest":
+        kb = KnowledgeBase.open(settings)
+        overrides = {name: getattr(args, name) for name in META_OPTIONS}
+        total = len(kb.ingestor.expand([p for p in args.paths if p.exists()]))
+        report = _with_progress(
+            err,
+            total,
+            lambda advance: kb.ingest(
+                args.paths, overrides, force=args.force, on_file_done=advance
+            ),
+        )
+        assert report is not None
+        _print_report(report, out)
+        return 1 if report.failed else 0
+    if command == "rebuild":
+        kb = KnowledgeBase.open(settings)
+        total = len(kb.ingestor.expand(kb.rebuild_sources()))
+        report = _with_progress(err, total, kb.rebuild)
+        assert report is not None
+        _print_report(report, out)
+        return 1 if report.failed else 0
+
+    kb = _open(settings, err)
+    if command == "list":
+        return _list(kb, args.json, out)
+    if command == "show":
+        return _show(kb, args.doc_id, args.json, out)
+    if command == "remove":
+        doc = kb.remove(args.doc_id)
+        out.print(f"Removed {escape(doc.meta.id)} ({escape(doc.meta.title)}).")
+        return 0
+    if command == "stats":
+        stats = kb.stats()
+        if args.json:
+            out.print_json(stats.model_dump_json())
+        else:
+            table = Table(title="Knowledge base", show_header=False)
+            for key, value in stats.model_dump().items():
+                table.add_row(key, escape(str(value)))
+            out.print(table)
+        return 0
+    if command == "search":
+        hits = kb.search(
+            args.query,
+            k=args.k,
+            lang=args.lang,
+            lang_only=args.lang_only,
+            region=args.region,
+            mode=args.mode,
+            include_inactive=args.include_expired,
+        )
+        _print_hits(hits, args.json, out)
+        return 0
+    raise AssertionError(command)  # pragma: no cover - argparse enforces the choices
+
+
+def _validity_flag(kb: KnowledgeBase, validity: Validity) -> str:
+    return "" if validity is Validity.ACTIVE else validity.value.upper()
+
+
+def _list(kb: KnowledgeBase, as_json: bool, out: Console) -> int:
+    docs = kb.documents()
+    if as_json:
+        rows: list[dict[str, Any]] = [
+            {
+                **d.meta.model_dump(mode="json"),
+                "validity": kb.validity(d).value,
+                "chunks": d.chunk_count,
+                "source": d.source,
+                "ingested_at": d.ingested_at.isoformat(),
+            }
+            for d in docs
+        ]
+        out.print(json.dumps(rows, ensure_ascii=False, indent=2), markup=False)
+        return 0
+    table = Table(title=f"{len(docs)} documents")
+    for column in ("id", "lang", "region", "issued", "chunks", "validity", "title"):
+        table.add_column(column)
+    for d in docs:
+        flag = _validity_flag(kb, kb.validity(d))
+        table.add_row(
+            escape(d.meta.id),
+            d.meta.lang,
+            escape(d.meta.region),
+            d.meta.issued.isoformat(),
+            str(d.chunk_count),
+            f"[yellow]{flag}[/]" if flag else "active",
+            escape(d.meta.title),
+        )
+    out.print(table)
+    return 0
+
+
+def _show(kb: KnowledgeBase, doc_id: str, as_json: bool, out: Console) -> int:
+    doc = kb.document(doc_id)
+    chunks = kb.chunks_of(doc_id)
+    if as_json:
+        payload = {
+            **doc.meta.model_dump(mode="json"),
+            "validity": kb.validity(doc).value,
+            "content_hash": doc.content_hash,
+            "source": doc.source,
+            "ingested_at": doc.ingested_at.isoformat(),
+            "chunks": [{"heading": h, "text": t} for h, t in chunks],
+        }
+        out.print(json.dumps(payload, ensure_ascii=False, indent=2), markup=False)
+        return 0
+    table = Table(show_header=False, title=escape(doc.meta.title))
+    for key, value in doc.meta.model_dump(mode="json").items():
+        table.add_row(key, escape(str(value)))
+    table.add_row("validity", kb.validity(doc).value)
+    table.add_row("source", escape(doc.source))
+    table.add_row("ingested_at", doc.ingested_at.isoformat(timespec="seconds"))
+    out.print(table)
+    for number, (heading, text) in enumerate(chunks, start=1):
+        out.print(f"\n[bold]#{number} {escape(heading)}[/]\n{escape(text)}")
+    return 0
+
+
+def hit_json(hit: Hit, rank: int) -> dict[str, Any]:
+    meta = hit.doc.meta
+    return {
+        "rank": rank,
+        "score": round(hit.score, 6),
+        "found_by": hit.found_by,
+        "dense_rank": hit.dense_rank,
+        "dense_score": None if hit.dense_score is None else round(hit.dense_score, 4),
+        "lexical_rank": hit.lexical_rank,
+        "lexical_score": None if hit.lexical_score is None else round(hit.lexical_score, 4),
+        "doc_id": meta.id,
+        "title": meta.title,
+        "lang": meta.lang,
+        "region": meta.region,
+        "authority": meta.authority,
+        "doc_number": meta.doc_number,
+        "heading": hit.heading,
+        "text": hit.text,
+    }
+
+
+def _print_hits(hits: list[Hit], as_json: bool, out: Console) -> None:
+    if as_json:
+        rows = [hit_json(h, r) for r, h in enumerate(hits, start=1)]
+        out.print(json.dumps(rows, ensure_ascii=False, indent=2), markup=False)
+        return
+    if not hits:
+        out.print("No matching passages.")
+        return
+    table = Table(show_lines=True)
+    for column in ("#", "score", "found by", "document", "passage"):
+        table.add_column(column)
+    for rank, hit in enumerate(hits, start=1):
+        ranks = []
+        if hit.dense_rank is not None:
+            ranks.append(f"dense #{hit.dense_rank} ({hit.dense_score:.3f})")
+        if hit.lexical_rank is not None:
+            ranks.append(f"lexical #{hit.lexical_rank} ({hit.lexical_score:.2f})")
+        snippet = hit.text if len(hit.text) <= 240 else hit.text[:240] + "…"
+        table.add_row(
+            str(rank),
+            f"{hit.score:.4f}",
+            "\n".join(ranks),
+            f"{escape(hit.doc_id)}\n[dim]{escape(hit.heading)}[/]",
+            escape(snippet),
+        )
+    out.print(table)
+
+
+def _chat(settings: Settings, out: Console, err: Console) -> int:
+    kb = _open(settings, err)
+    out.print(
+        "[bold]GradGuide[/] — ask about employment policies, labour rights or procedures.\n"
+        "毕业生就业政策、劳动权益、手续办理，请直接提问。 /quit to leave · 输入 /quit 退出\n"
+    )
+    interactive = sys.stdin.isatty()
+    while True:
+        try:
+            question = input("> " if interactive else "")
+        except EOFError:
+            return 0
+        question = question.strip()
+        if question in ("/quit", "/exit", "/q"):
+            return 0
+        if not question:
+            continue
+        hits = kb.search(question, k=3)
+        if not hits:
+            out.print("No matching passage in the knowledge base. 知识库中没有找到相关内容。")
+            continue
+        for hit in hits:
+            meta = hit.doc.meta
+            cite = " · ".join(
+                escape(x) for x in (meta.title, meta.doc_number or "", meta.authority) if x
+            )
+            out.print(f"[bold cyan]{cite}[/]\n[dim]{escape(hit.heading)}[/]\n{escape(hit.text)}\n")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    sys.exit(main())

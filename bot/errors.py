@@ -1,0 +1,93 @@
+"""GradGuide's exceptions, all in one tree::
+
+    GradGuideError
+    ├── ConfigError                 a setting is invalid or a plugin is not installed
+    ├── EmbeddingError              the embedding model failed (remote server down, bad reply)
+    └── KnowledgeBaseError
+        ├── IndexUnavailableError   the vector store cannot be reached
+        ├── DocumentNotFoundError   no document with that id
+        └── IngestError             one input file was refused; carries the path and a reason
+            ├── UnsupportedFileError    unknown extension
+            ├── FileTooLargeError       over GRADGUIDE_MAX_FILE_MB
+            ├── EmptyFileError          no bytes, or no text after extraction
+            ├── BinaryFileError         not text (NUL bytes, control characters)
+            ├── EncodingError           text that is not UTF-8
+            ├── CorruptFileError        a PDF/DOCX that cannot be parsed
+            ├── MetadataError           a required field is missing or has the wrong type
+            └── DuplicateIdError        two files in one batch claim the same id
+
+Channels catch ``GradGuideError`` and show its message; anything else is a bug.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class GradGuideError(Exception):
+    """Base class: the message is meant for a person (admin or developer)."""
+
+
+class ConfigError(GradGuideError):
+    pass
+
+
+class EmbeddingError(GradGuideError):
+    pass
+
+
+class KnowledgeBaseError(GradGuideError):
+    pass
+
+
+class IndexUnavailableError(KnowledgeBaseError):
+    pass
+
+
+class DocumentNotFoundError(KnowledgeBaseError):
+    def __init__(self, doc_id: str) -> None:
+        super().__init__(f"no document with id {doc_id!r}")
+        self.doc_id = doc_id
+
+
+class IngestError(KnowledgeBaseError):
+    """A file was refused. ``str(err)`` names the file and the reason."""
+
+    def __init__(self, path: Path | str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = Path(path)
+        self.reason = reason
+
+
+class UnsupportedFileError(IngestError):
+    pass
+
+
+class FileTooLargeError(IngestError):
+    pass
+
+
+class EmptyFileError(IngestError):
+    pass
+
+
+class BinaryFileError(IngestError):
+    pass
+
+
+class EncodingError(IngestError):
+    pass
+
+
+class CorruptFileError(IngestError):
+    pass
+
+
+class MetadataError(IngestError):
+    def __init__(self, path: Path | str, field: str, reason: str) -> None:
+        super().__init__(path, f"metadata field {field!r}: {reason}")
+        self.field = field
+
+
+class DuplicateIdError(IngestError):
+    pass

@@ -1,0 +1,1 @@
+"""The knowledge base: loaders, chunking, the index (Chroma + BM25) and the retriever."""

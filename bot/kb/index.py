@@ -1,0 +1,294 @@
+"""The index: chunks with vectors and a registry of documents, both in Chroma.
+
+Two collections per embedding model, so vectors of different models never mix:
+``gg-chunks-<model>`` (one record per chunk) and ``gg-docs-<model>`` (one record per document:
+its metadata, content hash and *active version*).
+
+Replacing a document is atomic for readers: the new chunks are written under a new version,
+then the registry record is flipped to that version (a single upsert), then the old chunks
+are deleted. Readers only ever see chunks of the active version, so a document is never
+missing and never doubled, and a crash part-way leaves only orphans that
+``collect_garbage`` removes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar, cast
+
+import numpy as np
+from chromadb.api import ClientAPI
+from chromadb.api.models.Collection import Collection
+
+from bot.components.embeddings import Vectors
+from bot.errors import DocumentNotFoundError, IndexUnavailableError
+from bot.kb.models import Chunk, DocMeta, IndexedDocument, ParsedDocument
+
+T = TypeVar("T")
+
+
+class ChunkRecord:
+    """A stored chunk (without its vector)."""
+
+    __slots__ = ("chunk_id", "doc_id", "heading", "index", "text", "tokens", "version")
+
+    def __init__(
+        self,
+        chunk_id: str,
+        doc_id: str,
+        version: str,
+        index: int,
+        heading: str,
+        text: str,
+        tokens: list[str],
+    ) -> None:
+        self.chunk_id = chunk_id
+        self.doc_id = doc_id
+        self.version = version
+        self.index = index
+        self.heading = heading
+        self.text = text
+        self.tokens = tokens
+
+
+def _guard(action: Callable[[], T]) -> T:
+    """Run a Chroma call; connection failures become ``IndexUnavailableError``."""
+    try:
+        return action()
+    except (ConnectionError, OSError) as exc:
+        raise IndexUnavailableError(f"the vector store is unavailable: {exc}") from exc
+    except Exception as exc:
+        name = type(exc).__name__
+        if "Connect" in name or "Timeout" in name or "connect" in str(exc).lower():
+            raise IndexUnavailableError(f"the vector store is unavailable: {exc}") from exc
+        raise
+
+
+def version_of(doc_id: str, content_hash: str) -> str:
+    return f"{doc_id}@{content_hash[:16]}"
+
+
+def embedding_text(meta: DocMeta, chunk: Chunk) -> str:
+    """The text that is embedded and tokenized: title and heading path give a chunk context."""
+    headings = [h for h in chunk.headings if h != meta.title]
+    return "\n".join([meta.title, *([" > ".join(headings)] if headings else []), chunk.text])
+
+
+class KnowledgeIndex:
+    def __init__(self, client: ClientAPI, model_key: str) -> None:
+        self.model_key = model_key
+        self._client = client
+
+        def open_collections() -> tuple[Collection, Collection]:
+            chunks = client.get_or_create_collection(
+                f"gg-chunks-{model_key}",
+                embedding_function=None,
+                configuration={"hnsw": {"space": "cosine"}},
+                metadata={"embedding_model": model_key},
+            )
+            registry = client.get_or_create_collection(
+                f"gg-docs-{model_key}",
+                embedding_function=None,
+                metadata={"embedding_model": model_key},
+            )
+            return chunks, registry
+
+        self._chunks, self._registry = _guard(open_collections)
+
+    # -- reading -------------------------------------------------------------------------
+
+    def documents(self) -> list[IndexedDocument]:
+        result = _guard(lambda: self._registry.get(include=["metadatas"]))
+        docs = [_doc_from_record(m) for m in result["metadatas"] or []]
+        return sorted(docs, key=lambda d: d.meta.id)
+
+    def document(self, doc_id: str) -> IndexedDocument:
+        result = _guard(lambda: self._registry.get(ids=[doc_id], include=["metadatas"]))
+        records = result["metadatas"] or []
+        if not records:
+            raise DocumentNotFoundError(doc_id)
+        return _doc_from_record(records[0])
+
+    def fingerprint(self) -> str:
+        """Changes whenever any document is added, replaced or removed."""
+        result = _guard(lambda: self._registry.get(include=["metadatas"]))
+        versions = sorted(str(m["version"]) for m in result["metadatas"] or [])
+        return hashlib.sha256("\n".join(versions).encode()).hexdigest()
+
+    def chunks(self, versions: set[str] | None = None) -> list[ChunkRecord]:
+        """Stored chunks, restricted to the given versions (default: all active ones)."""
+        if versions is None:
+            versions = {d.version for d in self.documents()}
+        result = _guard(lambda: self._chunks.get(include=["metadatas", "documents"]))
+        records: list[ChunkRecord] = []
+        for chunk_id, meta, text in zip(
+            result["ids"], result["metadatas"] or [], result["documents"] or [], strict=True
+        ):
+            if meta["version"] not in versions:
+                continue
+            records.append(
+                ChunkRecord(
+                    chunk_id=chunk_id,
+                    doc_id=str(meta["doc_id"]),
+                    version=str(meta["version"]),
+                    index=int(str(meta["chunk_index"])),
+                    heading=str(meta["heading"]),
+                    text=text,
+                    tokens=str(meta["tokens"]).split(" ") if meta["tokens"] else [],
+                )
+            )
+        return sorted(records, key=lambda r: (r.doc_id, r.index))
+
+    def count_chunks(self) -> int:
+        return int(_guard(self._chunks.count))
+
+    def dense_query(
+        self, vector: Vectors, n_results: int, versions: Sequence[str]
+    ) -> list[tuple[str, float]]:
+        """(chunk id, cosine similarity) of the nearest chunks among the given versions."""
+        if not versions:
+            return []
+        where: Any = (
+            {"version": versions[0]} if len(versions) == 1 else {"version": {"$in": list(versions)}}
+        )
+        result = _guard(
+            lambda: self._chunks.query(
+                query_embeddings=vector[None, :],
+                n_results=n_results,
+                where=where,
+                include=["distances"],
+            )
+        )
+        ids = result["ids"][0] if result["ids"] else []
+        distances = result["distances"][0] if result["distances"] else []
+        return [(cid, 1.0 - float(d)) for cid, d in zip(ids, distances, strict=True)]
+
+    # -- writing -------------------------------------------------------------------------
+
+    def stage_chunks(
+        self,
+        parsed: ParsedDocument,
+        content_hash: str,
+        chunks: Sequence[Chunk],
+        vectors: Vectors,
+        tokens: Sequence[Sequence[str]],
+    ) -> str:
+        """Write a new version's chunks; readers do not see them until ``activate``."""
+        doc_id = parsed.meta.id
+        version = version_of(doc_id, content_hash)
+        if not chunks:
+            return version
+        ids = [f"{version}#{c.index}" for c in chunks]
+        metadatas: list[Any] = [
+            {
+                "doc_id": doc_id,
+                "version": version,
+                "chunk_index": c.index,
+                "heading": c.heading_path,
+                "lang": parsed.meta.lang,
+                "region": parsed.meta.region,
+                "tokens": " ".join(t),
+            }
+            for c, t in zip(chunks, tokens, strict=True)
+        ]
+        _guard(
+            lambda: self._chunks.upsert(
+                ids=ids,
+                embeddings=vectors,
+                documents=[c.text for c in chunks],
+                metadatas=metadatas,
+            )
+        )
+        return version
+
+    def activate(
+        self, parsed: ParsedDocument, content_hash: str, chunk_count: int, now: dt.datetime
+    ) -> IndexedDocument:
+        """Point the registry at the staged version (the atomic step)."""
+        doc = IndexedDocument(
+            meta=parsed.meta,
+            content_hash=content_hash,
+            version=version_of(parsed.meta.id, content_hash),
+            chunk_count=chunk_count,
+            source=str(parsed.source),
+            ingested_at=now,
+        )
+        record: Any = _doc_to_record(doc)
+        _guard(
+            lambda: self._registry.upsert(
+                ids=[doc.meta.id],
+                embeddings=np.ones((1, 1), dtype=np.float32),
+                metadatas=[record],
+                documents=[doc.meta.title],
+            )
+        )
+        return doc
+
+    def purge_other_versions(self, doc_id: str, keep_version: str) -> None:
+        _guard(
+            lambda: self._chunks.delete(
+                where=cast(Any, {"$and": [{"doc_id": doc_id}, {"version": {"$ne": keep_version}}]})
+            )
+        )
+
+    def replace_document(
+        self,
+        parsed: ParsedDocument,
+        content_hash: str,
+        chunks: Sequence[Chunk],
+        vectors: Vectors,
+        tokens: Sequence[Sequence[str]],
+        now: dt.datetime,
+    ) -> IndexedDocument:
+        version = self.stage_chunks(parsed, content_hash, chunks, vectors, tokens)
+        doc = self.activate(parsed, content_hash, len(chunks), now)
+        self.purge_other_versions(parsed.meta.id, version)
+        return doc
+
+    def remove_document(self, doc_id: str) -> IndexedDocument:
+        doc = self.document(doc_id)
+        _guard(lambda: self._registry.delete(ids=[doc_id]))
+        _guard(lambda: self._chunks.delete(where={"doc_id": doc_id}))
+        return doc
+
+    def collect_garbage(self) -> int:
+        """Delete chunks of versions that are not active (left by an interrupted write)."""
+        active = {d.version for d in self.documents()}
+        result = _guard(lambda: self._chunks.get(include=["metadatas"]))
+        orphans = [
+            cid
+            for cid, meta in zip(result["ids"], result["metadatas"] or [], strict=True)
+            if meta["version"] not in active
+        ]
+        if orphans:
+            _guard(lambda: self._chunks.delete(ids=orphans))
+        return len(orphans)
+
+
+def _doc_to_record(doc: IndexedDocument) -> dict[str, str | int]:
+    meta = doc.meta.model_dump(mode="json")
+    return {
+        "meta": json.dumps(meta, ensure_ascii=False),
+        "doc_id": doc.meta.id,
+        "lang": doc.meta.lang,
+        "region": doc.meta.region,
+        "content_hash": doc.content_hash,
+        "version": doc.version,
+        "chunk_count": doc.chunk_count,
+        "source": doc.source,
+        "ingested_at": doc.ingested_at.isoformat(),
+    }
+
+
+def _doc_from_record(record: Any) -> IndexedDocument:
+    return IndexedDocument(
+        meta=DocMeta.model_validate(json.loads(record["meta"])),
+        content_hash=record["content_hash"],
+        version=record["version"],
+        chunk_count=int(record["chunk_count"]),
+        source=record["source"],
+        ingested_at=dt.datetime.fromisoformat(record["ingested_at"]),
+    )

@@ -1,0 +1,387 @@
+"""The lexical side of retrieval: a Chinese/English tokenizer and an Okapi BM25 index.
+
+Chinese is segmented with jieba (search mode) and also indexed as character bigrams, which
+keeps typos and segmentation differences ("试用其", "三放协议") from losing the match.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+_CJK = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_CJK_RUN = re.compile(f"[{_CJK}]+")
+_HAS_CJK = re.compile(f"[{_CJK}]")
+_LATIN = re.compile(r"[a-z0-9]+(?:[.'][a-z0-9]+)*")
+
+# Domain words jieba's default dictionary splits badly.
+DOMAIN_WORDS = [
+    "试用期",
+    "三方协议",
+    "就业协议书",
+    "报到证",
+    "就业报到证",
+    "毕业去向登记",
+    "去向登记",
+    "择业期",
+    "应届生",
+    "应届毕业生",
+    "三支一扶",
+    "西部计划",
+    "特岗计划",
+    "特岗教师",
+    "选调生",
+    "扩岗补助",
+    "求职创业补贴",
+    "就业见习",
+    "灵活就业",
+    "社保",
+    "社会保险",
+    "公积金",
+    "住房公积金",
+    "违约金",
+    "竞业限制",
+    "服务期",
+    "经济补偿",
+    "二倍工资",
+    "双倍工资",
+    "劳动仲裁",
+    "一裁终局",
+    "法律援助",
+    "培训贷",
+    "黑中介",
+    "劳动合同",
+    "无固定期限",
+    "加班费",
+    "最低工资",
+    "欠薪",
+    "拖欠工资",
+    "劳动监察",
+    "劳动保障监察",
+    "学信网",
+    "征兵网",
+    "助学贷款",
+    "国家助学贷款",
+    "学费补偿",
+    "贷款代偿",
+    "创业担保贷款",
+    "事业单位",
+    "国考",
+    "省考",
+    "考公",
+    "考编",
+    "公务员",
+    "档案",
+    "户口",
+    "落户",
+    "失业登记",
+    "失业保险金",
+    "宏志助航",
+    "访企拓岗",
+    "万企进校园",
+    "乙肝",
+    "就业歧视",
+    "三严禁",
+    "网签",
+    "解约",
+    "违约",
+    "押金",
+    "保证金",
+    "扣押身份证",
+    "心理援助",
+]
+
+_ZH_STOP = set(
+    [
+        "的",
+        "了",
+        "是",
+        "在",
+        "我",
+        "你",
+        "他",
+        "她",
+        "它",
+        "们",
+        "吗",
+        "呢",
+        "吧",
+        "啊",
+        "呀",
+        "么",
+        "和",
+        "与",
+        "及",
+        "或",
+        "就",
+        "都",
+        "也",
+        "还",
+        "又",
+        "被",
+        "把",
+        "给",
+        "对",
+        "从",
+        "向",
+        "到",
+        "这",
+        "那",
+        "哪",
+        "个",
+        "些",
+        "之",
+        "其",
+        "而",
+        "且",
+        "如",
+        "若",
+        "等",
+        "能",
+        "会",
+        "要",
+        "可",
+        "以",
+        "为",
+        "于",
+        "上",
+        "下",
+        "中",
+        "有",
+        "没",
+        "无",
+        "不",
+        "很",
+        "太",
+        "多",
+        "少",
+        "怎么",
+        "怎么办",
+        "什么",
+        "如何",
+        "怎样",
+        "请问",
+        "一下",
+        "可以",
+        "是否",
+        "是不是",
+        "有没有",
+        "我们",
+        "你们",
+        "他们",
+        "这个",
+        "那个",
+        "这样",
+        "那样",
+        "自己",
+        "现在",
+        "应该",
+    ]
+)
+_EN_STOP = set(
+    [
+        "a",
+        "an",
+        "the",
+        "and",
+        "or",
+        "but",
+        "if",
+        "of",
+        "to",
+        "in",
+        "on",
+        "at",
+        "by",
+        "for",
+        "with",
+        "from",
+        "as",
+        "is",
+        "are",
+        "was",
+        "were",
+        "be",
+        "been",
+        "being",
+        "do",
+        "does",
+        "did",
+        "doing",
+        "have",
+        "has",
+        "had",
+        "i",
+        "me",
+        "my",
+        "we",
+        "our",
+        "you",
+        "your",
+        "he",
+        "she",
+        "it",
+        "its",
+        "they",
+        "them",
+        "their",
+        "this",
+        "that",
+        "these",
+        "those",
+        "what",
+        "which",
+        "who",
+        "whom",
+        "how",
+        "when",
+        "where",
+        "why",
+        "can",
+        "could",
+        "should",
+        "would",
+        "will",
+        "shall",
+        "may",
+        "might",
+        "must",
+        "not",
+        "no",
+        "yes",
+        "so",
+        "than",
+        "then",
+        "there",
+        "here",
+        "about",
+        "into",
+        "over",
+        "after",
+        "before",
+        "up",
+        "down",
+        "out",
+        "any",
+        "some",
+        "all",
+        "just",
+        "also",
+        "very",
+        "too",
+        "more",
+        "most",
+        "much",
+        "many",
+        "get",
+        "got",
+        "there's",
+        "it's",
+        "i'm",
+        "im",
+        "dont",
+        "don't",
+        "please",
+        "hi",
+        "hello",
+    ]
+)
+
+
+def _stem(word: str) -> str:
+    if len(word) > 4 and word.endswith("ies"):
+        return word[:-3] + "y"
+    if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
+        return word[:-1]
+    return word
+
+
+class Tokenizer:
+    """Lowercased terms: jieba words (no stop words), CJK bigrams, stemmed English words.
+
+    jieba is loaded on first use of Chinese text (its dictionary takes ~0.6 s), with its
+    cache kept under ``cache_dir``.
+    """
+
+    def __init__(self, cache_dir: Path | None = None) -> None:
+        self._cache_dir = cache_dir
+        self._lock = threading.Lock()
+        self._jieba: Any = None
+
+    def _segmenter(self) -> Any:
+        with self._lock:
+            if self._jieba is None:
+                import logging
+
+                import jieba
+
+                jieba.setLogLevel(logging.WARNING)
+                if self._cache_dir is not None:
+                    self._cache_dir.mkdir(parents=True, exist_ok=True)
+                    jieba.dt.tmp_dir = str(self._cache_dir)
+                jieba.initialize()
+                for word in DOMAIN_WORDS:
+                    jieba.add_word(word, freq=20000)
+                self._jieba = jieba
+        return self._jieba
+
+    def __call__(self, text: str) -> list[str]:
+        lowered = text.lower()
+        tokens: list[str] = []
+        if _HAS_CJK.search(lowered):
+            jieba = self._segmenter()
+            for run in _CJK_RUN.findall(lowered):
+                for word in jieba.lcut_for_search(run):
+                    if len(word) >= 2 and word not in _ZH_STOP:
+                        tokens.append(word)
+                tokens.extend("~" + run[i : i + 2] for i in range(len(run) - 1))
+        for word in _LATIN.findall(lowered):
+            if word not in _EN_STOP and (len(word) > 1 or word.isdigit()):
+                tokens.append(_stem(word))
+        return tokens
+
+
+class Bm25Index:
+    """Okapi BM25 over pre-tokenized documents."""
+
+    def __init__(self, documents: Sequence[Sequence[str]], k1: float = 1.2, b: float = 0.75):
+        self.k1 = k1
+        self.b = b
+        self.size = len(documents)
+        lengths = np.array([len(d) for d in documents], dtype=np.float32)
+        self._avg = float(lengths.mean()) if self.size else 0.0
+        self._norm = k1 * (1 - b + b * lengths / self._avg) if self.size and self._avg else lengths
+        postings: dict[str, tuple[list[int], list[int]]] = {}
+        for doc_index, document in enumerate(documents):
+            for term, tf in Counter(document).items():
+                rows, tfs = postings.setdefault(term, ([], []))
+                rows.append(doc_index)
+                tfs.append(tf)
+        self._postings: dict[str, tuple[NDArray[np.int64], NDArray[np.float32], float]] = {}
+        for term, (rows, tfs) in postings.items():
+            df = len(rows)
+            idf = math.log(1 + (self.size - df + 0.5) / (df + 0.5))
+            self._postings[term] = (
+                np.array(rows, dtype=np.int64),
+                np.array(tfs, dtype=np.float32),
+                idf,
+            )
+
+    def scores(self, query_tokens: Sequence[str]) -> NDArray[np.float32]:
+        """A BM25 score for every document (0 where no query term occurs)."""
+        scores = np.zeros(self.size, dtype=np.float32)
+        for term in set(query_tokens):
+            entry = self._postings.get(term)
+            if entry is None:
+                continue
+            rows, tfs, idf = entry
+            scores[rows] += idf * tfs * (self.k1 + 1) / (tfs + self._norm[rows])
+        return scores

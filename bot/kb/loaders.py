@@ -1,0 +1,281 @@
+"""Turn a file (Markdown, text, HTML, PDF, DOCX) into a ``ParsedDocument``.
+
+Every refusal is an ``IngestError`` subclass whose message names the file and the reason.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Iterable, Mapping
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any, ClassVar
+
+import yaml
+from pydantic import ValidationError
+
+from bot.errors import (
+    BinaryFileError,
+    CorruptFileError,
+    EmptyFileError,
+    EncodingError,
+    FileTooLargeError,
+    MetadataError,
+    UnsupportedFileError,
+)
+from bot.kb.models import REQUIRED_FIELDS, DocMeta, ParsedDocument, Section
+
+TEXT_SUFFIXES = {".md", ".markdown", ".txt"}
+HTML_SUFFIXES = {".html", ".htm"}
+SUPPORTED_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | {".pdf", ".docx"}
+
+_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
+_FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|\Z)", re.S)
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def iter_source_files(paths: Iterable[Path]) -> Iterable[Path]:
+    """Expand folders (recursively, sorted); README files in folders are documentation."""
+    for path in paths:
+        if path.is_dir():
+            for child in sorted(path.rglob("*")):
+                if (
+                    child.is_file()
+                    and child.suffix.lower() in SUPPORTED_SUFFIXES
+                    and not child.name.lower().startswith("readme")
+                    and not any(part.startswith(".") for part in child.relative_to(path).parts)
+                ):
+                    yield child
+        else:
+            yield path
+
+
+def load_file(
+    path: Path, overrides: Mapping[str, Any] | None = None, *, max_bytes: int
+) -> ParsedDocument:
+    """Load and validate one file; ``overrides`` (from the command line) beat front matter."""
+    suffix = path.suffix.lower()
+    if suffix not in SUPPORTED_SUFFIXES:
+        raise UnsupportedFileError(
+            path, f"unsupported file type {suffix or '(none)'}; use .md, .txt, .html, .pdf or .docx"
+        )
+    if not path.is_file():
+        raise EmptyFileError(path, "not a readable file")
+    size = path.stat().st_size
+    if size == 0:
+        raise EmptyFileError(path, "the file is empty")
+    if size > max_bytes:
+        raise FileTooLargeError(
+            path,
+            f"the file is {size / 1_048_576:.1f} MB, over the {max_bytes / 1_048_576:.0f} MB "
+            "limit (GRADGUIDE_MAX_FILE_MB); split it into smaller documents",
+        )
+    data = path.read_bytes()
+    front: dict[str, Any] = {}
+    intrinsic_title: str | None = None
+    if suffix in TEXT_SUFFIXES or suffix in HTML_SUFFIXES:
+        text = _decode_text(path, data)
+        if suffix in HTML_SUFFIXES:
+            intrinsic_title, body = _html_to_markdown(text)
+        else:
+            front, body = _split_front_matter(path, text)
+    elif suffix == ".pdf":
+        intrinsic_title, body = _pdf_to_text(path, data)
+    else:
+        intrinsic_title, body = _docx_to_markdown(path, data)
+
+    fields = {**front, **{k: v for k, v in (overrides or {}).items() if v is not None}}
+    if not fields.get("title") and intrinsic_title:
+        fields["title"] = intrinsic_title
+    meta = _validate_meta(path, fields)
+    sections = split_sections(body, meta.title)
+    if not sections:
+        raise EmptyFileError(path, "no text after the metadata")
+    return ParsedDocument(meta=meta, sections=sections, source=path.resolve())
+
+
+def _decode_text(path: Path, data: bytes) -> str:
+    if b"\x00" in data[:65536]:
+        raise BinaryFileError(path, "this is a binary file, not text (it contains NUL bytes)")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        hint = ""
+        try:
+            data.decode("gb18030")
+            hint = " It looks like GBK/GB18030 text."
+        except UnicodeDecodeError:
+            pass
+        raise EncodingError(
+            path,
+            f"the text is not UTF-8 (bad byte at offset {exc.start}).{hint} "
+            "Save it as UTF-8 and try again",
+        ) from exc
+    sample = text[:65536]
+    if sample and len(_CONTROL.findall(sample)) / len(sample) > 0.01:
+        raise BinaryFileError(path, "this looks like binary data, not text (control characters)")
+    return text
+
+
+def _split_front_matter(path: Path, text: str) -> tuple[dict[str, Any], str]:
+    match = _FRONT_MATTER.match(text)
+    if not match:
+        return {}, text
+    try:
+        loaded = yaml.safe_load(match.group(1))
+    except yaml.YAMLError as exc:
+        raise MetadataError(path, "front matter", f"invalid YAML: {exc}") from exc
+    if loaded is None:
+        loaded = {}
+    if not isinstance(loaded, dict):
+        raise MetadataError(path, "front matter", "must be a mapping of `field: value` lines")
+    return {str(k): v for k, v in loaded.items()}, text[match.end() :]
+
+
+def _validate_meta(path: Path, fields: dict[str, Any]) -> DocMeta:
+    for name in REQUIRED_FIELDS:
+        if fields.get(name) in (None, ""):
+            raise MetadataError(path, name, "is required but missing")
+    try:
+        return DocMeta.model_validate(fields)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "front matter"
+        value = first.get("input")
+        raise MetadataError(path, where, f"{first['msg']} (got {value!r})") from exc
+
+
+def split_sections(body: str, title: str) -> list[Section]:
+    """Cut Markdown text at headings; each section keeps its heading path."""
+    sections: list[Section] = []
+    stack: list[tuple[int, str]] = []
+    buffer: list[str] = []
+    in_fence = False
+
+    def flush() -> None:
+        text = "\n".join(buffer).strip()
+        buffer.clear()
+        if text:
+            headings = [h for _, h in stack] or [title]
+            sections.append(Section(headings=headings, text=re.sub(r"\n{3,}", "\n\n", text)))
+
+    for line in body.splitlines():
+        if line.lstrip().startswith("```"):
+            in_fence = not in_fence
+        match = None if in_fence else _HEADING.match(line)
+        if match:
+            flush()
+            level = len(match.group(1))
+            while stack and stack[-1][0] >= level:
+                stack.pop()
+            stack.append((level, match.group(2).strip()))
+        else:
+            buffer.append(line)
+    flush()
+    return sections
+
+
+class _HtmlText(HTMLParser):
+    _BLOCK: ClassVar[set[str]] = {
+        "p",
+        "div",
+        "li",
+        "tr",
+        "br",
+        "section",
+        "article",
+        "table",
+        "ul",
+        "ol",
+        "dd",
+        "dt",
+    }
+    _SKIP: ClassVar[set[str]] = {"script", "style", "noscript", "template", "head"}
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.title: str | None = None
+        self._skip = 0
+        self._in_title = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "title":
+            self._in_title = True
+        elif tag in self._SKIP:
+            self._skip += 1
+        elif re.fullmatch(r"h[1-6]", tag):
+            self.parts.append("\n\n" + "#" * int(tag[1]) + " ")
+        elif tag in self._BLOCK:
+            self.parts.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "title":
+            self._in_title = False
+        elif tag in self._SKIP:
+            self._skip = max(0, self._skip - 1)
+        elif re.fullmatch(r"h[1-6]", tag) or tag in self._BLOCK:
+            self.parts.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        if self._in_title:
+            self.title = (self.title or "") + data.strip()
+        elif not self._skip:
+            self.parts.append(re.sub(r"[ \t\r\n]+", " ", data))
+
+
+def _html_to_markdown(text: str) -> tuple[str | None, str]:
+    parser = _HtmlText()
+    parser.feed(text)
+    parser.close()
+    lines = [line.strip() for line in "".join(parser.parts).splitlines()]
+    return parser.title or None, "\n".join(lines)
+
+
+def _pdf_to_text(path: Path, data: bytes) -> tuple[str | None, str]:
+    from pypdf import PdfReader
+    from pypdf.errors import PyPdfError
+
+    try:
+        reader = PdfReader(io.BytesIO(data), strict=False)
+        pages = [page.extract_text() or "" for page in reader.pages]
+        title = reader.metadata.title if reader.metadata else None
+    except (PyPdfError, ValueError, KeyError, TypeError, OSError, AttributeError) as exc:
+        raise CorruptFileError(path, f"the PDF cannot be read ({exc})") from exc
+    text = "\n\n".join(p.strip() for p in pages)
+    if not text.strip():
+        raise EmptyFileError(
+            path, "the PDF has no extractable text (a scanned image? run OCR on it first)"
+        )
+    return (str(title) if title else None), text
+
+
+def _docx_to_markdown(path: Path, data: bytes) -> tuple[str | None, str]:
+    import zipfile
+
+    import docx
+    from docx.opc.exceptions import PackageNotFoundError
+
+    try:
+        document = docx.Document(io.BytesIO(data))
+    except (PackageNotFoundError, zipfile.BadZipFile, KeyError, ValueError) as exc:
+        raise CorruptFileError(path, f"the DOCX cannot be read ({exc})") from exc
+    lines: list[str] = []
+    for paragraph in document.paragraphs:
+        text = paragraph.text.strip()
+        if not text:
+            continue
+        style = (paragraph.style.name if paragraph.style is not None else "") or ""
+        match = re.match(r"(?:Heading|标题)\s*(\d)", style)
+        if style == "Title":
+            lines.append(f"# {text}")
+        elif match:
+            lines.append("#" * min(6, int(match.group(1))) + " " + text)
+        else:
+            lines.append(text)
+    for table in document.tables:
+        for row in table.rows:
+            lines.append(" | ".join(cell.text.strip() for cell in row.cells))
+    title = document.core_properties.title or None
+    return title, "\n\n".join(lines)

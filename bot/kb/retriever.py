@@ -1,0 +1,217 @@
+"""Hybrid retrieval: dense (Chroma) + lexical (BM25), fused by reciprocal rank.
+
+Filters: validity (expired and not-yet-effective documents are left out unless asked for),
+region (a region keeps national documents and that region's), and language (a preference by
+default, a hard filter with ``lang_only``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from bot.components.embeddings import Embedder
+from bot.kb.index import ChunkRecord, KnowledgeIndex
+from bot.kb.lexical import Bm25Index, Tokenizer
+from bot.kb.models import IndexedDocument, Lang, Validity
+from bot.kb.regions import normalise_region
+from bot.settings import Settings
+
+Mode = Literal["hybrid", "dense", "lexical"]
+
+_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
+_LATIN_WORD = re.compile(r"[A-Za-z]+")
+
+
+def detect_lang(text: str) -> Lang:
+    """The dominant language: Chinese characters against English words (a word ~ 2 chars)."""
+    cjk = len(_CJK.findall(text))
+    latin = sum(min(len(w), 8) for w in _LATIN_WORD.findall(text)) / 2.5
+    return "zh" if cjk >= latin and cjk > 0 else "en"
+
+
+@dataclass
+class Hit:
+    """One retrieved chunk with how it was found."""
+
+    chunk_id: str
+    doc: IndexedDocument
+    heading: str
+    text: str
+    score: float
+    dense_rank: int | None = None
+    dense_score: float | None = None
+    lexical_rank: int | None = None
+    lexical_score: float | None = None
+
+    @property
+    def doc_id(self) -> str:
+        return self.doc.meta.id
+
+    @property
+    def found_by(self) -> str:
+        parts = [
+            name
+            for name, rank in (("dense", self.dense_rank), ("lexical", self.lexical_rank))
+            if rank is not None
+        ]
+        return "+".join(parts)
+
+
+@dataclass
+class _Snapshot:
+    fingerprint: str
+    documents: dict[str, IndexedDocument]
+    chunks: list[ChunkRecord]
+    by_id: dict[str, int]
+    bm25: Bm25Index
+    chunk_doc: list[str] = field(default_factory=list)
+
+
+class Retriever:
+    def __init__(
+        self,
+        index: KnowledgeIndex,
+        embedder: Embedder,
+        tokenizer: Tokenizer,
+        settings: Settings,
+        clock: Callable[[], dt.date] = dt.date.today,
+    ) -> None:
+        self._index = index
+        self._embedder = embedder
+        self._tokenize = tokenizer
+        self._settings = settings
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._snapshot: _Snapshot | None = None
+        self._checked_at = 0.0
+
+    def refresh(self, force: bool = False) -> None:
+        """Reload documents and the lexical index if the index changed since the last look."""
+        with self._lock:
+            now = time.monotonic()
+            if (
+                not force
+                and self._snapshot is not None
+                and now - self._checked_at < self._settings.index_refresh_s
+            ):
+                return
+            fingerprint = self._index.fingerprint()
+            self._checked_at = now
+            if (
+                not force
+                and self._snapshot is not None
+                and self._snapshot.fingerprint == fingerprint
+            ):
+                return
+            documents = {d.meta.id: d for d in self._index.documents()}
+            chunks = self._index.chunks({d.version for d in documents.values()})
+            self._snapshot = _Snapshot(
+                fingerprint=fingerprint,
+                documents=documents,
+                chunks=chunks,
+                by_id={c.chunk_id: i for i, c in enumerate(chunks)},
+                bm25=Bm25Index([c.tokens for c in chunks]),
+                chunk_doc=[c.doc_id for c in chunks],
+            )
+
+    def documents(self) -> dict[str, IndexedDocument]:
+        self.refresh()
+        assert self._snapshot is not None
+        return self._snapshot.documents
+
+    def search(
+        self,
+        query: str,
+        *,
+        k: int | None = None,
+        lang: Lang | None = None,
+        lang_only: bool = False,
+        region: str | None = None,
+        include_inactive: bool = False,
+        mode: Mode = "hybrid",
+        today: dt.date | None = None,
+    ) -> list[Hit]:
+        """The ``k`` best chunks for ``query``. ``lang`` defaults to the query's language."""
+        self.refresh()
+        snap = self._snapshot
+        assert snap is not None
+        k = k or self._settings.retrieval_k
+        today = today or self._clock()
+        preferred: Lang = lang or detect_lang(query)
+        region_code = normalise_region(region) if region else None
+
+        allowed = {
+            doc_id: doc
+            for doc_id, doc in snap.documents.items()
+            if (include_inactive or doc.validity(today) is Validity.ACTIVE)
+            and (region_code is None or doc.meta.region in ("national", region_code))
+            and (not lang_only or doc.meta.lang == preferred)
+        }
+        if not allowed or not query.strip():
+            return []
+        n = self._settings.retrieval_candidates
+
+        dense: list[tuple[str, float]] = []
+        if mode in ("hybrid", "dense"):
+            vector = self._embedder.embed_query(query)
+            versions = sorted(d.version for d in allowed.values())
+            dense = [
+                (cid, s)
+                for cid, s in self._index.dense_query(vector, n, versions)
+                if cid in snap.by_id
+            ]
+        lexical: list[tuple[str, float]] = []
+        if mode in ("hybrid", "lexical"):
+            scores = snap.bm25.scores(self._tokenize(query))
+            mask = np.array([doc_id in allowed for doc_id in snap.chunk_doc], dtype=bool)
+            scores = np.where(mask, scores, 0.0)
+            top = np.argsort(-scores, kind="stable")[:n]
+            lexical = [(snap.chunks[i].chunk_id, float(scores[i])) for i in top if scores[i] > 0]
+
+        hits: dict[str, Hit] = {}
+
+        def hit_for(chunk_id: str) -> Hit:
+            if chunk_id not in hits:
+                record = snap.chunks[snap.by_id[chunk_id]]
+                hits[chunk_id] = Hit(
+                    chunk_id=chunk_id,
+                    doc=snap.documents[record.doc_id],
+                    heading=record.heading,
+                    text=record.text,
+                    score=0.0,
+                )
+            return hits[chunk_id]
+
+        for rank, (cid, score) in enumerate(dense, start=1):
+            hit = hit_for(cid)
+            hit.dense_rank, hit.dense_score = rank, score
+        for rank, (cid, score) in enumerate(lexical, start=1):
+            hit = hit_for(cid)
+            hit.lexical_rank, hit.lexical_score = rank, score
+
+        rrf_k = self._settings.rrf_k
+        for hit in hits.values():
+            if mode == "dense":
+                hit.score = hit.dense_score or 0.0
+            elif mode == "lexical":
+                hit.score = hit.lexical_score or 0.0
+            else:
+                hit.score = sum(
+                    1.0 / (rrf_k + rank)
+                    for rank in (hit.dense_rank, hit.lexical_rank)
+                    if rank is not None
+                )
+                if hit.doc.meta.lang == preferred:
+                    hit.score *= 1.0 + self._settings.lang_boost
+                if region_code is not None and hit.doc.meta.region == region_code:
+                    hit.score *= 1.1
+        ranked = sorted(hits.values(), key=lambda h: (-h.score, h.chunk_id))
+        return ranked[:k]
