@@ -66,6 +66,8 @@ class Settings(BaseSettings):
     retrieval_k: int = Field(default=5, ge=1, le=50)
     retrieval_candidates: int = Field(default=30, ge=5, le=500)
     rrf_k: int = Field(default=60, ge=1)
+    dense_weight: float = Field(default=0.8, ge=0.0, description="Weight of the dense ranks.")
+    lexical_weight: float = Field(default=1.0, ge=0.0, description="Weight of the BM25 ranks.")
     lang_boost: float = Field(
         default=0.6, ge=0.0, description="Extra fused score for chunks in the preferred language."
     )

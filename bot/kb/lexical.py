@@ -99,6 +99,57 @@ DOMAIN_WORDS = [
     "心理援助",
 ]
 
+# Graduates often type pinyin for Chinese policy terms; the English documents keep the
+# Chinese term in brackets, so mapping pinyin to the characters matches both languages.
+PINYIN_TERMS: dict[str, str] = {
+    "guokao": "国考",
+    "shengkao": "省考",
+    "kaogong": "考公 公务员",
+    "kaobian": "考编 事业单位",
+    "shiye danwei": "事业单位",
+    "shiyedanwei": "事业单位",
+    "bianzhi": "编制",
+    "xuandiaosheng": "选调生",
+    "xuandiao": "选调生",
+    "sanzhiyifu": "三支一扶",
+    "san zhi yi fu": "三支一扶",
+    "tegang": "特岗",
+    "xibu jihua": "西部计划",
+    "hukou": "户口",
+    "dang'an": "档案",
+    "dangan": "档案",
+    "sanfang xieyi": "三方协议",
+    "sanfang": "三方协议",
+    "baodaozheng": "报到证",
+    "shebao": "社保",
+    "gongjijin": "公积金",
+    "wuxian yijin": "五险一金 社保 公积金",
+    "yingjiesheng": "应届生",
+    "yingjie": "应届生",
+    "zeyeqi": "择业期",
+    "xuexin": "学信网",
+    "chsi": "学信网",
+    "zhengbing": "征兵",
+    "laodong zhongcai": "劳动仲裁",
+    "zhongcai": "仲裁",
+    "peixundai": "培训贷",
+    "shiyongqi": "试用期",
+}
+_PINYIN = re.compile(
+    r"(?<![a-z])("
+    + "|".join(re.escape(k) for k in sorted(PINYIN_TERMS, key=len, reverse=True))
+    + r")(?![a-z])"
+)
+
+
+def expand_pinyin(text: str) -> str:
+    """Append the Chinese term for every known pinyin policy term in ``text``."""
+    found = _PINYIN.findall(text.lower())
+    if not found:
+        return text
+    return text + " " + " ".join(dict.fromkeys(PINYIN_TERMS[m] for m in found))
+
+
 _ZH_STOP = set(
     [
         "的",
@@ -334,7 +385,7 @@ class Tokenizer:
         return self._jieba
 
     def __call__(self, text: str) -> list[str]:
-        lowered = text.lower()
+        lowered = expand_pinyin(text.lower())
         tokens: list[str] = []
         if _HAS_CJK.search(lowered):
             jieba = self._segmenter()

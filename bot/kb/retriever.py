@@ -19,7 +19,7 @@ import numpy as np
 
 from bot.components.embeddings import Embedder
 from bot.kb.index import ChunkRecord, KnowledgeIndex
-from bot.kb.lexical import Bm25Index, Tokenizer
+from bot.kb.lexical import Bm25Index, Tokenizer, expand_pinyin
 from bot.kb.models import IndexedDocument, Lang, Validity
 from bot.kb.regions import normalise_region
 from bot.settings import Settings
@@ -161,7 +161,7 @@ class Retriever:
 
         dense: list[tuple[str, float]] = []
         if mode in ("hybrid", "dense"):
-            vector = self._embedder.embed_query(query)
+            vector = self._embedder.embed_query(expand_pinyin(query))
             versions = sorted(d.version for d in allowed.values())
             dense = [
                 (cid, s)
@@ -205,8 +205,11 @@ class Retriever:
                 hit.score = hit.lexical_score or 0.0
             else:
                 hit.score = sum(
-                    1.0 / (rrf_k + rank)
-                    for rank in (hit.dense_rank, hit.lexical_rank)
+                    weight / (rrf_k + rank)
+                    for rank, weight in (
+                        (hit.dense_rank, self._settings.dense_weight),
+                        (hit.lexical_rank, self._settings.lexical_weight),
+                    )
                     if rank is not None
                 )
                 if hit.doc.meta.lang == preferred:
