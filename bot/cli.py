@@ -27,9 +27,10 @@ from rich.table import Table
 from bot.errors import GradGuideError
 from bot.kb.ingest import IngestReport
 from bot.kb.ingest import Progress as ProgressCallback
-from bot.kb.models import Validity
-from bot.kb.retriever import Hit
+from bot.kb.models import Lang, Validity
+from bot.kb.retriever import Hit, detect_lang
 from bot.kb.service import KnowledgeBase
+from bot.prompts import Messages
 from bot.settings import Settings
 
 META_OPTIONS = (
@@ -112,10 +113,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _open(settings: Settings, err: Console) -> KnowledgeBase:
+def _open(settings: Settings, err: Console, lang: Lang = "en") -> KnowledgeBase:
     kb = KnowledgeBase.open(settings)
     if not kb.documents():
-        err.print(f"Building the index from {settings.knowledge_dir} (first use)…")
+        err.print(Messages.load().get("building_index", lang, path=settings.knowledge_dir))
         report = _with_progress(
             err, len(kb.ingestor.expand([settings.knowledge_dir])), kb.ensure_built
         )
@@ -181,7 +182,8 @@ def _kb(args: argparse.Namespace, settings: Settings, out: Console, err: Console
         _print_report(report, out)
         return 1 if report.failed else 0
 
-    kb = _open(settings, err)
+    # Searching builds the index on first use; the other commands show the index as it is.
+    kb = _open(settings, err) if command == "search" else KnowledgeBase.open(settings)
     if command == "list":
         return _list(kb, args.json, out)
     if command == "show":
@@ -328,11 +330,9 @@ def _print_hits(hits: list[Hit], as_json: bool, out: Console) -> None:
 
 
 def _chat(settings: Settings, out: Console, err: Console) -> int:
+    messages = Messages.load()
     kb = _open(settings, err)
-    out.print(
-        "[bold]GradGuide[/] — ask about employment policies, labour rights or procedures.\n"
-        "毕业生就业政策、劳动权益、手续办理，请直接提问。 /quit to leave · 输入 /quit 退出\n"
-    )
+    out.print(messages.get("welcome", "zh") + "\n" + messages.get("welcome", "en") + "\n")
     interactive = sys.stdin.isatty()
     while True:
         try:
@@ -344,10 +344,12 @@ def _chat(settings: Settings, out: Console, err: Console) -> int:
             return 0
         if not question:
             continue
+        lang = detect_lang(question)
         hits = kb.search(question, k=3)
         if not hits:
-            out.print("No matching passage in the knowledge base. 知识库中没有找到相关内容。")
+            out.print(messages.get("no_match", lang))
             continue
+        out.print(f"[bold]{escape(messages.get('passages_intro', lang))}[/]")
         for hit in hits:
             meta = hit.doc.meta
             cite = " · ".join(

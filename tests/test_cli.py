@@ -119,7 +119,11 @@ def test_errors_are_messages_not_tracebacks(env: Settings, tmp_path: Path) -> No
         [sys.executable, "-m", "bot", "kb", "remove", "no-such-doc"],
         capture_output=True,
         text=True,
-        env={"GRADGUIDE_DATA_DIR": str(env.data_dir), "PATH": "/usr/bin:/bin"},
+        env={
+            "GRADGUIDE_DATA_DIR": str(env.data_dir),
+            "GRADGUIDE_KNOWLEDGE_DIR": str(env.knowledge_dir),
+            "PATH": "/usr/bin:/bin",
+        },
         check=False,
     )
     assert result.returncode == 2

@@ -7,6 +7,7 @@ whether it is re-embedded. One bad file never stops the batch.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -22,6 +23,8 @@ from bot.kb.lexical import Tokenizer
 from bot.kb.loaders import iter_source_files, load_file
 from bot.kb.models import ParsedDocument
 from bot.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 Status = Literal["added", "updated", "unchanged", "failed"]
 
@@ -95,8 +98,19 @@ class Ingestor:
                 parsed.append(load_file(path, overrides, max_bytes=max_bytes))
             except IngestError as exc:
                 report.outcomes.append(_failed(path, exc))
-                if on_file_done:
-                    on_file_done(str(path))
+            except Exception as exc:  # a loader bug must not stop the batch
+                logger.exception("unexpected error loading %s", path)
+                report.outcomes.append(
+                    FileOutcome(
+                        path=str(path),
+                        status="failed",
+                        error=f"could not be read ({type(exc).__name__}: {exc})",
+                    )
+                )
+            else:
+                continue
+            if on_file_done:
+                on_file_done(str(path))
 
         by_id: dict[str, list[ParsedDocument]] = defaultdict(list)
         for doc in parsed:

@@ -68,7 +68,7 @@ def load_file(
     if size > max_bytes:
         raise FileTooLargeError(
             path,
-            f"the file is {size / 1_048_576:.1f} MB, over the {max_bytes / 1_048_576:.0f} MB "
+            f"the file is {size / 1_048_576:.1f} MB, over the {max_bytes / 1_048_576:g} MB "
             "limit (GRADGUIDE_MAX_FILE_MB); split it into smaller documents",
         )
     data = path.read_bytes()
@@ -96,6 +96,8 @@ def load_file(
 
 
 def _decode_text(path: Path, data: bytes) -> str:
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise EncodingError(path, "the text is UTF-16, not UTF-8. Save it as UTF-8 and try again")
     if b"\x00" in data[:65536]:
         raise BinaryFileError(path, "this is a binary file, not text (it contains NUL bytes)")
     try:
@@ -115,7 +117,20 @@ def _decode_text(path: Path, data: bytes) -> str:
     sample = text[:65536]
     if sample and len(_CONTROL.findall(sample)) / len(sample) > 0.01:
         raise BinaryFileError(path, "this looks like binary data, not text (control characters)")
+    if not text.strip():
+        raise EmptyFileError(path, "the file has only blank space")
     return text
+
+
+class _FrontMatterLoader(yaml.SafeLoader):
+    """Safe YAML that leaves dates as text, so the metadata model checks them and an
+    impossible date (2024-02-30) is reported against its field."""
+
+
+_FrontMatterLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
 
 
 def _split_front_matter(path: Path, text: str) -> tuple[dict[str, Any], str]:
@@ -123,7 +138,7 @@ def _split_front_matter(path: Path, text: str) -> tuple[dict[str, Any], str]:
     if not match:
         return {}, text
     try:
-        loaded = yaml.safe_load(match.group(1))
+        loaded = yaml.load(match.group(1), Loader=_FrontMatterLoader)  # a SafeLoader subclass
     except yaml.YAMLError as exc:
         raise MetadataError(path, "front matter", f"invalid YAML: {exc}") from exc
     if loaded is None:
@@ -191,7 +206,8 @@ class _HtmlText(HTMLParser):
         "dd",
         "dt",
     }
-    _SKIP: ClassVar[set[str]] = {"script", "style", "noscript", "template", "head"}
+    _SKIP: ClassVar[set[str]] = {"script", "style", "noscript", "template", "svg"}
+    _CELL: ClassVar[set[str]] = {"td", "th"}
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
@@ -209,6 +225,8 @@ class _HtmlText(HTMLParser):
             self.parts.append("\n\n" + "#" * int(tag[1]) + " ")
         elif tag in self._BLOCK:
             self.parts.append("\n")
+        elif tag in self._CELL:
+            self.parts.append(" | ")
 
     def handle_endtag(self, tag: str) -> None:
         if tag == "title":
@@ -256,26 +274,32 @@ def _docx_to_markdown(path: Path, data: bytes) -> tuple[str | None, str]:
 
     import docx
     from docx.opc.exceptions import PackageNotFoundError
+    from docx.table import Table as DocxTable
 
     try:
         document = docx.Document(io.BytesIO(data))
-    except (PackageNotFoundError, zipfile.BadZipFile, KeyError, ValueError) as exc:
+        lines: list[str] = []
+        for block in document.iter_inner_content():  # paragraphs and tables, in order
+            if isinstance(block, DocxTable):
+                for row in block.rows:
+                    lines.append(" | ".join(cell.text.strip() for cell in row.cells))
+                continue
+            text = block.text.strip()
+            if not text:
+                continue
+            style = (block.style.name if block.style is not None else "") or ""
+            match = re.match(r"(?:Heading|标题)\s*(\d)", style)
+            if style == "Title":
+                lines.append(f"# {text}")
+            elif match:
+                lines.append("#" * min(6, int(match.group(1))) + " " + text)
+            else:
+                lines.append(text)
+        title = document.core_properties.title or None
+    except (PackageNotFoundError, zipfile.BadZipFile) as exc:
         raise CorruptFileError(path, f"the DOCX cannot be read ({exc})") from exc
-    lines: list[str] = []
-    for paragraph in document.paragraphs:
-        text = paragraph.text.strip()
-        if not text:
-            continue
-        style = (paragraph.style.name if paragraph.style is not None else "") or ""
-        match = re.match(r"(?:Heading|标题)\s*(\d)", style)
-        if style == "Title":
-            lines.append(f"# {text}")
-        elif match:
-            lines.append("#" * min(6, int(match.group(1))) + " " + text)
-        else:
-            lines.append(text)
-    for table in document.tables:
-        for row in table.rows:
-            lines.append(" | ".join(cell.text.strip() for cell in row.cells))
-    title = document.core_properties.title or None
+    except Exception as exc:  # damaged XML inside an intact zip, and the like
+        raise CorruptFileError(
+            path, f"the DOCX cannot be read, it is damaged ({type(exc).__name__}: {exc})"
+        ) from exc
     return title, "\n\n".join(lines)

@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from bot.kb.regions import normalise_region
+
 Lang = Literal["zh", "en"]
 
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
@@ -51,7 +53,7 @@ class DocMeta(BaseModel):
     @field_validator("region")
     @classmethod
     def _check_region(cls, value: str) -> str:
-        return value.lower()
+        return normalise_region(value)
 
     @field_validator("topics", mode="before")
     @classmethod

@@ -1,0 +1,39 @@
+"""User-facing messages, loaded from ``prompts/messages.yaml`` (zh and en for every key)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bot.errors import ConfigError
+from bot.kb.models import Lang
+
+BUNDLED_PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
+LANGS: tuple[Lang, ...] = ("zh", "en")
+
+
+class Messages:
+    def __init__(self, table: dict[str, dict[str, str]]) -> None:
+        self._table = table
+
+    @classmethod
+    def load(cls, directory: Path = BUNDLED_PROMPTS_DIR) -> Messages:
+        path = directory / "messages.yaml"
+        try:
+            raw: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"cannot read {path}: {exc}") from exc
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path} must map message keys to {{zh, en}}")
+        for key, texts in raw.items():
+            if not isinstance(texts, dict) or any(not texts.get(lang) for lang in LANGS):
+                raise ConfigError(f"{path}: message {key!r} needs both zh and en")
+        return cls({str(k): {lang: str(v[lang]) for lang in LANGS} for k, v in raw.items()})
+
+    def names(self) -> list[str]:
+        return sorted(self._table)
+
+    def get(self, key: str, lang: Lang, **values: object) -> str:
+        return self._table[key][lang].format(**values)

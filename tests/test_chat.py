@@ -1,0 +1,57 @@
+"""The terminal chat and the bilingual message catalogue."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.errors import ConfigError
+from bot.prompts import Messages
+from bot.settings import Settings
+from tests.conftest import DocWriter
+
+
+def test_every_message_exists_in_both_languages() -> None:
+    messages = Messages.load()
+    assert messages.names()
+    for key in messages.names():
+        assert messages.get(key, "zh", path="x") != messages.get(key, "en", path="x")
+
+
+def test_a_message_missing_a_language_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "messages.yaml").write_text("hello:\n  zh: 你好\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="needs both zh and en"):
+        Messages.load(tmp_path)
+
+
+def test_chat_answers_with_cited_passages_in_the_askers_language(
+    settings: Settings, write_doc: DocWriter
+) -> None:
+    write_doc(
+        "probation-zh",
+        "## 试用期\n\n试用期最长不得超过六个月。\n",
+        title="试用期规定",
+        doc_number="主席令第七十三号",
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "chat"],
+        input="试用期最长多久？\n/quit\n",
+        capture_output=True,
+        text=True,
+        env={
+            "GRADGUIDE_DATA_DIR": str(settings.data_dir),
+            "GRADGUIDE_KNOWLEDGE_DIR": str(settings.knowledge_dir),
+            "PATH": "/usr/bin:/bin",
+        },
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "知识库中最相关的内容" in out
+    assert "试用期规定 · 主席令第七十三号 · 测试机关" in out
+    assert "六个月" in out
+    assert "Traceback" not in result.stderr
