@@ -102,6 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         err.print(f"[red]configuration error:[/] {first['loc']}: {first['msg']}")
         return 2
     logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("httpx", "httpcore", "chromadb"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.root.level))
     try:
         if args.command == "chat":
             return _chat(settings, out, err)

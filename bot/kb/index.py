@@ -182,16 +182,23 @@ class KnowledgeIndex:
         if not chunks:
             return version
         ids = [f"{version}#{c.index}" for c in chunks]
+        meta = parsed.meta
+        carried = {  # every chunk carries its document's metadata
+            "doc_id": doc_id,
+            "version": version,
+            "title": meta.title,
+            "lang": meta.lang,
+            "authority": meta.authority,
+            "doc_number": meta.doc_number or "",
+            "issued": meta.issued.isoformat(),
+            "effective_from": meta.starts.isoformat(),
+            "expires": meta.expires.isoformat() if meta.expires else "",
+            "region": meta.region,
+            "topics": ",".join(meta.topics),
+            "source_url": meta.source_url or "",
+        }
         metadatas: list[Any] = [
-            {
-                "doc_id": doc_id,
-                "version": version,
-                "chunk_index": c.index,
-                "heading": c.heading_path,
-                "lang": parsed.meta.lang,
-                "region": parsed.meta.region,
-                "tokens": " ".join(t),
-            }
+            {**carried, "chunk_index": c.index, "heading": c.heading_path, "tokens": " ".join(t)}
             for c, t in zip(chunks, tokens, strict=True)
         ]
         _guard(
