@@ -112,10 +112,10 @@ class KnowledgeIndex:
             raise DocumentNotFoundError(doc_id)
         return _doc_from_record(records[0])
 
-    def fingerprint(self) -> str:
+    @staticmethod
+    def fingerprint(documents: Sequence[IndexedDocument]) -> str:
         """Changes whenever any document is added, replaced or removed."""
-        result = _guard(lambda: self._registry.get(include=["metadatas"]))
-        versions = sorted(str(m["version"]) for m in result["metadatas"] or [])
+        versions = sorted(d.version for d in documents)
         return hashlib.sha256("\n".join(versions).encode()).hexdigest()
 
     def chunks(self, versions: set[str] | None = None) -> list[ChunkRecord]:

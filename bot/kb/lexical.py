@@ -10,7 +10,7 @@ import math
 import re
 import threading
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -388,6 +388,24 @@ class Tokenizer:
                 self._jieba = jieba
         return self._jieba
 
+    def query_terms(self, text: str, vocabulary: Container[str]) -> list[str]:
+        """Terms of a query without loading jieba: every Chinese substring (2–8 characters)
+        that is a word of the indexed corpus, plus bigrams and English words. Only terms
+        in the corpus can score, so this matches what jieba's search mode would give while
+        saving the ~0.7 s jieba needs to load its dictionary in a new process."""
+        lowered = expand_pinyin(text.lower())
+        tokens: list[str] = []
+        for run in _CJK_RUN.findall(lowered):
+            for start in range(len(run)):
+                for end in range(start + 2, min(start + 8, len(run)) + 1):
+                    if run[start:end] in vocabulary:
+                        tokens.append(run[start:end])
+            tokens.extend("~" + run[i : i + 2] for i in range(len(run) - 1))
+        for word in _LATIN.findall(lowered):
+            if word not in _EN_STOP and (len(word) > 1 or word.isdigit()):
+                tokens.append(_stem(word))
+        return tokens
+
     def __call__(self, text: str) -> list[str]:
         lowered = expand_pinyin(text.lower())
         tokens: list[str] = []
@@ -429,6 +447,10 @@ class Bm25Index:
                 np.array(tfs, dtype=np.float32),
                 idf,
             )
+
+    @property
+    def vocabulary(self) -> Container[str]:
+        return self._postings.keys()
 
     def scores(self, query_tokens: Sequence[str]) -> NDArray[np.float32]:
         """A BM25 score for every document (0 where no query term occurs)."""

@@ -23,6 +23,7 @@ from bot.kb.models import REQUIRED_FIELDS
 from bot.kb.service import KnowledgeBase
 from bot.settings import Settings
 from tests.conftest import DocWriter, make_markdown
+from tests.fakes.documents import make_pdf
 
 GOOD_ID = "good-internship"
 GOOD_BODY = (
@@ -89,31 +90,6 @@ def assert_only_good_indexed(kb: KnowledgeBase, outcomes: dict[str, FileOutcome]
 
 def front_matter(**fields: Any) -> str:
     return "---\n" + yaml.safe_dump(fields, allow_unicode=True, sort_keys=False) + "---\n"
-
-
-def make_pdf(text: str) -> bytes:
-    """A minimal one-page PDF (Helvetica, one line of text, a correct xref table)."""
-    content = f"BT /F1 12 Tf 72 720 Td ({text}) Tj ET".encode("latin-1")
-    objects = [
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
-        b"/Resources << /Font << /F1 4 0 R >> >> /Contents 5 0 R >>",
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-        b"<< /Length %d >>\nstream\n" % len(content) + content + b"\nendstream",
-    ]
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
-    xref_at = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    for offset in offsets:
-        out += b"%010d 00000 n \n" % offset
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\n" % (len(objects) + 1)
-    out += b"startxref\n%d\n%%%%EOF\n" % xref_at
-    return bytes(out)
 
 
 PDF_META = {**VALID_META, "id": "pdf-doc", "title": "PDF", "lang": "en"}

@@ -17,6 +17,7 @@ from bot.kb.retriever import Hit
 from bot.kb.service import KnowledgeBase
 from bot.settings import Settings
 from tests.conftest import DocWriter, make_markdown
+from tests.fakes.documents import make_pdf
 
 
 def cli_overrides(**values: str) -> dict[str, Any]:
@@ -36,35 +37,6 @@ def top_hit(kb: KnowledgeBase, query: str, **options: Any) -> Hit:
     hits = kb.search(query, **options)
     assert hits, f"no hits for {query!r}"
     return hits[0]
-
-
-def make_pdf(text: str, info_title: str | None = None) -> bytes:
-    """A minimal one-page PDF: Helvetica, one text line, a correct xref table."""
-    escaped = text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
-    content = f"BT /F1 12 Tf 72 720 Td ({escaped}) Tj ET".encode("latin-1")
-    objects = [
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
-        b"/Resources << /Font << /F1 4 0 R >> >> /Contents 5 0 R >>",
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-        b"<< /Length %d >>\nstream\n" % len(content) + content + b"\nendstream",
-    ]
-    if info_title is not None:
-        objects.append(b"<< /Title (%s) >>" % info_title.encode("latin-1"))
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
-    xref_at = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    for offset in offsets:
-        out += b"%010d 00000 n \n" % offset
-    info = b" /Info %d 0 R" % len(objects) if info_title is not None else b""
-    out += b"trailer\n<< /Size %d /Root 1 0 R%s >>\n" % (len(objects) + 1, info)
-    out += b"startxref\n%d\n%%%%EOF\n" % xref_at
-    return bytes(out)
 
 
 # -- Markdown ------------------------------------------------------------------------------
