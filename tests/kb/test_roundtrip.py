@@ -102,3 +102,32 @@ def test_collections_are_keyed_by_embedding_model(settings: Settings, write_doc:
     other.ingest([path])
     assert other.search("试用期最长多久")[0].doc_id == "trial-doc-zh"
     assert open_kb(settings).document("trial-doc-zh").chunk_count >= 1
+
+
+def test_another_process_sees_changes_and_never_a_stale_cache(
+    settings: Settings, write_doc: DocWriter
+) -> None:
+    settings = settings.model_copy(update={"index_refresh_s": 0.0})
+    writer, reader = open_kb(settings), open_kb(settings)
+    path = write_doc("trial-doc-zh", OLD)
+    writer.ingest([path])
+    assert "六个月" in reader.search("试用期最长多久")[0].text  # reader caches this snapshot
+
+    write_doc("trial-doc-zh", NEW)
+    writer.ingest([path])
+    assert "见习" in reader.search("见习补贴发给谁")[0].text
+    assert all("六个月" not in h.text for h in reader.search("试用期最长多久", k=10))
+
+    # A fresh process with the same cache files gets the same, current answer.
+    assert "见习" in open_kb(settings).search("见习补贴发给谁")[0].text
+
+
+def test_damaged_caches_are_rebuilt(settings: Settings, write_doc: DocWriter) -> None:
+    open_kb(settings).ingest([write_doc("trial-doc-zh", OLD)])
+    assert open_kb(settings).search("试用期最长多久")[0].doc_id == "trial-doc-zh"
+    cache = settings.data_dir / "cache"
+    damaged = sorted(p.name for p in cache.glob("*.pickle"))
+    assert [name.split("-")[0] for name in damaged] == ["chunks", "usem3"]
+    for name in damaged:
+        (cache / name).write_bytes(b"not a pickle")
+    assert open_kb(settings).search("试用期最长多久")[0].doc_id == "trial-doc-zh"
