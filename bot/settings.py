@@ -78,6 +78,20 @@ class Settings(BaseSettings):
         "made by other processes.",
     )
 
+    answer_threshold: float = Field(
+        default=0.35,
+        ge=0.0,
+        le=1.0,
+        description="Relevance gate: below this confidence the agent says it is not sure.",
+    )
+    answer_candidates: int = Field(default=6, ge=1, le=30)
+    question_focus_chars: int = Field(
+        default=1200,
+        ge=200,
+        description="Longer messages are searched by their last part (the question).",
+    )
+    conversation_max_turns: int = Field(default=20, ge=2, description="Turns kept per side.")
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("chroma_url")

@@ -237,7 +237,7 @@ _ZH_STOP = set(
         "应该",
     ]
 )
-_EN_STOP = set(
+EN_STOP_WORDS = _EN_STOP = frozenset(
     [
         "a",
         "an",

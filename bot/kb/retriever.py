@@ -150,6 +150,12 @@ class Retriever:
             logger.warning("could not write the chunk cache %s", cache)
         return records
 
+    def doc_chunks(self, doc_id: str) -> list[ChunkRecord]:
+        """A document's active chunks in order (from memory)."""
+        self.refresh()
+        assert self._snapshot is not None
+        return [c for c in self._snapshot.chunks if c.doc_id == doc_id]
+
     def documents(self) -> dict[str, IndexedDocument]:
         self.refresh()
         assert self._snapshot is not None

@@ -1,0 +1,1 @@
+"""The answering agent: conversation state in, structured reply out; knows no channel."""

@@ -1,0 +1,242 @@
+"""The answering agent: a message and the conversation in, a structured ``Reply`` out.
+
+Order of decisions: crisis → noise → request for a person → prompt injection → greeting →
+out of scope → retrieval → relevance gate (answer, or "not sure" and, the second time, a
+counsellor) → extractive answer, with a handoff added when a rights violation is happening
+now. Knows no channel.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+
+from bot.agent import guardrails as g
+from bot.agent.compose import ExtractiveComposer, _terms
+from bot.agent.models import Conversation, HandoffReason, Intent, Reply, Turn
+from bot.agent.redact import redact
+from bot.kb.models import Lang
+from bot.kb.retriever import Hit, detect_lang
+from bot.kb.service import KnowledgeBase
+from bot.prompts import Messages
+from bot.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+_CATEGORY_INTENT = {
+    "rights": Intent.RIGHTS,
+    "remedy": Intent.RIGHTS,
+    "procedure": Intent.PROCEDURE,
+}
+_FOLLOW_UP_ZH = re.compile(r"^(?:那|那么|还有|如果|要是|另外|假如|再问|换成)|[呢]\s*[？?]?\s*$")
+_FOLLOW_UP_EN = re.compile(
+    r"^(?:and|what about|how about|what if|if|also|but|same for|is that|does that)\b", re.I
+)
+_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
+
+
+def is_follow_up(message: str) -> bool:
+    if _CJK.search(message):
+        return len(_CJK.findall(message)) <= 14 and bool(_FOLLOW_UP_ZH.search(message.strip()))
+    return len(message.split()) <= 9 and bool(_FOLLOW_UP_EN.match(message.strip()))
+
+
+def confidence(query: str, hits: list[Hit]) -> float:
+    """How sure we are that the best passage answers the query, in [0, 1]: query-term
+    coverage of the passage, dense similarity, and agreement of both retrievers."""
+    if not hits:
+        return 0.0
+    top = hits[0]
+    query_terms = _terms(query)
+    passage_terms = _terms(f"{top.doc.meta.title} {top.heading} {top.text}")
+    coverage = len(query_terms & passage_terms) / (len(query_terms) or 1)
+    dense = min(1.0, max(0.0, ((top.dense_score or 0.0) - 0.2) / 0.5))
+    both = 1.0 if top.dense_rank is not None and top.lexical_rank is not None else 0.0
+    return round(0.55 * coverage + 0.35 * dense + 0.10 * both, 3)
+
+
+class Agent:
+    def __init__(
+        self, kb: KnowledgeBase, settings: Settings, messages: Messages | None = None
+    ) -> None:
+        self._kb = kb
+        self._settings = settings
+        self._messages = messages or Messages.load()
+        self._composer = ExtractiveComposer(kb.retriever, self._messages)
+
+    # -- public -------------------------------------------------------------------------
+
+    def reply(self, conversation: Conversation, message: str) -> Reply:
+        started = time.perf_counter()
+        text = message.strip()
+        lang = self._language(conversation, text)
+        reply, query = self._decide(conversation, text, lang)
+        reply.latency_ms = round((time.perf_counter() - started) * 1000, 2)
+        reply.summary = redact(text[-200:])
+        conversation.turns.append(Turn(role="user", text=text, query=query))
+        conversation.turns.append(
+            Turn(
+                role="bot",
+                text=reply.text,
+                intent=reply.intent,
+                doc_ids=[c.doc_id for c in reply.citations],
+            )
+        )
+        del conversation.turns[: -2 * self._settings.conversation_max_turns]
+        logger.info(
+            "reply intent=%s confidence=%.2f handoff=%s latency_ms=%.1f question=%s",
+            reply.intent.value,
+            reply.confidence,
+            reply.handoff_reason,
+            reply.latency_ms,
+            redact(text[:120]),
+        )
+        return reply
+
+    def record_feedback(self, conversation: Conversation, helpful: bool) -> Reply | None:
+        """A 👍/👎 on the last answer; two 👎 in a row hand over to a counsellor."""
+        if helpful:
+            conversation.negative_rating_streak = 0
+            return None
+        conversation.negative_rating_streak += 1
+        if conversation.negative_rating_streak < 2:
+            return None
+        conversation.negative_rating_streak = 0
+        lang = conversation.lang or self._last_lang(conversation)
+        return Reply(
+            text=self._messages.get("repeated_failure_handoff", lang),
+            lang=lang,
+            intent=Intent.HANDOFF_REQUEST,
+            handoff=True,
+            handoff_reason=HandoffReason.REPEATED_FAILURE,
+        )
+
+    # -- decisions -----------------------------------------------------------------------
+
+    def _decide(
+        self, conversation: Conversation, text: str, lang: Lang
+    ) -> tuple[Reply, str | None]:
+        say = self._messages.get
+        if g.is_crisis(text):
+            return self._special("crisis", lang, Intent.CRISIS, HandoffReason.CRISIS), None
+        if g.is_noise(text):
+            return self._special("help", lang, Intent.UNCLEAR), None
+        if g.wants_human(text):
+            reply = self._special(
+                "handoff_requested", lang, Intent.HANDOFF_REQUEST, HandoffReason.REQUESTED
+            )
+            return reply, None
+
+        focus = self._focus(text)
+        focus, injected = g.strip_injection(focus)
+        if injected and (not focus or not g.in_domain(focus)):
+            return self._special("injection", lang, Intent.OUT_OF_SCOPE), None
+        if g.is_greeting(focus):
+            return self._special("greeting", lang, Intent.GREETING), None
+        if g.is_out_of_scope(focus):
+            return self._special("out_of_scope", lang, Intent.OUT_OF_SCOPE), None
+
+        region = g.mentioned_region(focus) or conversation.region
+        query = focus
+        previous = conversation.last_user_query()
+        search = self._kb.search
+        k = self._settings.answer_candidates
+        hits = search(query, k=k, lang=lang, region=region)
+        if previous and is_follow_up(focus):
+            own_score = confidence(focus, hits)
+            if own_score < self._settings.answer_threshold + 0.2:
+                # Not self-contained: anchor it to the topic of the last answer (its
+                # document's title, else the last question), then answer with the passage
+                # that matches the follow-up itself best.
+                query = f"{focus} {self._last_topic(conversation) or previous[-200:]}"
+                hits = search(query, k=k, lang=lang, region=region)
+                focus_terms = _terms(focus)
+                if hits:
+                    lead = max(
+                        hits, key=lambda h: len(focus_terms & _terms(f"{h.heading} {h.text}"))
+                    )
+                    hits = [lead] + [h for h in hits if h is not lead]
+        score = confidence(query, hits)
+
+        if not hits or score < self._settings.answer_threshold:
+            if not g.in_domain(query):
+                return self._special("out_of_scope", lang, Intent.OUT_OF_SCOPE), query
+            conversation.low_confidence_streak += 1
+            if conversation.low_confidence_streak >= 2:
+                conversation.low_confidence_streak = 0
+                reply = self._special(
+                    "low_confidence_handoff",
+                    lang,
+                    Intent.UNCLEAR,
+                    HandoffReason.LOW_CONFIDENCE,
+                )
+            else:
+                reply = self._special("low_confidence", lang, Intent.UNCLEAR)
+            reply.confidence = score
+            return reply, query
+
+        conversation.low_confidence_streak = 0
+        composed = self._composer.compose(query, hits, lang)
+        parts = [composed.text]
+        if g.region_dependent(focus) and region is None:
+            parts.append(say("ask_region", lang))
+        handoff_reason = HandoffReason.SENSITIVE if g.violation_now(focus) else None
+        if handoff_reason is not None:
+            parts.insert(0, say("handoff_sensitive", lang))
+        category = hits[0].doc.meta.topics[0] if hits[0].doc.meta.topics else ""
+        return (
+            Reply(
+                text="\n\n".join(parts),
+                lang=lang,
+                intent=_CATEGORY_INTENT.get(category, Intent.POLICY),
+                citations=composed.citations,
+                confidence=score,
+                handoff=handoff_reason is not None,
+                handoff_reason=handoff_reason,
+                suggestions=composed.suggestions,
+            ),
+            query,
+        )
+
+    def _last_topic(self, conversation: Conversation) -> str | None:
+        documents = self._kb.retriever.documents()
+        for turn in reversed(conversation.turns):
+            if turn.role == "bot" and turn.doc_ids and turn.doc_ids[0] in documents:
+                return documents[turn.doc_ids[0]].meta.title
+        return None
+
+    def _special(
+        self, key: str, lang: Lang, intent: Intent, handoff: HandoffReason | None = None
+    ) -> Reply:
+        return Reply(
+            text=self._messages.get(key, lang),
+            lang=lang,
+            intent=intent,
+            handoff=handoff is not None,
+            handoff_reason=handoff,
+            confidence=1.0 if intent in (Intent.CRISIS, Intent.HANDOFF_REQUEST) else 0.0,
+        )
+
+    def _focus(self, text: str) -> str:
+        """Very long messages usually end with the question: keep the last part."""
+        limit = self._settings.question_focus_chars
+        if len(text) <= limit:
+            return text
+        tail = text[-limit:]
+        cut = re.search(r"[。！？!?\n]|\.\s", tail)
+        return tail[cut.end() :].strip() if cut and cut.end() < len(tail) // 2 else tail
+
+    def _language(self, conversation: Conversation, text: str) -> Lang:
+        if conversation.lang is not None:
+            return conversation.lang
+        if _CJK.search(text) or re.search(r"[A-Za-z]{2,}", text):
+            return detect_lang(text)
+        return self._last_lang(conversation)
+
+    @staticmethod
+    def _last_lang(conversation: Conversation) -> Lang:
+        for turn in reversed(conversation.turns):
+            if turn.role == "user" and (_CJK.search(turn.text) or re.search("[A-Za-z]", turn.text)):
+                return detect_lang(turn.text)
+        return "zh"

@@ -1,0 +1,44 @@
+"""Personal data out of logs and analytics: ID numbers, phone numbers, e-mail, bank cards."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"), "[email]"),
+    # 18-digit resident ID (last character may be X), before bank cards and phones
+    (re.compile(r"(?<!\d)\d{17}[\dXx](?!\d)"), "[id-number]"),
+    (re.compile(r"(?<!\d)\d{15}(?!\d)"), "[id-number]"),
+    # bank cards: 16-19 digits, optionally grouped by spaces or dashes
+    (re.compile(r"(?<!\d)(?:\d[ -]?){15,18}\d(?!\d)"), "[bank-card]"),
+    # mainland mobile numbers, optionally +86 and separators
+    (re.compile(r"(?<!\d)(?:\+?86[ -]?)?1[3-9]\d(?:[ -]?\d{4}){2}(?!\d)"), "[phone]"),
+    # landlines: 0xx(x)-xxxxxxx(x)
+    (re.compile(r"(?<!\d)0\d{2,3}[ -]?\d{7,8}(?!\d)"), "[phone]"),
+)
+
+
+def redact(text: str) -> str:
+    """Replace personal identifiers with placeholders."""
+    for pattern, placeholder in _PATTERNS:
+        text = pattern.sub(placeholder, text)
+    return text
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that redacts every record's message and arguments."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = redact(str(record.msg))
+        if record.args:
+            args = record.args if isinstance(record.args, tuple) else (record.args,)
+            record.args = tuple(redact(a) if isinstance(a, str) else a for a in args)
+        return True
+
+
+def install_log_redaction() -> None:
+    """Attach the filter to every handler of the root logger."""
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter())
