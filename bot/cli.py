@@ -5,6 +5,8 @@ Usage:
     gradguide kb list [--json] | kb show ID [--json] | kb remove ID | kb rebuild | kb stats [--json]
     gradguide kb search "query" [--k N] [--lang zh|en] [--region R] [--mode M] [--json]
     gradguide chat
+    gradguide ask "question" [--json] | ask --jsonl FILE|-
+    gradguide eval tests/eval/answers.jsonl
 """
 
 from __future__ import annotations
@@ -24,10 +26,15 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from bot.agent.agent import Agent
+from bot.agent.evaluation import evaluate as evaluate_answers
+from bot.agent.evaluation import load_items
+from bot.agent.models import Conversation, Reply
 from bot.errors import GradGuideError
 from bot.kb.ingest import IngestReport
 from bot.kb.ingest import Progress as ProgressCallback
 from bot.kb.models import Lang, Validity
+from bot.kb.regions import REGIONS, normalise_region
 from bot.kb.retriever import Hit, detect_lang
 from bot.kb.service import KnowledgeBase
 from bot.prompts import Messages
@@ -55,7 +62,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    commands.add_parser("chat", help="ask questions in the terminal (search preview)")
+    commands.add_parser("chat", help="talk to GradGuide in the terminal")
+    ask = commands.add_parser("ask", help="answer one question, or a JSON-lines file of them")
+    ask.add_argument("question", nargs="?", default=None)
+    ask.add_argument(
+        "--jsonl", default=None, help="a file of {id, question, conversation_id?}, or -"
+    )
+    ask.add_argument("--json", action="store_true")
+    ask.add_argument("--region", default=None)
+    ask.add_argument("--lang", choices=["zh", "en"], default=None)
+    evaluate = commands.add_parser("eval", help="score answers against an evaluation file")
+    evaluate.add_argument("file", type=Path)
+    evaluate.add_argument("--show-failures", action="store_true")
 
     kb = commands.add_parser("kb", help="manage the knowledge base").add_subparsers(
         dest="kb_command", required=True
@@ -107,6 +125,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "chat":
             return _chat(settings, out, err)
+        if args.command == "ask":
+            return _ask(args, settings, out, err)
+        if args.command == "eval":
+            return _eval(args, settings, out, err)
         return _kb(args, settings, out, err)
     except GradGuideError as exc:
         err.print(f"[red]error:[/] {escape(str(exc))}")
@@ -331,33 +353,158 @@ def _print_hits(hits: list[Hit], as_json: bool, out: Console) -> None:
     out.print(table)
 
 
+def reply_json(reply: Reply, item_id: str | None = None) -> dict[str, Any]:
+    payload: dict[str, Any] = {} if item_id is None else {"id": item_id}
+    payload.update(
+        {
+            "answer": reply.text,
+            "lang": reply.lang,
+            "intent": reply.intent.value,
+            "citations": [
+                {
+                    "doc_id": c.doc_id,
+                    "title": c.title,
+                    "authority": c.authority,
+                    "doc_number": c.doc_number,
+                    "source_url": c.source_url,
+                    "excerpt": c.excerpt,
+                }
+                for c in reply.citations
+            ],
+            "handoff": reply.handoff,
+            "handoff_reason": reply.handoff_reason.value if reply.handoff_reason else None,
+            "confidence": reply.confidence,
+            "latency_ms": reply.latency_ms,
+        }
+    )
+    return payload
+
+
+def _agent(settings: Settings, err: Console) -> Agent:
+    return Agent(_open(settings, err), settings)
+
+
+def _ask(args: argparse.Namespace, settings: Settings, out: Console, err: Console) -> int:
+    if (args.question is None) == (args.jsonl is None):
+        err.print("[red]error:[/] give a question or --jsonl FILE (or - for standard input)")
+        return 2
+    agent = _agent(settings, err)
+    if args.question is not None:
+        conversation = Conversation(region=args.region, lang=args.lang)
+        reply = agent.reply(conversation, args.question)
+        if args.json:
+            out.print(json.dumps(reply_json(reply), ensure_ascii=False), markup=False)
+        else:
+            _print_reply(reply, out)
+        return 0
+    source = sys.stdin if args.jsonl == "-" else open(args.jsonl, encoding="utf-8")  # noqa: SIM115
+    conversations: dict[str, Conversation] = {}
+    failures = 0
+    with source:
+        for number, line in enumerate(source, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                item_id, question = str(row["id"]), str(row["question"])
+            except (ValueError, KeyError, TypeError) as exc:
+                err.print(f'[red]line {number}:[/] expected {{"id", "question"}} ({exc})')
+                failures += 1
+                continue
+            key = str(row.get("conversation_id") or f"__line{number}")
+            conversation = conversations.setdefault(
+                key, Conversation(id=key, region=args.region, lang=args.lang)
+            )
+            reply = agent.reply(conversation, question)
+            print(json.dumps(reply_json(reply, item_id), ensure_ascii=False), flush=True)
+    return 1 if failures else 0
+
+
+def _print_reply(reply: Reply, out: Console) -> None:
+    style = "red" if reply.intent.value == "crisis" else "green"
+    out.print(f"[{style}]{escape(reply.text)}[/]")
+    if reply.handoff:
+        reason = reply.handoff_reason.value if reply.handoff_reason else ""
+        out.print(f"[yellow]→ counsellor handoff ({reason})[/]")
+    for number, citation in enumerate(reply.citations, start=1):
+        details = " · ".join(
+            x for x in (citation.doc_number, citation.source_url or "", citation.doc_id) if x
+        )
+        out.print(f"[dim][{number}] {escape(citation.title)} — {escape(details)}[/]")
+    if reply.suggestions:
+        out.print("[dim]→ " + escape(" | ".join(reply.suggestions)) + "[/]")
+
+
 def _chat(settings: Settings, out: Console, err: Console) -> int:
     messages = Messages.load()
-    kb = _open(settings, err)
+    agent = _agent(settings, err)
     out.print(messages.get("welcome", "zh") + "\n" + messages.get("welcome", "en") + "\n")
+    conversation = Conversation(id="terminal")
     interactive = sys.stdin.isatty()
     while True:
         try:
-            question = input("> " if interactive else "")
+            line = input("> " if interactive else "").strip()
         except EOFError:
             return 0
-        question = question.strip()
-        if question in ("/quit", "/exit", "/q"):
+        if not line:
+            continue
+        command, _, argument = line.partition(" ")
+        lang: Lang = conversation.lang or detect_lang(line)
+        if command in ("/quit", "/exit", "/q"):
             return 0
-        if not question:
+        if command == "/reset":
+            conversation.reset()
+            out.print(messages.get("reset_done", lang))
             continue
-        lang = detect_lang(question)
-        hits = kb.search(question, k=3)
-        if not hits:
-            out.print(messages.get("no_match", lang))
+        if command == "/lang" and argument.strip() in ("zh", "en"):
+            conversation.lang = "zh" if argument.strip() == "zh" else "en"
+            out.print(messages.get("lang_set", conversation.lang))
             continue
-        out.print(f"[bold]{escape(messages.get('passages_intro', lang))}[/]")
-        for hit in hits:
-            meta = hit.doc.meta
-            cite = " · ".join(
-                escape(x) for x in (meta.title, meta.doc_number or "", meta.authority) if x
-            )
-            out.print(f"[bold cyan]{cite}[/]\n[dim]{escape(hit.heading)}[/]\n{escape(hit.text)}\n")
+        if command == "/region":
+            code = normalise_region(argument) if argument.strip() else ""
+            if code in REGIONS.values():
+                conversation.region = code
+                out.print(messages.get("region_set", lang, region=argument.strip()))
+            else:
+                out.print(messages.get("region_unknown", lang, region=argument.strip()))
+            continue
+        _print_reply(agent.reply(conversation, line), out)
+        out.print()
+
+
+def _eval(args: argparse.Namespace, settings: Settings, out: Console, err: Console) -> int:
+    items = load_items(args.file)
+    results, table = evaluate_answers(_agent(settings, err), items)
+    grid = Table(title=f"Answer quality — {len(items)} items ({args.file.name})")
+    columns = ("group", "n", "key facts", "cited", "handoff P", "handoff R", "decline", "behaviour")
+    for column in columns:
+        grid.add_column(column, justify="left" if column == "group" else "right")
+
+    def pct(value: float | None) -> str:
+        return "—" if value is None else f"{value:.3f}"
+
+    for row in table:
+        grid.add_row(
+            row.group,
+            str(row.n),
+            pct(row.key_fact_accuracy),
+            pct(row.citation_rate),
+            pct(row.handoff_precision),
+            pct(row.handoff_recall),
+            pct(row.decline_accuracy),
+            pct(row.behaviour_accuracy),
+        )
+    out.print(grid)
+    out.print(f"answers asserting policy facts without a citation: {table[0].uncited_answers}")
+    if args.show_failures:
+        for result in results:
+            if not result.correct:
+                out.print(
+                    f"[red]{result.item.id}[/] ({result.item.expect}) "
+                    f"{escape(result.item.turns[-1][:60])} → {result.reply.intent.value}: "
+                    f"{escape(result.reply.text[:120])}"
+                )
+    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

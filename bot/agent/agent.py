@@ -16,6 +16,7 @@ from bot.agent import guardrails as g
 from bot.agent.compose import ExtractiveComposer, _terms
 from bot.agent.models import Conversation, HandoffReason, Intent, Reply, Turn
 from bot.agent.redact import redact
+from bot.kb.lexical import expand_pinyin
 from bot.kb.models import Lang
 from bot.kb.retriever import Hit, detect_lang
 from bot.kb.service import KnowledgeBase
@@ -48,7 +49,7 @@ def confidence(query: str, hits: list[Hit]) -> float:
     if not hits:
         return 0.0
     top = hits[0]
-    query_terms = _terms(query)
+    query_terms = _terms(expand_pinyin(query))
     passage_terms = _terms(f"{top.doc.meta.title} {top.heading} {top.text}")
     coverage = len(query_terms & passage_terms) / (len(query_terms) or 1)
     dense = min(1.0, max(0.0, ((top.dense_score or 0.0) - 0.2) / 0.5))
@@ -84,7 +85,7 @@ class Agent:
             )
         )
         del conversation.turns[: -2 * self._settings.conversation_max_turns]
-        logger.info(
+        logger.debug(
             "reply intent=%s confidence=%.2f handoff=%s latency_ms=%.1f question=%s",
             reply.intent.value,
             reply.confidence,
@@ -160,6 +161,12 @@ class Agent:
         score = confidence(query, hits)
 
         if not hits or score < self._settings.answer_threshold:
+            if g.violation_now(focus):
+                reply = self._special(
+                    "handoff_sensitive", lang, Intent.RIGHTS, HandoffReason.SENSITIVE
+                )
+                reply.confidence = score
+                return reply, query
             if not g.in_domain(query):
                 return self._special("out_of_scope", lang, Intent.OUT_OF_SCOPE), query
             conversation.low_confidence_streak += 1

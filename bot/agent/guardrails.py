@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 
+from bot.kb.lexical import expand_pinyin
 from bot.kb.regions import REGIONS, normalise_region
 
 
@@ -29,6 +30,11 @@ CRISIS = _any(
     r"轻生",
     r"寻死",
     r"结束(?:自己的)?生命",
+    r"结束(?:掉)?自己",
+    r"一了百了",
+    r"(?:从楼上|楼上|天台)?跳下去",
+    r"活着.{0,4}(?:意义|意思)",
+    r"不想(?:再)?活",
     r"了结自己",
     r"跳楼",
     r"割腕",
@@ -40,6 +46,9 @@ CRISIS = _any(
     r"want(?:ed)? to die",
     r"(?:don'?t|do not) want to (?:live|be alive)",
     r"no reason to live",
+    r"(?:no|what'?s (?:even )?the) point (?:of|in) (?:living|life|going on)",
+    r"give up on life",
+    r"better off dead",
     r"self[- ]?harm",
     r"hurt(?:ing)? my ?self",
 )
@@ -53,6 +62,7 @@ HANDOFF_REQUEST = _any(
     r"(?<!智能)人工(?!智能)(?:咨询|回复|帮|吗|$)",
     r"真人",
     r"(?:找|联系|问问?)(?:一下)?(?:就业)?(?:老师|辅导员|咨询师|顾问)",
+    r"(?:找|联系)(?:个|一个)?(?:人|真人)(?:处理|帮|来|吗|$)",
     r"(?:和|跟|找)(?:个)?人(?:聊|说|谈)",
     r"\b(?:real|live) (?:person|human|agent)\b",
     r"\btalk to (?:a |an )?(?:human|person|counsell?or|advis[eo]r|someone|somebody)\b",
@@ -128,6 +138,27 @@ OUT_OF_SCOPE = _any(
     r"write (?:me )?(?:a |some )?code",
 )
 
+# Requests that stay out of scope even when they mention work or graduation
+# ("写一篇毕业论文", "put my first salary into crypto").
+STRONG_OUT_OF_SCOPE = _any(
+    r"写.{0,12}(?:论文|综述|作文|文章|报告|代码|程序|爬虫)",
+    r"文献综述",
+    r"爬虫",
+    r"\bpython\b",
+    r"(?:write|draft) (?:me )?(?:a |an |my )?(?:thesis|essay|paper|literature review|code|script)",
+    r"股票",
+    r"基金",
+    r"比特币",
+    r"crypto",
+    r"bitcoin",
+    r"index funds?",
+    r"\bstocks?\b",
+    r"分手",
+    r"(?:女|男)朋友",
+    r"(?:girl|boy)friend",
+    r"break up",
+)
+
 # Words that keep a message in scope even when an out-of-scope word appears
 # ("论文答辩影响毕业去向登记吗", "can my employer make me pay for medical checks").
 DOMAIN = _any(
@@ -181,6 +212,84 @@ DOMAIN = _any(
     r"\bloan\b",
     r"civil service",
     r"enlist",
+    r"加班",
+    r"补偿",
+    r"赔偿",
+    r"辞退",
+    r"解除",
+    r"面试",
+    r"简历",
+    r"户籍",
+    r"落户",
+    r"国考",
+    r"事业",
+    r"选调",
+    r"三支一扶",
+    r"西部计划",
+    r"特岗",
+    r"入伍",
+    r"学信",
+    r"报到",
+    r"登记",
+    r"三方",
+    r"违约",
+    r"押金",
+    r"身份证",
+    r"歧视",
+    r"骗",
+    r"中介",
+    r"培训",
+    r"热线",
+    r"失业",
+    r"创业",
+    r"学费",
+    r"国企",
+    r"央企",
+    r"体检",
+    r"怀孕",
+    r"生育",
+    r"婚育",
+    r"\d{5}",
+    r"overtime",
+    r"fired",
+    r"dismiss",
+    r"resign",
+    r"\bquit",
+    r"deposit",
+    r"\bid card",
+    r"passport",
+    r"interview",
+    r"pregnan",
+    r"discriminat",
+    r"scam",
+    r"fraud",
+    r"agency",
+    r"arbitrat",
+    r"holiday",
+    r"\bpaid\b",
+    r"\bpay\b",
+    r"employer",
+    r"manager",
+    r"\bhr\b",
+    r"hiring",
+    r"degree",
+    r"diploma",
+    r"personnel file",
+    r"archive",
+    r"registration",
+    r"tripartite",
+    r"agreement",
+    r"\bsoe\b",
+    r"civil servant",
+    r"\bexam",
+    r"military",
+    r"\barmy\b",
+    r"tuition",
+    r"start-?up",
+    r"business",
+    r"insurance",
+    r"pension",
+    r"unemploy",
 )
 
 GREETING = _any(
@@ -283,11 +392,13 @@ def strip_injection(text: str) -> tuple[str, bool]:
 
 
 def is_out_of_scope(text: str) -> bool:
+    if STRONG_OUT_OF_SCOPE.search(text):
+        return True
     return bool(OUT_OF_SCOPE.search(text)) and not DOMAIN.search(text)
 
 
 def in_domain(text: str) -> bool:
-    return bool(DOMAIN.search(text))
+    return bool(DOMAIN.search(expand_pinyin(text)))
 
 
 def is_greeting(text: str) -> bool:
