@@ -143,21 +143,18 @@ class Agent:
         previous = conversation.last_user_query()
         search = self._kb.search
         k = self._settings.answer_candidates
-        hits = search(query, k=k, lang=lang, region=region)
         if previous and is_follow_up(focus):
-            own_score = confidence(focus, hits)
-            if own_score < self._settings.answer_threshold + 0.2:
-                # Not self-contained: anchor it to the topic of the last answer (its
-                # document's title, else the last question), then answer with the passage
-                # that matches the follow-up itself best.
-                query = f"{focus} {self._last_topic(conversation) or previous[-200:]}"
-                hits = search(query, k=k, lang=lang, region=region)
-                focus_terms = _terms(focus)
-                if hits:
-                    lead = max(
-                        hits, key=lambda h: len(focus_terms & _terms(f"{h.heading} {h.text}"))
-                    )
-                    hits = [lead] + [h for h in hits if h is not lead]
+            # A follow-up is not self-contained: anchor it to the topic of the last answer
+            # (its document's title, else the last question), then answer with the passage
+            # that matches the follow-up itself best.
+            query = f"{focus} {self._last_topic(conversation) or previous[-200:]}"
+            hits = search(query, k=k, lang=lang, region=region)
+            focus_terms = _terms(expand_pinyin(focus))
+            if hits:
+                lead = max(hits, key=lambda h: len(focus_terms & _terms(f"{h.heading} {h.text}")))
+                hits = [lead] + [h for h in hits if h is not lead]
+        else:
+            hits = search(query, k=k, lang=lang, region=region)
         score = confidence(query, hits)
 
         if not hits or score < self._settings.answer_threshold:

@@ -452,6 +452,11 @@ class Bm25Index:
     def vocabulary(self) -> Container[str]:
         return self._postings.keys()
 
+    def idf(self, term: str) -> float:
+        """How rare a term is in the corpus (0 for a term it does not contain)."""
+        entry = self._postings.get(term)
+        return entry[2] if entry is not None else 0.0
+
     def scores(self, query_tokens: Sequence[str]) -> NDArray[np.float32]:
         """A BM25 score for every document (0 where no query term occurs)."""
         scores = np.zeros(self.size, dtype=np.float32)

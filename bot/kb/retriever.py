@@ -150,6 +150,17 @@ class Retriever:
             logger.warning("could not write the chunk cache %s", cache)
         return records
 
+    def weighted_terms(self, text: str) -> dict[str, float]:
+        """The text's corpus terms with their IDF weights (for ranking sentences)."""
+        self.refresh()
+        assert self._snapshot is not None
+        bm25 = self._snapshot.bm25
+        return {
+            term: bm25.idf(term)
+            for term in self._tokenize.query_terms(text, bm25.vocabulary)
+            if bm25.idf(term) > 0
+        }
+
     def doc_chunks(self, doc_id: str) -> list[ChunkRecord]:
         """A document's active chunks in order (from memory)."""
         self.refresh()
