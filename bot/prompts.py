@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from string import Formatter
 from typing import Any
 
 import yaml
@@ -34,6 +35,13 @@ class Messages:
 
     def names(self) -> list[str]:
         return sorted(self._table)
+
+    def template(self, key: str, lang: Lang) -> str:
+        """The raw text with its {placeholders}."""
+        return self._table[key][lang]
+
+    def placeholders(self, key: str, lang: Lang) -> set[str]:
+        return {field for _, field, _, _ in Formatter().parse(self._table[key][lang]) if field}
 
     def get(self, key: str, lang: Lang, **values: object) -> str:
         return self._table[key][lang].format(**values)

@@ -1,0 +1,105 @@
+"""Answer benchmark: quality on ``tests/eval/answers.jsonl``, warm latency, memory, and
+`gradguide ask` in a new process — on the embedded default configuration.
+
+Usage:
+    python bench/answer.py [--runs 3]
+
+Builds the bundled index in a temporary data dir (not timed), runs every evaluation item
+once to warm up, then again for the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bot.agent.agent import Agent  # noqa: E402
+from bot.agent.evaluation import evaluate, load_items  # noqa: E402
+from bot.kb.evaluation import percentile  # noqa: E402
+from bot.kb.service import KnowledgeBase  # noqa: E402
+from bot.settings import Settings  # noqa: E402
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=3, help="new-process `ask` runs")
+    parser.add_argument("--eval", type=Path, default=ROOT / "tests" / "eval" / "answers.jsonl")
+    args = parser.parse_args()
+    console = Console(width=120)
+    items = load_items(args.eval)
+    with tempfile.TemporaryDirectory(prefix="gg-bench-answer-") as tmp:
+        settings = Settings(data_dir=Path(tmp), chroma_url=None)
+        kb = KnowledgeBase.open(settings)
+        kb.ingest([settings.knowledge_dir])
+        agent = Agent(kb, settings)
+        evaluate(agent, items)  # warm-up
+        results, table = evaluate(agent, items)
+        latencies = [r.reply.latency_ms for r in results]
+        rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        env = {**os.environ, "GRADGUIDE_DATA_DIR": tmp}
+        ask_times = []
+        for _ in range(args.runs):
+            started = time.perf_counter()
+            subprocess.run(
+                [sys.executable, "-m", "bot", "ask", "试用期最长多久？", "--json"],
+                env=env,
+                check=True,
+                capture_output=True,
+            )
+            ask_times.append(time.perf_counter() - started)
+
+    quality = Table(title=f"Answer quality — {len(items)} items")
+    columns = ("group", "n", "key facts", "cited", "handoff P", "handoff R", "decline", "behaviour")
+    for column in columns:
+        quality.add_column(column, justify="left" if column == "group" else "right")
+
+    def fmt(value: float | None) -> str:
+        return "—" if value is None else f"{value:.3f}"
+
+    for row in table:
+        quality.add_row(
+            row.group,
+            str(row.n),
+            fmt(row.key_fact_accuracy),
+            fmt(row.citation_rate),
+            fmt(row.handoff_precision),
+            fmt(row.handoff_recall),
+            fmt(row.decline_accuracy),
+            fmt(row.behaviour_accuracy),
+        )
+    console.print(quality)
+
+    perf = Table(title="Performance (embedded default, warm)")
+    perf.add_column("measure")
+    perf.add_column("value", justify="right")
+    perf.add_row(
+        "answers asserting a policy fact without a citation", str(table[0].uncited_answers)
+    )
+    perf.add_row(
+        "answer latency p50 / p95",
+        f"{percentile(latencies, 50):.1f} / {percentile(latencies, 95):.1f} ms",
+    )
+    perf.add_row("peak resident memory (this process)", f"{rss_mb:.0f} MB")
+    perf.add_row(
+        f"`gradguide ask` new process (median of {args.runs})",
+        f"{statistics.median(ask_times):.2f} s",
+    )
+    console.print(perf)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
