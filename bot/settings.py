@@ -79,7 +79,7 @@ class Settings(BaseSettings):
     )
 
     answer_threshold: float = Field(
-        default=0.35,
+        default=0.3,
         ge=0.0,
         le=1.0,
         description="Relevance gate: below this confidence the agent says it is not sure.",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import ClassVar
 
 from bot.agent.models import Citation
 from bot.kb.chunking import split_sentences
@@ -87,6 +88,8 @@ def _bonus(sentence: str, position: int, section_start: bool) -> float:
 
 
 class ExtractiveComposer:
+    MAX_POINTS = 3  # the issue: the direct answer, then 1–3 supporting points
+    BUDGET: ClassVar[dict[str, int]] = {"zh": 520, "en": 900}
     RANK_PENALTY = 0.0  # measured: any penalty for retrieval rank lowered key-fact accuracy
 
     def __init__(self, retriever: Retriever, messages: Messages) -> None:
@@ -152,17 +155,17 @@ class ExtractiveComposer:
                 (_score(terms_of(s), query_terms) + _bonus(s, i, True), i, s, primary)
                 for i, s in enumerate(sentences_of(primary.text))
             ]
-        # Documents are written answer-first, so a chunk's opening sentence gets a bonus;
-        # otherwise the sentence that matches the question best answers it.
+        # Documents are written answer-first, so a section's opening sentence gets a
+        # bonus; otherwise the sentence that matches the question best answers it, and
+        # the next best sentences of the document support it, in document order.
         direct = max(candidates, key=lambda c: (c[0], -c[1]))
-
-        budget = 520 if lang == "zh" else 900
+        budget = self.BUDGET[lang]
         support: list[tuple[float, int, str, Hit]] = []
         used = len(direct[2])
         for cand in sorted(candidates, key=lambda c: -c[0]):
-            if cand[2] == direct[2] or cand[0] <= 0.05 or len(support) == 4:
-                continue
-            if used + len(cand[2]) > budget:
+            if len(support) == self.MAX_POINTS:
+                break
+            if cand is direct or cand[0] <= 0.05 or used + len(cand[2]) > budget:
                 continue
             support.append(cand)
             used += len(cand[2])

@@ -154,9 +154,7 @@ STRONG_OUT_OF_SCOPE = _any(
     r"index funds?",
     r"\bstocks?\b",
     r"分手",
-    r"(?:女|男)朋友",
-    r"(?:girl|boy)friend",
-    r"break up",
+    r"break up with",
 )
 
 # Words that keep a message in scope even when an out-of-scope word appears

@@ -72,9 +72,11 @@ def ask(bundled_agent: Agent) -> Callable[..., Reply]:
     return run
 
 
-def small_kb(settings: Settings, write_doc: DocWriter) -> KnowledgeBase:
-    """The probation documents (zh and en), ingested into the test's own knowledge base."""
-    write_probation_docs(write_doc)
+def small_kb(settings: Settings, write_doc: DocWriter, probation: bool = True) -> KnowledgeBase:
+    """The test's own knowledge base: the documents written so far, plus (by default) the
+    probation documents in zh and en."""
+    if probation:
+        write_probation_docs(write_doc)
     kb = open_kb(settings)
     report = kb.ingest([settings.knowledge_dir])
     assert not report.failed, report.failed
