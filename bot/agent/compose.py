@@ -8,7 +8,7 @@ own "what to do" section. Every sentence in the answer is quoted from a cited pa
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 from bot.agent.models import Citation
@@ -35,6 +35,8 @@ class Composed:
     text: str
     citations: list[Citation]
     suggestions: list[str]
+    ranked: list[tuple[float, str]] = field(default_factory=list)
+    """Every candidate sentence with its score, best first (for hit-testing)."""
 
 
 def _terms(text: str) -> set[str]:
@@ -47,28 +49,53 @@ def _terms(text: str) -> set[str]:
 
 
 def _clean(sentence: str) -> str:
-    """Markdown to plain text: bullets, emphasis and table pipes."""
-    text = sentence.strip()
-    if _TABLE_RULE.match(text):
-        return ""
-    text = re.sub(r"^\s*(?:[-*+]|\d+[.)、])\s+", "", text)
-    text = text.replace("**", "").replace("__", "")
-    if text.startswith("|"):
-        cells = [c.strip() for c in text.strip("|").split("|") if c.strip()]
-        text = " — ".join(cells)
-    return text.strip()
+    """Markdown to plain text: bullets and emphasis."""
+    text = re.sub(r"^\s*(?:[-*+]|\d+[.)、])\s+", "", sentence.strip())
+    return text.replace("**", "").replace("__", "").strip()
+
+
+def _cells(line: str) -> list[str]:
+    return [c.strip() for c in line.strip().strip("|").split("|")]
+
+
+def sentences_with_context(text: str) -> list[tuple[str, str]]:
+    """Plain sentences, each with the words that give it context: a table row carries its
+    header ("劳动合同期限：一年以上、不满三年 — 试用期上限：不超过二个月"), a list item the
+    lead-in sentence before it. Lead-ins themselves ("……如下：") are not answers."""
+    result: list[tuple[str, str]] = []
+    header: list[str] | None = None
+    lead_in = ""
+    for piece in split_sentences(text):
+        line = piece.strip()
+        if line.startswith("|"):
+            if _TABLE_RULE.match(line):
+                continue
+            cells = _cells(line)
+            if header is None:
+                header = cells
+                continue
+            if len(header) == len(cells):
+                row = " — ".join(f"{h}：{c}" for h, c in zip(header, cells, strict=True))
+            else:
+                row = " — ".join(cells)
+            result.append((row, lead_in))
+            continue
+        header = None
+        sentence = _clean(line)
+        if len(sentence) < 4:
+            continue
+        if sentence.endswith((":", "：")):
+            lead_in = sentence
+            continue
+        is_item = bool(re.match(r"^\s*(?:[-*+]|\d+[.)、])\s+", line))
+        result.append((sentence, lead_in if is_item else ""))
+        if not is_item:
+            lead_in = ""
+    return result
 
 
 def sentences_of(text: str) -> list[str]:
-    """Plain sentences; table header rows (no figure in them) are dropped."""
-    cleaned = (_clean(p) for p in split_sentences(text))
-    return [
-        s
-        for s in cleaned
-        if len(s) >= 4
-        and not s.endswith((":", "："))  # a lead-in to a list or table, not an answer
-        and (" — " not in s or _FACT.search(s))
-    ]
+    return [sentence for sentence, _ in sentences_with_context(text)]
 
 
 def _score(sentence_terms: frozenset[str], query_terms: dict[str, float]) -> float:
@@ -82,9 +109,8 @@ def _bonus(sentence: str, position: int, section_start: bool) -> float:
     """Small preferences: a sentence with a figure, the opening of a section (documents
     answer first), earlier sentences; table rows a little less."""
     has_fact = 0.08 if _FACT.search(sentence) else 0.0
-    table_row = -0.06 if " — " in sentence else 0.0
     opening = 0.1 if position == 0 and section_start else 0.0
-    return has_fact + table_row + opening - 0.02 * position
+    return has_fact + opening - 0.02 * position
 
 
 class ExtractiveComposer:
@@ -211,6 +237,7 @@ class ExtractiveComposer:
             text="\n\n".join(p for p in parts if p),
             citations=citations,
             suggestions=self._suggestions(chunks, primary.heading),
+            ranked=[(round(c[0], 3), c[2]) for c in sorted(candidates, key=lambda c: -c[0])],
         )
 
     def _sources_line(self, citations: list[Citation], lang: Lang) -> str:
