@@ -449,7 +449,7 @@ def _chat(settings: Settings, out: Console, err: Console) -> int:
         if not line:
             continue
         command, _, argument = line.partition(" ")
-        lang: Lang = conversation.lang or detect_lang(line)
+        lang: Lang = conversation.lang or detect_lang(argument if command.startswith("/") else line)
         if command in ("/quit", "/exit", "/q"):
             return 0
         if command == "/reset":

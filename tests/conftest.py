@@ -85,7 +85,12 @@ def write_doc(settings: Settings) -> DocWriter:
 def bundled_kb(tmp_path_factory: pytest.TempPathFactory) -> KnowledgeBase:
     """The bundled corpus, indexed once for the whole session (embedded Chroma)."""
     data = tmp_path_factory.mktemp("bundled")
-    settings = Settings(data_dir=data, knowledge_dir=BUNDLED_KNOWLEDGE_DIR, chroma_url=None)
+    with pytest.MonkeyPatch.context() as patch:  # the session outlives per-test isolation
+        for name in list(os.environ):
+            if name.startswith(("GRADGUIDE_", "OPENAI_")):
+                patch.delenv(name)
+        patch.chdir(data)
+        settings = Settings(data_dir=data, knowledge_dir=BUNDLED_KNOWLEDGE_DIR)
     kb = open_kb(settings)
     report = kb.ingest([BUNDLED_KNOWLEDGE_DIR])
     assert not report.failed, report.failed

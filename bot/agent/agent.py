@@ -16,6 +16,7 @@ from bot.agent import guardrails as g
 from bot.agent.compose import ExtractiveComposer, _terms
 from bot.agent.models import Conversation, HandoffReason, Intent, Reply, Turn
 from bot.agent.redact import redact
+from bot.kb.chunking import split_sentences
 from bot.kb.lexical import expand_pinyin
 from bot.kb.models import Lang
 from bot.kb.retriever import Hit, detect_lang
@@ -74,7 +75,7 @@ class Agent:
         lang = self._language(conversation, text)
         reply, query = self._decide(conversation, text, lang)
         reply.latency_ms = round((time.perf_counter() - started) * 1000, 2)
-        reply.summary = redact(text[-200:])
+        reply.summary = redact(text)[-200:]
         conversation.turns.append(Turn(role="user", text=text, query=query))
         conversation.turns.append(
             Turn(
@@ -91,7 +92,7 @@ class Agent:
             reply.confidence,
             reply.handoff_reason,
             reply.latency_ms,
-            redact(text[:120]),
+            redact(text)[:120],
         )
         return reply
 
@@ -181,7 +182,9 @@ class Agent:
             return reply, query
 
         conversation.low_confidence_streak = 0
-        composed = self._composer.compose(query, hits, lang)
+        hits = self._prefer_language(hits, query, lang, region)
+        # A follow-up's own words pick the sentences; the anchored query picked the document.
+        composed = self._composer.compose(focus, hits, lang)
         parts = [composed.text]
         if g.region_dependent(focus) and region is None:
             parts.append(say("ask_region", lang))
@@ -203,6 +206,30 @@ class Agent:
             query,
         )
 
+    def _prefer_language(
+        self, hits: list[Hit], query: str, lang: Lang, region: str | None
+    ) -> list[Hit]:
+        """If the best document is in the other language and its translation exists
+        (``x-zh`` / ``x-en``), answer from the translation."""
+        top = hits[0].doc.meta
+        if top.lang == lang:
+            return hits
+        sibling = re.sub(r"-(zh|en)$", f"-{lang}", top.id)
+        if sibling == top.id or sibling not in self._kb.retriever.documents():
+            return hits
+        translated = [
+            h
+            for h in self._kb.search(
+                query,
+                k=self._settings.answer_candidates * 3,
+                lang=lang,
+                lang_only=True,
+                region=region,
+            )
+            if h.doc_id == sibling
+        ]
+        return translated + [h for h in hits if h.doc_id != sibling] if translated else hits
+
     def _last_topic(self, conversation: Conversation) -> str | None:
         documents = self._kb.retriever.documents()
         for turn in reversed(conversation.turns):
@@ -223,13 +250,15 @@ class Agent:
         )
 
     def _focus(self, text: str) -> str:
-        """Very long messages usually end with the question: keep the last part."""
-        limit = self._settings.question_focus_chars
-        if len(text) <= limit:
+        """Very long messages usually end with the question: keep the last sentence (and
+        the one before when the last is very short)."""
+        if len(text) <= self._settings.question_focus_chars:
             return text
-        tail = text[-limit:]
-        cut = re.search(r"[。！？!?\n]|\.\s", tail)
-        return tail[cut.end() :].strip() if cut and cut.end() < len(tail) // 2 else tail
+        sentences = split_sentences(text)
+        kept = sentences[-1:]
+        if len(sentences) > 1 and len(kept[0].strip()) < 15:
+            kept = sentences[-2:]
+        return "".join(kept).strip()[-self._settings.question_focus_chars :]
 
     def _language(self, conversation: Conversation, text: str) -> Lang:
         if conversation.lang is not None:

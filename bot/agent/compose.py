@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from bot.agent.guardrails import INJECTION
 from bot.agent.models import Citation
 from bot.kb.chunking import split_sentences
 from bot.kb.index import ChunkRecord
@@ -86,6 +87,8 @@ def sentences_with_context(text: str) -> list[tuple[str, str]]:
             continue
         if sentence.endswith((":", "：")):
             lead_in = sentence
+            continue
+        if INJECTION.search(sentence):  # an instruction planted in a document is not quoted
             continue
         is_item = bool(re.match(r"^\s*(?:[-*+]|\d+[.)、])\s+", line))
         result.append((sentence, lead_in if is_item else ""))

@@ -33,6 +33,8 @@ CRISIS = _any(
     r"结束(?:掉)?自己",
     r"一了百了",
     r"(?:从楼上|楼上|天台)?跳下去",
+    r"跳(?:河|江|海|楼)",
+    r"遗书",
     r"活着.{0,4}(?:意义|意思)",
     r"不想(?:再)?活",
     r"了结自己",
@@ -48,6 +50,10 @@ CRISIS = _any(
     r"no reason to live",
     r"(?:no|what'?s (?:even )?the) point (?:of|in) (?:living|life|going on)",
     r"give up on life",
+    r"jump(?:ing)? off (?:the |a )?(?:roof|building|bridge)",
+    r"(?:life|living) (?:is(?:n'?t| not)|isnt) worth (?:it|living)",
+    r"not worth living",
+    r"wish i (?:was|were) dead",
     r"better off dead",
     r"self[- ]?harm",
     r"hurt(?:ing)? my ?self",
@@ -60,14 +66,16 @@ HANDOFF_REQUEST = _any(
     r"人工服务",
     r"找人工",
     r"(?<!智能)人工(?!智能)(?:咨询|回复|帮|吗|$)",
-    r"真人",
-    r"(?:找|联系|问问?)(?:一下)?(?:就业)?(?:老师|辅导员|咨询师|顾问)",
+    r"(?:找|转|要|和|跟)真人",
+    r"真人(?:客服|老师|回复)",
+    r"(?:我要|我想|想要?|帮我|请|能不能|可以)(?:找|联系|问问?)(?:一下)?(?:就业)?"
+    r"(?:老师|辅导员|咨询师|顾问)",
     r"(?:找|联系)(?:个|一个)?(?:人|真人)(?:处理|帮|来|吗|$)",
     r"(?:和|跟|找)(?:个)?人(?:聊|说|谈)",
-    r"\b(?:real|live) (?:person|human|agent)\b",
-    r"\btalk to (?:a |an )?(?:human|person|counsell?or|advis[eo]r|someone|somebody)\b",
-    r"\bspeak (?:to|with) (?:a |an )?(?:human|person|counsell?or|advis[eo]r|someone)\b",
-    r"\b(?:need|want) (?:a |an )?(?:human|counsell?or)\b",
+    r"\b(?:talk|speak|chat) (?:to|with) (?:a |an )?(?:real |live )?"
+    r"(?:human|person|counsell?or|advis[eo]r|someone|somebody|agent)\b",
+    r"\b(?:connect|transfer) me (?:to|with)\b",
+    r"\b(?:need|want) (?:a |an |to talk to a )?(?:real )?(?:human|person|counsell?or)\b",
 )
 
 INJECTION = _any(

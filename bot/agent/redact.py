@@ -30,10 +30,10 @@ class RedactingFilter(logging.Filter):
     """A logging filter that redacts every record's message and arguments."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = redact(str(record.msg))
-        if record.args:
-            args = record.args if isinstance(record.args, tuple) else (record.args,)
-            record.args = tuple(redact(a) if isinstance(a, str) else a for a in args)
+        # Format first, then redact the finished text: arguments of any type (numbers,
+        # mappings) are covered and the format string never sees a placeholder.
+        record.msg = redact(record.getMessage())
+        record.args = None
         return True
 
 

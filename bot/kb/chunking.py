@@ -7,6 +7,9 @@ from collections.abc import Sequence
 
 from bot.kb.models import Chunk, Section
 
+# Bump when chunking changes, so that ingestion re-embeds unchanged documents.
+CHUNKER_VERSION = 2
+
 # A piece ends after Chinese or English sentence punctuation (optionally followed by closing
 # quotes/brackets), or at a line break. English '.' only counts before whitespace, so 1.5 and
 # URLs stay whole.
@@ -20,7 +23,11 @@ def split_sentences(text: str) -> list[str]:
     for match in _SENTENCE_END.finditer(text):
         end = match.end()
         if end > start:
-            pieces.append(text[start:end])
+            piece = text[start:end]
+            if pieces and not piece.strip():
+                pieces[-1] += piece  # a bare line break belongs to the sentence before it
+            else:
+                pieces.append(piece)
             start = end
     if start < len(text):
         pieces.append(text[start:])

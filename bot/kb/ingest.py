@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 from bot.components.embeddings import Embedder
 from bot.errors import DuplicateIdError, EmbeddingError, IngestError, KnowledgeBaseError
-from bot.kb.chunking import chunk_sections
+from bot.kb.chunking import CHUNKER_VERSION, chunk_sections
 from bot.kb.index import KnowledgeIndex, embedding_text
 from bot.kb.lexical import Tokenizer
 from bot.kb.loaders import iter_source_files, load_file
@@ -138,7 +138,10 @@ class Ingestor:
         return report
 
     def _write(self, doc: ParsedDocument, known: Any, force: bool) -> FileOutcome:
-        content_hash = doc.content_hash()
+        settings = self._settings
+        content_hash = doc.content_hash(
+            f"v{CHUNKER_VERSION}:{settings.chunk_max_chars}:{settings.chunk_overlap_chars}"
+        )
         if known is not None and known.content_hash == content_hash and not force:
             return FileOutcome(
                 path=str(doc.source),

@@ -103,11 +103,13 @@ class ParsedDocument(BaseModel):
     sections: list[Section]
     source: Path
 
-    def content_hash(self) -> str:
+    def content_hash(self, chunking: str = "") -> str:
+        """Identifies this content as indexed: metadata, text and how it is chunked."""
         payload = json.dumps(
             {
                 "meta": self.meta.model_dump(mode="json"),
                 "sections": [s.model_dump() for s in self.sections],
+                "chunking": chunking,
             },
             ensure_ascii=False,
             sort_keys=True,

@@ -1,0 +1,175 @@
+"""The graduate-facing commands: ``ask`` (one question, or a JSON-lines batch) and ``chat``."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.cli import main
+from bot.prompts import Messages
+from bot.settings import Settings
+from tests.agent.conftest import write_probation_docs
+from tests.conftest import DocWriter
+
+MESSAGES = Messages.load()
+REPLY_KEYS = {
+    "answer",
+    "lang",
+    "intent",
+    "citations",
+    "handoff",
+    "handoff_reason",
+    "confidence",
+    "latency_ms",
+}
+CITATION_KEYS = {"doc_id", "title", "authority", "doc_number", "source_url", "excerpt"}
+
+
+@pytest.fixture
+def env(settings: Settings, monkeypatch: pytest.MonkeyPatch, write_doc: DocWriter) -> Settings:
+    """A knowledge folder with the probation rules (zh, en) and a general wage rule."""
+    monkeypatch.setenv("GRADGUIDE_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("GRADGUIDE_KNOWLEDGE_DIR", str(settings.knowledge_dir))
+    write_probation_docs(write_doc)
+    write_doc(
+        "wages-zh",
+        "# 工资支付\n\n## 工资怎么发\n\n工资应当以货币形式按月支付给劳动者本人，"
+        "不得克扣或者无故拖欠劳动者的工资。\n",
+        title="工资支付规定",
+    )
+    return settings
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_ask_json_prints_one_structured_reply(
+    env: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run(capsys, "ask", "试用期最长多久", "--json")
+    assert code == 0
+    lines = [line for line in out.splitlines() if line.strip()]
+    assert len(lines) == 1, out
+    reply = json.loads(lines[0])
+    assert set(reply) == REPLY_KEYS
+    assert "六个月" in reply["answer"]
+    assert reply["lang"] == "zh"
+    assert reply["intent"] == "rights"
+    assert reply["handoff"] is False and reply["handoff_reason"] is None
+    assert 0 < reply["confidence"] <= 1
+    assert isinstance(reply["latency_ms"], int | float) and reply["latency_ms"] >= 0
+    citation = reply["citations"][0]
+    assert set(citation) == CITATION_KEYS
+    assert citation["doc_id"] == "probation-zh"
+    assert citation["title"] == "试用期规定"
+    assert citation["authority"] == "测试机关"
+    assert citation["doc_number"] == "中华人民共和国主席令第七十三号"
+    assert citation["source_url"] == "https://flk.npc.gov.cn/"
+    assert "六个月" in citation["excerpt"]
+
+
+def test_ask_json_reports_a_crisis_as_a_handoff(
+    env: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run(capsys, "ask", "我不想活了", "--json")
+    assert code == 0
+    reply = json.loads(out)
+    assert reply["intent"] == "crisis"
+    assert reply["handoff"] is True and reply["handoff_reason"] == "crisis"
+    assert reply["citations"] == []
+    assert "12356" in reply["answer"]
+
+
+def write_jsonl(path: Path, rows: list[object]) -> Path:
+    lines = [row if isinstance(row, str) else json.dumps(row, ensure_ascii=False) for row in rows]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_ask_jsonl_keeps_conversations_apart(
+    env: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    batch = write_jsonl(
+        tmp_path / "batch.jsonl",
+        [
+            {"id": "q1", "question": "试用期最长多久？", "conversation_id": "wx-1"},
+            {"id": "q2", "question": "How long can probation last?"},
+            {"id": "q3", "question": "那工资呢？", "conversation_id": "wx-1"},
+        ],
+    )
+    code, out, err = run(capsys, "ask", "--jsonl", str(batch))
+    assert code == 0, err
+    replies = [json.loads(line) for line in out.splitlines() if line.strip()]
+    assert [r["id"] for r in replies] == ["q1", "q2", "q3"]
+    assert all(set(r) == REPLY_KEYS | {"id"} for r in replies)
+    assert "六个月" in replies[0]["answer"]
+    assert replies[1]["lang"] == "en" and "six months" in replies[1]["answer"]
+    # "那工资呢？" continues the probation conversation: probation pay, not wages in general.
+    assert replies[2]["citations"][0]["doc_id"] == "probation-zh"
+    assert "百分之八十" in replies[2]["answer"]
+
+
+def test_ask_jsonl_reports_bad_lines_and_answers_the_rest(
+    env: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    batch = write_jsonl(
+        tmp_path / "batch.jsonl",
+        [
+            {"id": "q1", "question": "试用期最长多久？"},
+            "this is not json",
+            {"question": "an id is missing"},
+            {"id": "q4", "question": "How long can probation last?"},
+        ],
+    )
+    code, out, err = run(capsys, "ask", "--jsonl", str(batch))
+    assert code == 1
+    replies = [json.loads(line) for line in out.splitlines() if line.strip()]
+    assert [r["id"] for r in replies] == ["q1", "q4"]
+    assert "六个月" in replies[0]["answer"] and "six months" in replies[1]["answer"]
+    assert "line 2" in err and "line 3" in err
+    assert "Traceback" not in err
+
+
+def test_chat_sets_region_and_language_and_answers_in_english(env: Settings) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "chat"],
+        input="/region 上海\n/lang en\n试用期最长多久\n/reset\n/quit\n",
+        capture_output=True,
+        text=True,
+        env={
+            "GRADGUIDE_DATA_DIR": str(env.data_dir),
+            "GRADGUIDE_KNOWLEDGE_DIR": str(env.knowledge_dir),
+            "PATH": "/usr/bin:/bin",
+        },
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    out = result.stdout
+    assert (
+        MESSAGES.get("region_set", "zh", region="上海") in out
+        or MESSAGES.get("region_set", "en", region="上海") in out
+    )
+    assert MESSAGES.get("lang_set", "en") in out
+    answer = out.split(MESSAGES.get("lang_set", "en"), 1)[1]
+    assert "Sources: " in answer and "依据：" not in answer, "the answer is framed in English"
+    assert "six months" in answer or "六个月" in answer
+    assert MESSAGES.get("reset_done", "en") in out
+
+
+def test_chat_confirms_a_chinese_region_in_chinese(
+    env: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO("/region 上海\n/quit\n"))
+    code, out, _ = run(capsys, "chat")
+    assert code == 0
+    assert MESSAGES.get("region_set", "zh", region="上海") in out
