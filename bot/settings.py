@@ -92,6 +92,15 @@ class Settings(BaseSettings):
     )
     conversation_max_turns: int = Field(default=20, ge=2, description="Turns kept per side.")
 
+    llm: str | None = Field(
+        default=None,
+        description="Optional chat model: `openai:<model>` (OPENAI_BASE_URL) or "
+        "`ollama:<model>`. Unset: answers are composed from the passages, no LLM.",
+    )
+    llm_timeout_s: float = Field(
+        default=8.0, gt=0, description="After this the extractive answer is used instead."
+    )
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("chroma_url")

@@ -13,9 +13,11 @@ import re
 import time
 
 from bot.agent import guardrails as g
-from bot.agent.compose import ExtractiveComposer, _terms
+from bot.agent.compose import Composed, ExtractiveComposer, _terms, citation_for
+from bot.agent.llm_composer import LlmComposer, LlmUnavailable
 from bot.agent.models import Conversation, HandoffReason, Intent, Reply, Turn
 from bot.agent.redact import redact
+from bot.components.llm import build_chat_model
 from bot.kb.chunking import split_sentences
 from bot.kb.lexical import expand_pinyin
 from bot.kb.models import Lang
@@ -66,6 +68,8 @@ class Agent:
         self._settings = settings
         self._messages = messages or Messages.load()
         self._composer = ExtractiveComposer(kb.retriever, self._messages)
+        model = build_chat_model(settings)
+        self._llm = LlmComposer(model, settings.llm_timeout_s) if model is not None else None
 
     # -- public -------------------------------------------------------------------------
 
@@ -183,8 +187,22 @@ class Agent:
 
         conversation.low_confidence_streak = 0
         hits = self._prefer_language(hits, query, lang, region)
-        # A follow-up's own words pick the sentences; the anchored query picked the document.
-        composed = self._composer.compose(focus, hits, lang)
+        composed: Composed | None = None
+        if self._llm is not None:
+            try:
+                composed = self._llm_answer(query, hits, lang)
+            except LlmUnavailable as exc:
+                logger.warning("LLM answer not used, falling back to extractive: %s", exc)
+            else:
+                if composed is None:  # the model found no answer in the passages
+                    conversation.low_confidence_streak += 1
+                    reply = self._special("low_confidence", lang, Intent.UNCLEAR)
+                    reply.confidence = score
+                    return reply, query
+        used_llm = composed is not None
+        if composed is None:
+            # A follow-up's own words pick the sentences; the anchored query the document.
+            composed = self._composer.compose(focus, hits, lang)
         parts = [composed.text]
         if g.region_dependent(focus) and region is None:
             parts.append(say("ask_region", lang))
@@ -202,8 +220,27 @@ class Agent:
                 handoff=handoff_reason is not None,
                 handoff_reason=handoff_reason,
                 suggestions=composed.suggestions,
+                composer="llm" if used_llm else "extractive",
             ),
             query,
+        )
+
+    def _llm_answer(self, question: str, hits: list[Hit], lang: Lang) -> Composed | None:
+        """The LLM's answer with checked citations; ``None`` if it says the passages do not
+        answer. Raises ``LlmUnavailable`` when the model fails or cites wrongly."""
+        assert self._llm is not None
+        answer = self._llm.compose(question, hits, lang)
+        if answer is None:
+            return None
+        first_hit = {h.doc_id: h for h in reversed(hits)}
+        citations = [
+            citation_for(first_hit[doc_id], first_hit[doc_id].text[:200])
+            for doc_id in answer.doc_ids
+        ]
+        return Composed(
+            text=self._composer.finish(answer.text, citations, lang),
+            citations=citations,
+            suggestions=[],
         )
 
     def _prefer_language(

@@ -116,6 +116,22 @@ def _bonus(sentence: str, position: int, section_start: bool) -> float:
     return has_fact + opening - 0.02 * position
 
 
+def citation_for(hit: Hit, excerpt: str) -> Citation:
+    meta = hit.doc.meta
+    return Citation(
+        doc_id=meta.id,
+        title=meta.title,
+        authority=meta.authority,
+        doc_number=meta.doc_number,
+        issued=meta.issued,
+        effective_from=meta.starts,
+        expires=meta.expires,
+        source_url=meta.source_url,
+        heading=hit.heading,
+        excerpt=excerpt,
+    )
+
+
 class ExtractiveComposer:
     MAX_POINTS = 3  # the issue: the direct answer, then 1–3 supporting points
     BUDGET: ClassVar[dict[str, int]] = {"zh": 520, "en": 900}
@@ -207,41 +223,30 @@ class ExtractiveComposer:
             if hit.doc_id in seen:
                 continue
             seen.add(hit.doc_id)
-            meta = hit.doc.meta
-            citations.append(
-                Citation(
-                    doc_id=meta.id,
-                    title=meta.title,
-                    authority=meta.authority,
-                    doc_number=meta.doc_number,
-                    issued=meta.issued,
-                    effective_from=meta.starts,
-                    expires=meta.expires,
-                    source_url=meta.source_url,
-                    heading=hit.heading,
-                    excerpt=direct[2]
-                    if hit is direct[3]
-                    else next(c[2] for c in support if c[3] is hit),
-                )
-            )
+            excerpt = direct[2] if hit is direct[3] else next(c[2] for c in support if c[3] is hit)
+            citations.append(citation_for(hit, excerpt))
 
-        next_step = self._next_step(chunks)
         parts: list[str] = []
         if primary.doc.meta.lang != lang:
             parts.append(self._messages.get("other_language_source", lang))
         parts.append(direct[2])
         if support:
             parts.append("\n".join(f"• {c[2]}" for c in support))
-        parts.append(self._sources_line(citations, lang))
-        if next_step:
-            label = self._messages.get("next_step_label", lang)
-            parts.append(f"{label}{'：' if lang == 'zh' else ': '}{next_step}")
         return Composed(
-            text="\n\n".join(p for p in parts if p),
+            text=self.finish("\n\n".join(parts), citations, lang),
             citations=citations,
             suggestions=self._suggestions(chunks, primary.heading),
             ranked=[(round(c[0], 3), c[2]) for c in sorted(candidates, key=lambda c: -c[0])],
         )
+
+    def finish(self, body: str, citations: list[Citation], lang: Lang) -> str:
+        """The answer body, then the sources line and the first cited document's next step."""
+        parts = [body, self._sources_line(citations, lang)]
+        next_step = self._next_step(self._retriever.doc_chunks(citations[0].doc_id))
+        if next_step:
+            label = self._messages.get("next_step_label", lang)
+            parts.append(f"{label}{'：' if lang == 'zh' else ': '}{next_step}")
+        return "\n\n".join(p for p in parts if p)
 
     def _sources_line(self, citations: list[Citation], lang: Lang) -> str:
         label = self._messages.get("sources_label", lang)
