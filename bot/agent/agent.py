@@ -161,6 +161,8 @@ class Agent:
         else:
             hits = search(query, k=k, lang=lang, region=region)
         score = confidence(query, hits)
+        if self._names_unknown_programme(focus):
+            score = min(score, self._settings.answer_threshold - 0.01)
 
         if not hits or score < self._settings.answer_threshold:
             if g.violation_now(focus):
@@ -266,6 +268,20 @@ class Agent:
             if h.doc_id == sibling
         ]
         return translated + [h for h in hits if h.doc_id != sibling] if translated else hits
+
+    def _names_unknown_programme(self, text: str) -> bool:
+        """The question names a programme or subsidy that no document mentions: a passage
+        about a different programme must not answer it."""
+        vocabulary = self._kb.retriever.vocabulary()
+        for name in g.programme_names(text):
+            words = (
+                name.split()
+                if name.isascii()
+                else ["~" + name[i : i + 2] for i in range(len(name) - 1)]
+            )
+            if words and any(w not in vocabulary for w in words if len(w) > 2 or w.startswith("~")):
+                return True
+        return False
 
     def _last_topic(self, conversation: Conversation) -> str | None:
         documents = self._kb.retriever.documents()

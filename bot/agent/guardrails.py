@@ -437,6 +437,26 @@ def region_dependent(text: str) -> bool:
     return bool(_REGION_DEPENDENT.search(text))
 
 
+_PROGRAMME_ZH = re.compile(r"([\u4e00-\u9fff]{2,6}?)(?:计划|项目|专项|工程|行动)")
+_NOT_A_NAME = re.compile(r"[的了吗呢我你他她它们能会要想在是有个这那]")
+_PROGRAMME_EN = re.compile(
+    r"\b([A-Z][a-z]+(?:\s+[a-z]+){0,2})\s+"
+    r"(?i:programme|program|plan|project|scheme|grant|subsidy|fund|award|initiative)\b",
+)
+_LEADING_ARTICLE = re.compile(r"^(?:the|a|an|this|that|my|your)\s+", re.IGNORECASE)
+
+
+def programme_names(text: str) -> list[str]:
+    """Names a question gives to a programme or subsidy ("星火计划" → 星火, "the Moonbeam
+    relocation grant" → moonbeam relocation)."""
+    names = [m.group(1) for m in _PROGRAMME_ZH.finditer(text) if not _NOT_A_NAME.search(m.group(1))]
+    for match in _PROGRAMME_EN.finditer(text):
+        name = _LEADING_ARTICLE.sub("", match.group(1).strip()).lower()
+        if name:
+            names.append(name)
+    return names
+
+
 def mentioned_region(text: str) -> str | None:
     """A province or city named in the message, as a region code."""
     match = _REGION_NAMES.search(text)

@@ -347,7 +347,7 @@ EN_STOP_WORDS = _EN_STOP = frozenset(
 )
 
 
-def _stem(word: str) -> str:
+def stem(word: str) -> str:
     if len(word) > 4 and word.endswith("ies"):
         return word[:-3] + "y"
     if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
@@ -403,7 +403,7 @@ class Tokenizer:
             tokens.extend("~" + run[i : i + 2] for i in range(len(run) - 1))
         for word in _LATIN.findall(lowered):
             if word not in _EN_STOP and (len(word) > 1 or word.isdigit()):
-                tokens.append(_stem(word))
+                tokens.append(stem(word))
         return tokens
 
     def __call__(self, text: str) -> list[str]:
@@ -418,7 +418,7 @@ class Tokenizer:
                 tokens.extend("~" + run[i : i + 2] for i in range(len(run) - 1))
         for word in _LATIN.findall(lowered):
             if word not in _EN_STOP and (len(word) > 1 or word.isdigit()):
-                tokens.append(_stem(word))
+                tokens.append(stem(word))
         return tokens
 
 

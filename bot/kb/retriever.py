@@ -14,7 +14,7 @@ import pickle
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass, field
 from typing import Literal, cast
 
@@ -149,6 +149,12 @@ class Retriever:
         except OSError:
             logger.warning("could not write the chunk cache %s", cache)
         return records
+
+    def vocabulary(self) -> Container[str]:
+        """Every term of the indexed corpus (words, "~" + Chinese bigrams)."""
+        self.refresh()
+        assert self._snapshot is not None
+        return self._snapshot.bm25.vocabulary
 
     def weighted_terms(self, text: str) -> dict[str, float]:
         """The text's corpus terms with their IDF weights (for ranking sentences)."""

@@ -247,14 +247,6 @@ def test_an_answer_in_between_resets_the_not_sure_streak(bundled_agent: Agent) -
     assert_not_sure(bundled_agent.reply(conversation, "公司团建去哪里玩比较好"), "zh")
 
 
-_WRONG_PROGRAMME = (
-    "the relevance gate lets through questions about a programme the corpus does not "
-    "cover: they are answered confidently from an unrelated document (特岗计划, the job-search "
-    "subsidy, hukou rules) instead of 'not sure' and then a counsellor"
-)
-
-
-@pytest.mark.xfail(reason=_WRONG_PROGRAMME, strict=True)
 @pytest.mark.parametrize(
     ("first", "second", "lang"),
     [
