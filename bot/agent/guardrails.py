@@ -149,6 +149,11 @@ OUT_OF_SCOPE = _any(
 # Requests that stay out of scope even when they mention work or graduation
 # ("写一篇毕业论文", "put my first salary into crypto").
 STRONG_OUT_OF_SCOPE = _any(
+    r"伪造",
+    r"造假",
+    r"办(?:个)?假(?:证|学历|文凭)",
+    r"\bforg(?:e|ing|ed)\b",
+    r"\bfake (?:a |my )?(?:degree|diploma|certificate|transcript|document|contract)",
     r"写.{0,12}(?:论文|综述|作文|文章|报告|代码|程序|爬虫)",
     r"文献综述",
     r"爬虫",
