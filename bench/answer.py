@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from bot.agent.agent import Agent  # noqa: E402
 from bot.agent.evaluation import evaluate, load_items  # noqa: E402
+from bot.cli import answer_quality_table  # noqa: E402
 from bot.kb.evaluation import percentile  # noqa: E402
 from bot.kb.service import KnowledgeBase  # noqa: E402
 from bot.settings import Settings  # noqa: E402
@@ -61,25 +62,7 @@ def main() -> int:
             )
             ask_times.append(time.perf_counter() - started)
 
-    quality = Table(title=f"Answer quality — {len(items)} items")
-    columns = ("group", "n", "key facts", "cited", "handoff P", "handoff R", "decline", "behaviour")
-    for column in columns:
-        quality.add_column(column, justify="left" if column == "group" else "right")
-
-    def fmt(value: float | None) -> str:
-        return "—" if value is None else f"{value:.3f}"
-
-    for row in table:
-        quality.add_row(
-            row.group,
-            str(row.n),
-            fmt(row.key_fact_accuracy),
-            fmt(row.citation_rate),
-            fmt(row.handoff_precision),
-            fmt(row.handoff_recall),
-            fmt(row.decline_accuracy),
-            fmt(row.behaviour_accuracy),
-        )
+    quality = answer_quality_table(table, f"Answer quality — {len(items)} items")
     console.print(quality)
 
     perf = Table(title="Performance (embedded default, warm)")

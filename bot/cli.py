@@ -27,8 +27,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from bot.agent.agent import Agent
+from bot.agent.evaluation import Scores, load_items
 from bot.agent.evaluation import evaluate as evaluate_answers
-from bot.agent.evaluation import load_items
 from bot.agent.models import Conversation, Reply
 from bot.errors import GradGuideError
 from bot.kb.ingest import IngestReport
@@ -472,10 +472,9 @@ def _chat(settings: Settings, out: Console, err: Console) -> int:
         out.print()
 
 
-def _eval(args: argparse.Namespace, settings: Settings, out: Console, err: Console) -> int:
-    items = load_items(args.file)
-    results, table = evaluate_answers(_agent(settings, err), items)
-    grid = Table(title=f"Answer quality — {len(items)} items ({args.file.name})")
+def answer_quality_table(rows: list[Scores], title: str) -> Table:
+    """The evaluation scores as a table (also printed by bench/answer.py)."""
+    grid = Table(title=title)
     columns = ("group", "n", "key facts", "cited", "handoff P", "handoff R", "decline", "behaviour")
     for column in columns:
         grid.add_column(column, justify="left" if column == "group" else "right")
@@ -483,7 +482,7 @@ def _eval(args: argparse.Namespace, settings: Settings, out: Console, err: Conso
     def pct(value: float | None) -> str:
         return "—" if value is None else f"{value:.3f}"
 
-    for row in table:
+    for row in rows:
         grid.add_row(
             row.group,
             str(row.n),
@@ -494,6 +493,13 @@ def _eval(args: argparse.Namespace, settings: Settings, out: Console, err: Conso
             pct(row.decline_accuracy),
             pct(row.behaviour_accuracy),
         )
+    return grid
+
+
+def _eval(args: argparse.Namespace, settings: Settings, out: Console, err: Console) -> int:
+    items = load_items(args.file)
+    results, table = evaluate_answers(_agent(settings, err), items)
+    grid = answer_quality_table(table, f"Answer quality — {len(items)} items ({args.file.name})")
     out.print(grid)
     out.print(f"answers asserting policy facts without a citation: {table[0].uncited_answers}")
     if args.show_failures:

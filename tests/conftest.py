@@ -50,6 +50,23 @@ def kb(settings: Settings) -> KnowledgeBase:
     return open_kb(settings)
 
 
+@pytest.fixture
+def env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """The test's settings, also visible to `gradguide` commands run in this test."""
+    monkeypatch.setenv("GRADGUIDE_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("GRADGUIDE_KNOWLEDGE_DIR", str(settings.knowledge_dir))
+    return settings
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """Run `gradguide ARGS` in this process: exit code, stdout, stderr."""
+    from bot.cli import main
+
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
 DocWriter = Callable[..., Path]
 
 

@@ -10,11 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli import main
 from bot.prompts import Messages
 from bot.settings import Settings
 from tests.agent.conftest import write_probation_docs
-from tests.conftest import DocWriter
+from tests.conftest import DocWriter, run_cli
 
 MESSAGES = Messages.load()
 REPLY_KEYS = {
@@ -31,10 +30,8 @@ CITATION_KEYS = {"doc_id", "title", "authority", "doc_number", "source_url", "ex
 
 
 @pytest.fixture
-def env(settings: Settings, monkeypatch: pytest.MonkeyPatch, write_doc: DocWriter) -> Settings:
+def docs(env: Settings, write_doc: DocWriter) -> Settings:
     """A knowledge folder with the probation rules (zh, en) and a general wage rule."""
-    monkeypatch.setenv("GRADGUIDE_DATA_DIR", str(settings.data_dir))
-    monkeypatch.setenv("GRADGUIDE_KNOWLEDGE_DIR", str(settings.knowledge_dir))
     write_probation_docs(write_doc)
     write_doc(
         "wages-zh",
@@ -42,19 +39,13 @@ def env(settings: Settings, monkeypatch: pytest.MonkeyPatch, write_doc: DocWrite
         "不得克扣或者无故拖欠劳动者的工资。\n",
         title="工资支付规定",
     )
-    return settings
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+    return env
 
 
 def test_ask_json_prints_one_structured_reply(
-    env: Settings, capsys: pytest.CaptureFixture[str]
+    docs: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, _ = run(capsys, "ask", "试用期最长多久", "--json")
+    code, out, _ = run_cli(capsys, "ask", "试用期最长多久", "--json")
     assert code == 0
     lines = [line for line in out.splitlines() if line.strip()]
     assert len(lines) == 1, out
@@ -77,9 +68,9 @@ def test_ask_json_prints_one_structured_reply(
 
 
 def test_ask_json_reports_a_crisis_as_a_handoff(
-    env: Settings, capsys: pytest.CaptureFixture[str]
+    docs: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, _ = run(capsys, "ask", "我不想活了", "--json")
+    code, out, _ = run_cli(capsys, "ask", "我不想活了", "--json")
     assert code == 0
     reply = json.loads(out)
     assert reply["intent"] == "crisis"
@@ -95,7 +86,7 @@ def write_jsonl(path: Path, rows: list[object]) -> Path:
 
 
 def test_ask_jsonl_keeps_conversations_apart(
-    env: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    docs: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     batch = write_jsonl(
         tmp_path / "batch.jsonl",
@@ -105,7 +96,7 @@ def test_ask_jsonl_keeps_conversations_apart(
             {"id": "q3", "question": "那工资呢？", "conversation_id": "wx-1"},
         ],
     )
-    code, out, err = run(capsys, "ask", "--jsonl", str(batch))
+    code, out, err = run_cli(capsys, "ask", "--jsonl", str(batch))
     assert code == 0, err
     replies = [json.loads(line) for line in out.splitlines() if line.strip()]
     assert [r["id"] for r in replies] == ["q1", "q2", "q3"]
@@ -118,7 +109,7 @@ def test_ask_jsonl_keeps_conversations_apart(
 
 
 def test_ask_jsonl_reports_bad_lines_and_answers_the_rest(
-    env: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    docs: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     batch = write_jsonl(
         tmp_path / "batch.jsonl",
@@ -129,7 +120,7 @@ def test_ask_jsonl_reports_bad_lines_and_answers_the_rest(
             {"id": "q4", "question": "How long can probation last?"},
         ],
     )
-    code, out, err = run(capsys, "ask", "--jsonl", str(batch))
+    code, out, err = run_cli(capsys, "ask", "--jsonl", str(batch))
     assert code == 1
     replies = [json.loads(line) for line in out.splitlines() if line.strip()]
     assert [r["id"] for r in replies] == ["q1", "q4"]
@@ -138,15 +129,15 @@ def test_ask_jsonl_reports_bad_lines_and_answers_the_rest(
     assert "Traceback" not in err
 
 
-def test_chat_sets_region_and_language_and_answers_in_english(env: Settings) -> None:
+def test_chat_sets_region_and_language_and_answers_in_english(docs: Settings) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "bot", "chat"],
         input="/region 上海\n/lang en\n试用期最长多久\n/reset\n/quit\n",
         capture_output=True,
         text=True,
         env={
-            "GRADGUIDE_DATA_DIR": str(env.data_dir),
-            "GRADGUIDE_KNOWLEDGE_DIR": str(env.knowledge_dir),
+            "GRADGUIDE_DATA_DIR": str(docs.data_dir),
+            "GRADGUIDE_KNOWLEDGE_DIR": str(docs.knowledge_dir),
             "PATH": "/usr/bin:/bin",
         },
         timeout=300,
@@ -167,9 +158,9 @@ def test_chat_sets_region_and_language_and_answers_in_english(env: Settings) -> 
 
 
 def test_chat_confirms_a_chinese_region_in_chinese(
-    env: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    docs: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setattr(sys, "stdin", io.StringIO("/region 上海\n/quit\n"))
-    code, out, _ = run(capsys, "chat")
+    code, out, _ = run_cli(capsys, "chat")
     assert code == 0
     assert MESSAGES.get("region_set", "zh", region="上海") in out
