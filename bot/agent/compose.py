@@ -133,6 +133,9 @@ def citation_for(hit: Hit, excerpt: str) -> Citation:
 
 
 class ExtractiveComposer:
+    LIST_LIMIT: ClassVar[dict[str, int]] = {"zh": 220, "en": 400}
+    OWN_WEIGHT = 0.4  # measured on tests/eval/answers.jsonl with HEADING_WEIGHT
+    HEADING_WEIGHT = 0.3
     MAX_POINTS = 3  # the issue: the direct answer, then 1–3 supporting points
     BUDGET: ClassVar[dict[str, int]] = {"zh": 520, "en": 900}
     RANK_PENALTY = 0.0  # measured: any penalty for retrieval rank lowered key-fact accuracy
@@ -166,6 +169,8 @@ class ExtractiveComposer:
             section_start.setdefault(chunk.heading, chunk.chunk_id)
         candidates: list[tuple[float, int, str, Hit]] = []
         seen_sentences: set[str] = set()
+        lists: dict[tuple[str, str], list[str]] = {}
+        list_of: dict[str, tuple[str, str]] = {}
         # Every section of the best document competes, so the answer does not depend on
         # which of its chunks retrieval happened to rank first; retrieval rank still counts.
         for chunk in chunks:
@@ -185,14 +190,19 @@ class ExtractiveComposer:
             )
             heading_terms = terms_of(chunk.heading.split(" > ")[-1])
             at_start = section_start[chunk.heading] == chunk.chunk_id
-            for position, sentence in enumerate(sentences_of(chunk.text)):
+            for position, (sentence, lead_in) in enumerate(sentences_with_context(chunk.text)):
                 if sentence in seen_sentences:
                     continue
                 seen_sentences.add(sentence)
+                if lead_in:
+                    lists.setdefault((chunk.chunk_id, lead_in), []).append(sentence)
+                    list_of[sentence] = (chunk.chunk_id, lead_in)
                 own = terms_of(sentence)
-                score = 0.6 * _score(own, query_terms) + 0.4 * _score(
-                    own | heading_terms, query_terms
+                around = heading_terms | (terms_of(lead_in) if lead_in else frozenset())
+                score = self.OWN_WEIGHT * _score(own, query_terms) + (1 - self.OWN_WEIGHT) * _score(
+                    own | around, query_terms
                 )
+                score += self.HEADING_WEIGHT * _score(heading_terms, query_terms)
                 score += _bonus(sentence, position, at_start) - self.RANK_PENALTY * rank
                 candidates.append((score, len(candidates), sentence, hit))
         if not candidates:  # the best chunk was a "what to do" section: quote it
@@ -215,6 +225,7 @@ class ExtractiveComposer:
             support.append(cand)
             used += len(cand[2])
         support.sort(key=lambda c: c[1])
+        direct, support = self._whole_lists(direct, support, lists, list_of, lang)
 
         cited_hits = [direct[3]] + [c[3] for c in support if c[3] is not direct[3]]
         citations: list[Citation] = []
@@ -238,6 +249,37 @@ class ExtractiveComposer:
             suggestions=self._suggestions(chunks, primary.heading),
             ranked=[(round(c[0], 3), c[2]) for c in sorted(candidates, key=lambda c: -c[0])],
         )
+
+    def _whole_lists(
+        self,
+        direct: tuple[float, int, str, Hit],
+        support: list[tuple[float, int, str, Hit]],
+        lists: dict[tuple[str, str], list[str]],
+        list_of: dict[str, tuple[str, str]],
+        lang: Lang,
+    ) -> tuple[tuple[float, int, str, Hit], list[tuple[float, int, str, Hit]]]:
+        """A chosen list item stands for its whole list when the list is short: "who can
+        apply" is answered by all the groups, with the sentence that introduces them."""
+        limit = self.LIST_LIMIT[lang]
+        done: set[tuple[str, str]] = set()
+        result: list[tuple[float, int, str, Hit]] = []
+        for cand in [direct, *support]:
+            key = list_of.get(cand[2])
+            if key is None:
+                result.append(cand)
+                continue
+            if key in done:
+                continue
+            lead_in, items = key[1], lists[key]
+            joined = lead_in + ("；" if lang == "zh" else "; ").join(
+                i.rstrip("；;。.") for i in items
+            )
+            if len(items) > 1 and len(joined) <= limit:
+                result.append((cand[0], cand[1], joined + ("。" if lang == "zh" else "."), cand[3]))
+                done.add(key)
+            else:
+                result.append(cand)
+        return result[0], result[1:]
 
     def finish(self, body: str, citations: list[Citation], lang: Lang) -> str:
         """The answer body, then the sources line and the first cited document's next step."""
