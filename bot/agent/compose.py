@@ -65,7 +65,7 @@ def sentences_with_context(text: str) -> list[tuple[str, str]]:
     lead-in sentence before it. Lead-ins themselves ("……如下：") are not answers."""
     result: list[tuple[str, str]] = []
     header: list[str] | None = None
-    lead_in = ""
+    lead_in = previous = ""
     for piece in split_sentences(text):
         line = piece.strip()
         if line.startswith("|"):
@@ -91,9 +91,12 @@ def sentences_with_context(text: str) -> list[tuple[str, str]]:
         if INJECTION.search(sentence):  # an instruction planted in a document is not quoted
             continue
         is_item = bool(re.match(r"^\s*(?:[-*+]|\d+[.)、])\s+", line))
-        result.append((sentence, lead_in if is_item else ""))
-        if not is_item:
-            lead_in = ""
+        if is_item:
+            # A list with no "……：" lead-in is introduced by the sentence before it.
+            result.append((sentence, lead_in or previous))
+        else:
+            result.append((sentence, ""))
+            lead_in, previous = "", sentence
     return result
 
 
@@ -224,6 +227,23 @@ class ExtractiveComposer:
                 continue
             support.append(cand)
             used += len(cand[2])
+        # The answer introduces a list (steps, eligible groups): the list comes with it.
+        chunk_text = direct[3].text
+        at = chunk_text.find(direct[2])
+        following = chunk_text[at + len(direct[2]) : at + len(direct[2]) + 80] if at >= 0 else ""
+        introduced = next(
+            (
+                items
+                for (chunk_id, lead_in), items in lists.items()
+                if chunk_id == direct[3].chunk_id
+                and (lead_in == direct[2] or (following and lead_in in following))
+            ),
+            None,
+        )
+        if introduced:
+            first_item = next(c for c in candidates if c[2] == introduced[0])
+            if first_item not in support:
+                support = [*support[: self.MAX_POINTS - 1], first_item]
         support.sort(key=lambda c: c[1])
         direct, support = self._whole_lists(direct, support, lists, list_of, lang)
 
@@ -261,6 +281,7 @@ class ExtractiveComposer:
         """A chosen list item stands for its whole list when the list is short: "who can
         apply" is answered by all the groups, with the sentence that introduces them."""
         limit = self.LIST_LIMIT[lang]
+        separator = "；" if lang == "zh" else "; "
         done: set[tuple[str, str]] = set()
         result: list[tuple[float, int, str, Hit]] = []
         for cand in [direct, *support]:
@@ -271,15 +292,18 @@ class ExtractiveComposer:
             if key in done:
                 continue
             lead_in, items = key[1], lists[key]
-            joined = lead_in + ("；" if lang == "zh" else "; ").join(
-                i.rstrip("；;。.") for i in items
-            )
+            if lang == "en" and lead_in:
+                lead_in += " "
+            joined = lead_in + separator.join(i.rstrip("；;。.") for i in items)
             if len(items) > 1 and len(joined) <= limit:
                 result.append((cand[0], cand[1], joined + ("。" if lang == "zh" else "."), cand[3]))
                 done.add(key)
             else:
                 result.append(cand)
-        return result[0], result[1:]
+        # A sentence now shown as a list's introduction is not repeated on its own.
+        intros = {key[1] for key in done}
+        kept = [c for c in result if c[2] not in intros or list_of.get(c[2]) in done]
+        return kept[0], kept[1:]
 
     def finish(self, body: str, citations: list[Citation], lang: Lang) -> str:
         """The answer body, then the sources line and the first cited document's next step."""

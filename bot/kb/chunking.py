@@ -8,12 +8,16 @@ from collections.abc import Sequence
 from bot.kb.models import Chunk, Section
 
 # Bump when chunking changes, so that ingestion re-embeds unchanged documents.
-CHUNKER_VERSION = 2
+CHUNKER_VERSION = 3
 
 # A piece ends after Chinese or English sentence punctuation (optionally followed by closing
 # quotes/brackets), or at a line break. English '.' only counts before whitespace, so 1.5 and
-# URLs stay whole.
-_SENTENCE_END = re.compile(r"(?:[。！？；!?;]|\.(?=\s))[”’\"')）」』]*|\n")
+# URLs stay whole, and not after a list number.
+_SENTENCE_END = re.compile(
+    # not the "1." / "12." that numbers a list item at the start of a line
+    r"(?:[。！？；!?;]|(?<!^\d)(?<!^\d\d)\.(?=\s))[”’\"')）」』]*|\n",
+    re.MULTILINE,
+)
 
 
 def split_sentences(text: str) -> list[str]:
