@@ -141,7 +141,6 @@ class ExtractiveComposer:
     HEADING_WEIGHT = 0.3
     MAX_POINTS = 3  # the issue: the direct answer, then 1–3 supporting points
     BUDGET: ClassVar[dict[str, int]] = {"zh": 520, "en": 900}
-    RANK_PENALTY = 0.0  # measured: any penalty for retrieval rank lowered key-fact accuracy
 
     def __init__(self, retriever: Retriever, messages: Messages) -> None:
         self._retriever = retriever
@@ -175,7 +174,7 @@ class ExtractiveComposer:
         lists: dict[tuple[str, str], list[str]] = {}
         list_of: dict[str, tuple[str, str]] = {}
         # Every section of the best document competes, so the answer does not depend on
-        # which of its chunks retrieval happened to rank first; retrieval rank still counts.
+        # which of its chunks retrieval happened to rank first.
         for chunk in chunks:
             if _NEXT_STEP_HEADING.search(chunk.heading):
                 continue
@@ -206,7 +205,8 @@ class ExtractiveComposer:
                     own | around, query_terms
                 )
                 score += self.HEADING_WEIGHT * _score(heading_terms, query_terms)
-                score += _bonus(sentence, position, at_start) - self.RANK_PENALTY * rank
+                # (Retrieval rank is not counted: any penalty for it lowered key-fact accuracy.)
+                score += _bonus(sentence, position, at_start)
                 candidates.append((score, len(candidates), sentence, hit))
         if not candidates:  # the best chunk was a "what to do" section: quote it
             candidates = [
