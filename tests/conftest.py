@@ -58,6 +58,25 @@ def env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
     return settings
 
 
+def run_gradguide(
+    settings: Settings, *args: str, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run `python -m bot ARGS` as a new process on the test's data and knowledge dirs."""
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env={
+            "GRADGUIDE_DATA_DIR": str(settings.data_dir),
+            "GRADGUIDE_KNOWLEDGE_DIR": str(settings.knowledge_dir),
+            "PATH": "/usr/bin:/bin",
+        },
+        timeout=300,
+        check=False,
+    )
+
+
 def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     """Run `gradguide ARGS` in this process: exit code, stdout, stderr."""
     from bot.cli import main

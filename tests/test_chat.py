@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,7 +9,7 @@ import pytest
 from bot.errors import ConfigError
 from bot.prompts import Messages
 from bot.settings import Settings
-from tests.conftest import DocWriter
+from tests.conftest import DocWriter, run_gradguide
 
 
 def test_every_message_exists_in_both_languages() -> None:
@@ -37,19 +35,7 @@ def test_chat_answers_with_citations_in_the_askers_language(
         title="试用期规定",
         doc_number="主席令第七十三号",
     )
-    result = subprocess.run(
-        [sys.executable, "-m", "bot", "chat"],
-        input="试用期最长多久？\n/quit\n",
-        capture_output=True,
-        text=True,
-        env={
-            "GRADGUIDE_DATA_DIR": str(settings.data_dir),
-            "GRADGUIDE_KNOWLEDGE_DIR": str(settings.knowledge_dir),
-            "PATH": "/usr/bin:/bin",
-        },
-        timeout=120,
-        check=False,
-    )
+    result = run_gradguide(settings, "chat", stdin="试用期最长多久？\n/quit\n")
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "六个月" in out

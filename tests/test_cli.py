@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bot.settings import Settings
-from tests.conftest import DocWriter, run_cli
+from tests.conftest import DocWriter, run_cli, run_gradguide
 
 
 def test_admin_workflow(
@@ -101,17 +101,7 @@ def test_first_search_builds_the_index(
 
 
 def test_errors_are_messages_not_tracebacks(env: Settings, tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "bot", "kb", "remove", "no-such-doc"],
-        capture_output=True,
-        text=True,
-        env={
-            "GRADGUIDE_DATA_DIR": str(env.data_dir),
-            "GRADGUIDE_KNOWLEDGE_DIR": str(env.knowledge_dir),
-            "PATH": "/usr/bin:/bin",
-        },
-        check=False,
-    )
+    result = run_gradguide(env, "kb", "remove", "no-such-doc")
     assert result.returncode == 2
     assert "no document with id 'no-such-doc'" in result.stderr
     assert "Traceback" not in result.stderr

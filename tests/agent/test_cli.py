@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import pytest
 from bot.prompts import Messages
 from bot.settings import Settings
 from tests.agent.conftest import write_probation_docs
-from tests.conftest import DocWriter, run_cli
+from tests.conftest import DocWriter, run_cli, run_gradguide
 
 MESSAGES = Messages.load()
 REPLY_KEYS = {
@@ -130,18 +129,8 @@ def test_ask_jsonl_reports_bad_lines_and_answers_the_rest(
 
 
 def test_chat_sets_region_and_language_and_answers_in_english(docs: Settings) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "bot", "chat"],
-        input="/region 上海\n/lang en\n试用期最长多久\n/reset\n/quit\n",
-        capture_output=True,
-        text=True,
-        env={
-            "GRADGUIDE_DATA_DIR": str(docs.data_dir),
-            "GRADGUIDE_KNOWLEDGE_DIR": str(docs.knowledge_dir),
-            "PATH": "/usr/bin:/bin",
-        },
-        timeout=300,
-        check=False,
+    result = run_gradguide(
+        docs, "chat", stdin="/region 上海\n/lang en\n试用期最长多久\n/reset\n/quit\n"
     )
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
