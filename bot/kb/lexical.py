@@ -367,10 +367,6 @@ class Tokenizer:
         self._lock = threading.Lock()
         self._jieba: Any = None
 
-    def warm_up(self) -> None:
-        """Load jieba now rather than on the first Chinese text."""
-        self._segmenter()
-
     def _segmenter(self) -> Any:
         with self._lock:
             if self._jieba is None:
