@@ -7,10 +7,10 @@ file; the README documents them as a table.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 BUNDLED_KNOWLEDGE_DIR = Path(__file__).resolve().parent.parent / "knowledge"
 
@@ -101,7 +101,78 @@ class Settings(BaseSettings):
         default=8.0, gt=0, description="After this the extractive answer is used instead."
     )
 
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy async URL. Unset: SQLite at `<data_dir>/gradguide.db`. "
+        "Production: `postgresql+asyncpg://user@host/db`.",
+    )
+
+    telegram_bot_token: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("TELEGRAM_BOT_TOKEN", "GRADGUIDE_TELEGRAM_BOT_TOKEN"),
+        description="The bot's token from @BotFather (`TELEGRAM_BOT_TOKEN`).",
+    )
+    telegram_api_url: str = Field(
+        default="https://api.telegram.org",
+        description="Bot API root: the bot calls `{url}/bot{token}/{method}` and downloads "
+        "files from `{url}/file/bot{token}/{path}`.",
+    )
+    counsellor_chat_id: int | None = Field(
+        default=None, description="The counsellors' forum supergroup (one topic per ticket)."
+    )
+    counsellor_ids: Annotated[list[int], NoDecode] = Field(
+        default_factory=list, description="Comma-separated Telegram user ids of counsellors."
+    )
+    admin_ids: Annotated[list[int], NoDecode] = Field(
+        default_factory=list, description="Comma-separated Telegram user ids of admins."
+    )
+    counsellor_names_visible: bool = Field(
+        default=False,
+        description="Show the counsellor's first name to the graduate (anonymous by default).",
+    )
+    webhook_url: str | None = Field(
+        default=None, description="Public HTTPS URL for webhook mode; unset: long polling."
+    )
+    webhook_secret: str | None = Field(
+        default=None, description="Secret Telegram sends in X-Telegram-Bot-Api-Secret-Token."
+    )
+    webhook_listen: str = Field(default="127.0.0.1", description="Webhook server host.")
+    webhook_port: int = Field(default=8443, ge=1, le=65535, description="Webhook server port.")
+    office_hours: str = Field(
+        default="mon-fri 09:00-18:00",
+        description="When counsellors answer, e.g. `mon-fri 09:00-18:00` (in `timezone`).",
+    )
+    timezone: str = Field(default="Asia/Shanghai", description="Time zone for office hours.")
+    sla_remind_minutes: int = Field(
+        default=15, ge=1, description="Remind the counsellor group of tickets unclaimed this long."
+    )
+    sla_giveup_hours: float = Field(
+        default=4.0,
+        gt=0,
+        description="After this long unclaimed the graduate may leave contact details or "
+        "go back to the bot.",
+    )
+    sla_check_s: float = Field(default=60.0, gt=0, description="How often the SLA job runs.")
+    rate_limit_per_minute: int = Field(
+        default=20, ge=0, description="Messages a graduate may send per minute (0: no limit)."
+    )
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("counsellor_ids", "admin_ids", mode="before")
+    @classmethod
+    def _split_ids(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [int(part) for part in value.replace(" ", "").split(",") if part]
+        if isinstance(value, int):
+            return [value]
+        return value
+
+    @property
+    def database_url_or_default(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'gradguide.db').resolve()}"
 
     @field_validator("chroma_url")
     @classmethod

@@ -36,3 +36,22 @@ def test_bad_values_are_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GRADGUIDE_CHUNK_MAX_CHARS", "10")
     with pytest.raises(ValidationError):
         Settings()
+
+
+def test_telegram_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "123:abc")
+    monkeypatch.setenv("GRADGUIDE_COUNSELLOR_IDS", "11, 12")
+    monkeypatch.setenv("GRADGUIDE_ADMIN_IDS", "99")
+    monkeypatch.setenv("GRADGUIDE_COUNSELLOR_CHAT_ID", "-1001")
+    settings = Settings()
+    assert settings.telegram_bot_token == "123:abc"
+    assert settings.counsellor_ids == [11, 12] and settings.admin_ids == [99]
+    assert settings.counsellor_chat_id == -1001
+    assert settings.telegram_api_url == "https://api.telegram.org"
+
+
+def test_database_defaults_to_sqlite_in_the_data_dir(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path)
+    assert settings.database_url_or_default == f"sqlite+aiosqlite:///{tmp_path / 'gradguide.db'}"
+    pg = Settings(database_url="postgresql+asyncpg://127.0.0.1/test")
+    assert pg.database_url_or_default == "postgresql+asyncpg://127.0.0.1/test"
