@@ -1,4 +1,8 @@
-"""User-facing messages, loaded from ``prompts/messages.yaml`` (zh and en for every key)."""
+"""User-facing messages (zh and en for every key).
+
+``prompts/messages.yaml`` holds the agent's and the terminal's messages; ``prompts/telegram.yaml``
+the Telegram channel's. A key may be defined once only.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from bot.errors import ConfigError
 from bot.kb.models import Lang
 
 BUNDLED_PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
+MESSAGE_FILES = ("messages.yaml", "telegram.yaml")
 LANGS: tuple[Lang, ...] = ("zh", "en")
 
 
@@ -21,17 +26,16 @@ class Messages:
 
     @classmethod
     def load(cls, directory: Path = BUNDLED_PROMPTS_DIR) -> Messages:
-        path = directory / "messages.yaml"
-        try:
-            raw: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"cannot read {path}: {exc}") from exc
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{path} must map message keys to {{zh, en}}")
-        for key, texts in raw.items():
-            if not isinstance(texts, dict) or any(not texts.get(lang) for lang in LANGS):
-                raise ConfigError(f"{path}: message {key!r} needs both zh and en")
-        return cls({str(k): {lang: str(v[lang]) for lang in LANGS} for k, v in raw.items()})
+        table: dict[str, dict[str, str]] = {}
+        for name in MESSAGE_FILES:
+            path = directory / name
+            if name != MESSAGE_FILES[0] and not path.exists():
+                continue
+            for key, texts in _read_table(path).items():
+                if key in table:
+                    raise ConfigError(f"{path}: message {key!r} is already defined")
+                table[key] = texts
+        return cls(table)
 
     def names(self) -> list[str]:
         return sorted(self._table)
@@ -45,3 +49,16 @@ class Messages:
 
     def get(self, key: str, lang: Lang, **values: object) -> str:
         return self._table[key][lang].format(**values)
+
+
+def _read_table(path: Path) -> dict[str, dict[str, str]]:
+    try:
+        raw: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path} must map message keys to {{zh, en}}")
+    for key, texts in raw.items():
+        if not isinstance(texts, dict) or any(not texts.get(lang) for lang in LANGS):
+            raise ConfigError(f"{path}: message {key!r} needs both zh and en")
+    return {str(k): {lang: str(v[lang]) for lang in LANGS} for k, v in raw.items()}

@@ -26,6 +26,13 @@ def test_a_message_missing_a_language_is_refused(tmp_path: Path) -> None:
         Messages.load(tmp_path)
 
 
+def test_a_message_defined_in_two_catalogues_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "messages.yaml").write_text("hello:\n  zh: 你好\n  en: Hi\n", encoding="utf-8")
+    (tmp_path / "telegram.yaml").write_text("hello:\n  zh: 您好\n  en: Hello\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="already defined"):
+        Messages.load(tmp_path)
+
+
 def test_chat_answers_with_citations_in_the_askers_language(
     settings: Settings, write_doc: DocWriter
 ) -> None:
