@@ -15,6 +15,9 @@
             ├── CorruptFileError        a PDF/DOCX that cannot be parsed
             ├── MetadataError           a required field is missing or has the wrong type
             └── DuplicateIdError        two files in one batch claim the same id
+    ├── StorageError                the database cannot be reached or refused a write
+    └── ChannelError                a messaging channel failed
+        └── TelegramConfigError     no bot token, or Telegram rejected it
 
 Channels catch ``GradGuideError`` and show its message; anything else is a bug.
 """
@@ -33,6 +36,18 @@ class ConfigError(GradGuideError):
 
 
 class EmbeddingError(GradGuideError):
+    pass
+
+
+class StorageError(GradGuideError):
+    pass
+
+
+class ChannelError(GradGuideError):
+    pass
+
+
+class TelegramConfigError(ChannelError):
     pass
 
 
