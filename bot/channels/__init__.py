@@ -1,0 +1,1 @@
+"""Messaging channels that put the agent in front of graduates (Telegram)."""

@@ -1,0 +1,1 @@
+"""The Telegram channel: graduates in private chats, counsellors in a forum group, admins."""
