@@ -23,12 +23,59 @@ from bot.prompts import Messages
 
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
 _WORD = re.compile(r"[a-z0-9]+")
-_NEXT_STEP_HEADING = re.compile(r"怎么办|去哪里|what to do|where to go", re.IGNORECASE)
+# Every document ends with a "怎么办 / 去哪里办" ("What to do / where to go") section: the
+# next step. Other sections may ask "……怎么办" too; they are answers, not next steps.
+_NEXT_STEP_HEADING = re.compile(
+    r"(?:^|> )(?:怎么办\s*/\s*去哪里办|what to do\s*/\s*where to go)\s*$", re.IGNORECASE
+)
 _TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{2,}")
 _FACT = re.compile(
     r"\d|[一二三四五六七八九十百千万两]+(?:个月|日|天|年|倍|元|条)|\b(?:one|two|three|six|twelve)\b"
 )
 _REGION_NAMES = {code: name for name, code in REGIONS.items()}
+
+_NUM = r"(?:\d+|[一二三四五六七八九十两半]+)"
+# What kind of answer a question asks for, and what such an answer looks like: "多久" is
+# answered by a duration, "什么时候" by a date, "哪些人" by who qualifies.
+ANSWER_TYPES: tuple[tuple[re.Pattern[str], re.Pattern[str]], ...] = tuple(
+    (re.compile(question, re.IGNORECASE), re.compile(answer, re.IGNORECASE))
+    for question, answer in (
+        (
+            r"多久|多长时间|多长|几个月|几年|期限|how long|how many (?:months|years|days)",
+            rf"{_NUM}\s*(?:个月|年|日|天|周)|\d+\s*(?:to|-|–)\s*\d+\s*(?:months|years)"
+            r"|\b\d+\s*(?:months?|years?|days?|weeks?)\b|\b(?:one|two|three|six|twelve)"
+            r" (?:months?|years?)\b",
+        ),
+        (
+            r"什么时候|何时|截止|到什么时候|哪天|几号|\bwhen\b|deadline|\buntil\b",
+            r"\d{4}\s*年|\d{1,2}\s*月\s*\d{1,2}\s*日|\d{4}-\d{2}-\d{2}|月底|截至|截止"
+            r"|\b(?:january|february|march|april|may|june|july|august|september|october"
+            r"|november|december)\b",
+        ),
+        (
+            r"多少钱|多少|金额|标准|how much|amount|\bpay\b",
+            r"\d+(?:\.\d+)?\s*(?:元|万|%|倍)|[一二两三]倍|yuan|rmb|%|double|twice|\btimes\b",
+        ),
+        (
+            r"哪些人|什么人|谁可以|谁能|对象|资格|条件|符合|\bwho\b|eligib|qualif",
+            r"对象|条件|符合|困难|家庭|包括|面向|eligib|open to|families|must be|who (?:are|have)",
+        ),
+        (
+            r"哪里|在哪|去哪|哪个网站|什么平台|\bwhere\b|website|online",
+            r"[a-z0-9-]+\.(?:cn|com|org)|网站|平台|窗口|热线|website|platform|hotline|online",
+        ),
+        (
+            r"怎么办|咋办|怎么操作|怎么处理|怎么弄|如何|what (?:should|can) i do|how (?:do|can|to)",
+            r"应当|可以|立即|及时|拨打|报警|申请|提交|办理|联系|\bshould\b|\bcall\b|contact"
+            r"|\bapply\b|\breport\b",
+        ),
+    )
+)
+
+
+def answer_types(question: str) -> list[re.Pattern[str]]:
+    """The answer shapes the question asks for (several for a two-part question)."""
+    return [answer for asks, answer in ANSWER_TYPES if asks.search(question)]
 
 
 @dataclass
@@ -92,10 +139,26 @@ def sentences_with_context(text: str) -> list[tuple[str, str]]:
         if is_item:
             # A list with no "……：" lead-in is introduced by the sentence before it.
             result.append((sentence, lead_in or previous))
-        else:
-            result.append((sentence, ""))
-            lead_in, previous = "", sentence
+            continue
+        if result and not result[-1][1] and (_is_terse(result[-1][0]) or _ANAPHOR.match(sentence)):
+            # "档案不能自己带走。" says what, the next sentence says why and how: one point.
+            before = result.pop()[0]
+            joiner = (
+                "" if _CJK.search(before[-1]) or before.endswith(("。", "！", "？", "；")) else " "
+            )
+            sentence = before + joiner + sentence
+        result.append((sentence, ""))
+        lead_in, previous = "", sentence
     return result
+
+
+# "这是《……》第十三条的规定。" only names the source of the sentence before it.
+_ANAPHOR = re.compile(r"这是.{0,30}(?:规定|条)|依据是|this is (?:set|laid down) (?:in|by)", re.I)
+
+
+def _is_terse(sentence: str) -> bool:
+    """A sentence too short to stand alone as a point."""
+    return len(sentence) < (14 if _CJK.search(sentence) else 45)
 
 
 def sentences_of(text: str) -> list[str]:
@@ -134,10 +197,11 @@ def citation_for(hit: Hit, excerpt: str) -> Citation:
 
 
 class ExtractiveComposer:
-    LIST_LIMIT: ClassVar[dict[str, int]] = {"zh": 220, "en": 400}
+    LIST_LIMIT: ClassVar[dict[str, int]] = {"zh": 260, "en": 500}
     OWN_WEIGHT = 0.4  # measured on tests/eval/answers.jsonl with HEADING_WEIGHT
     HEADING_WEIGHT = 0.3
     MAX_POINTS = 3  # the issue: the direct answer, then 1–3 supporting points
+    TYPE_BONUS = 0.25  # a sentence shaped like the answer asked for ("多久" → a duration)
     BUDGET: ClassVar[dict[str, int]] = {"zh": 520, "en": 900}
 
     def __init__(self, retriever: Retriever, messages: Messages) -> None:
@@ -160,6 +224,7 @@ class ExtractiveComposer:
         doc_id = primary.doc_id
         same_doc = [h for h in hits if h.doc_id == doc_id][:3]
         query_terms = self._retriever.weighted_terms(query)
+        wanted = answer_types(query)
         terms_of = self._sentence_terms
 
         chunks = self._retriever.doc_chunks(doc_id)
@@ -205,6 +270,8 @@ class ExtractiveComposer:
                 score += self.HEADING_WEIGHT * _score(heading_terms, query_terms)
                 # (Retrieval rank is not counted: any penalty for it lowered key-fact accuracy.)
                 score += _bonus(sentence, position, at_start)
+                if any(shape.search(sentence) for shape in wanted):
+                    score += self.TYPE_BONUS
                 candidates.append((score, len(candidates), sentence, hit))
         if not candidates:  # the best chunk was a "what to do" section: quote it
             candidates = [
@@ -215,16 +282,7 @@ class ExtractiveComposer:
         # bonus; otherwise the sentence that matches the question best answers it, and
         # the next best sentences of the document support it, in document order.
         direct = max(candidates, key=lambda c: (c[0], -c[1]))
-        budget = self.BUDGET[lang]
-        support: list[tuple[float, int, str, Hit]] = []
-        used = len(direct[2])
-        for cand in sorted(candidates, key=lambda c: -c[0]):
-            if len(support) == self.MAX_POINTS:
-                break
-            if cand is direct or cand[0] <= 0.05 or used + len(cand[2]) > budget:
-                continue
-            support.append(cand)
-            used += len(cand[2])
+        support = self._support(direct, candidates, wanted, lang)
         # The answer introduces a list (steps, eligible groups): the list comes with it.
         chunk_text = direct[3].text
         at = chunk_text.find(direct[2])
@@ -266,6 +324,34 @@ class ExtractiveComposer:
             citations=citations,
             suggestions=self._suggestions(chunks, primary.heading),
         )
+
+    def _support(
+        self,
+        direct: tuple[float, int, str, Hit],
+        candidates: list[tuple[float, int, str, Hit]],
+        wanted: list[re.Pattern[str]],
+        lang: Lang,
+    ) -> list[tuple[float, int, str, Hit]]:
+        """The best-scoring sentences support the direct answer; while a kind of answer the
+        question asks for is still missing ("how long … and where"), a sentence that has it
+        comes first."""
+        missing = [shape for shape in wanted if not shape.search(direct[2])]
+        budget = self.BUDGET[lang]
+        used = len(direct[2])
+        pool = [c for c in candidates if c is not direct and c[0] > 0.05]
+        support: list[tuple[float, int, str, Hit]] = []
+        while pool and len(support) < self.MAX_POINTS:
+            gains = [
+                c[0] + (self.TYPE_BONUS if any(m.search(c[2]) for m in missing) else 0.0)
+                for c in pool
+            ]
+            best = pool.pop(max(range(len(pool)), key=lambda i: (gains[i], -pool[i][1])))
+            if used + len(best[2]) > budget:
+                continue
+            support.append(best)
+            used += len(best[2])
+            missing = [shape for shape in missing if not shape.search(best[2])]
+        return support
 
     def _whole_lists(
         self,

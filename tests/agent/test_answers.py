@@ -142,14 +142,44 @@ def test_english_follow_up_about_pay_is_answered_in_context(ask: Ask, follow_up:
     assert "80%" in reply.text
 
 
-@pytest.mark.xfail(
-    reason="the follow-up's first paragraph (the direct answer) is another probation rule "
-    "(only once, Article 19); the 80% pay rule asked about only appears as a bullet",
-    strict=True,
-)
 def test_english_follow_up_about_pay_leads_with_the_pay_rule(ask: Ask) -> None:
     reply = ask("How long can probation last?", "And what about pay during probation?")
     assert "80%" in direct_answer(reply)
+
+
+@pytest.mark.parametrize(
+    ("question", "fact"),
+    [
+        ("国企招应届生的增人增资政策执行到什么时候", "2026年12月31日"),  # when → a date
+        ("How long does an employment internship last?", "3 to 12 months"),  # a duration
+    ],
+)
+def test_the_answer_has_the_kind_of_answer_asked_for(ask: Ask, question: str, fact: str) -> None:
+    assert fact in ask(question).text
+
+
+def test_a_two_part_question_gets_both_parts(ask: Ask) -> None:
+    reply = ask("how long is the Western Programme service and where do I apply?")
+    assert "1–3 years" in reply.text and "xibu.youth.cn" in reply.text
+
+
+def test_a_short_rule_comes_with_the_sentence_that_explains_it(ask: Ask) -> None:
+    reply = ask("档案能不能我自己拿着去新单位报到")
+    assert "档案不能自己带走" in reply.text
+    assert "机要" in reply.text and "EMS" in reply.text
+    assert_quoted_from_source(reply)
+
+
+def test_a_section_asking_what_to_do_is_an_answer_not_only_a_next_step(ask: Ask) -> None:
+    reply = ask("交了3000块内推费说保进国企 现在对方把我拉黑了 咋办")
+    body = reply.text.split(MESSAGES.get("sources_label", "zh"))[0]
+    assert "110" in body
+
+
+def test_the_document_named_by_the_question_answers_it(ask: Ask) -> None:
+    reply = ask("考上事业单位以后试用期要多长时间")
+    assert reply.citations[0].doc_id == "public-institutions-zh"
+    assert "12个月" in direct_answer(reply) and "第十三条" in direct_answer(reply)
 
 
 def test_a_self_contained_question_after_an_answer_is_not_mixed_up(ask: Ask) -> None:
