@@ -33,9 +33,16 @@ _CATEGORY_INTENT = {
     "remedy": Intent.RIGHTS,
     "procedure": Intent.PROCEDURE,
 }
-_FOLLOW_UP_ZH = re.compile(r"^(?:那|那么|还有|如果|要是|另外|假如|再问|换成)|[呢]\s*[？?]?\s*$")
+# A short message that leans on the previous one: "那试用期工资呢", "报完以后下一步干啥",
+# "and on national holidays?", "is it paid?".
+_FOLLOW_UP_ZH = re.compile(
+    r"^(?:那|那么|还有|如果|要是|另外|假如|再问|换成|然后)|以后|之后|接下来|下一步|这个|它"
+    r"|[呢]\s*[？?]?\s*$"
+)
 _FOLLOW_UP_EN = re.compile(
-    r"^(?:and|what about|how about|what if|if|also|but|same for|is that|does that)\b", re.I
+    r"^(?:and|what about|how about|what if|if|also|but|same for|is that|does that|then"
+    r"|after that)\b|\b(?:it|this|that|they|them|those|afterwards|next step)\b",
+    re.I,
 )
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
 
@@ -43,7 +50,7 @@ _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
 def is_follow_up(message: str) -> bool:
     if _CJK.search(message):
         return len(_CJK.findall(message)) <= 14 and bool(_FOLLOW_UP_ZH.search(message.strip()))
-    return len(message.split()) <= 9 and bool(_FOLLOW_UP_EN.match(message.strip()))
+    return len(message.split()) <= 9 and bool(_FOLLOW_UP_EN.search(message.strip()))
 
 
 def confidence(query: str, hits: list[Hit]) -> float:

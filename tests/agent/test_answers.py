@@ -182,6 +182,21 @@ def test_the_document_named_by_the_question_answers_it(ask: Ask) -> None:
     assert "12个月" in direct_answer(reply) and "第十三条" in direct_answer(reply)
 
 
+@pytest.mark.parametrize(
+    ("first", "follow_up", "doc_prefix"),
+    [
+        ("国考报名能同时报几个岗位", "报完以后下一步干啥", "civil-service-exam"),
+        ("How long can probation last?", "is it paid?", "probation"),
+    ],
+)
+def test_a_short_message_that_leans_on_the_last_one_is_a_follow_up(
+    ask: Ask, first: str, follow_up: str, doc_prefix: str
+) -> None:
+    reply = ask(first, follow_up)
+    assert reply.intent is not Intent.OUT_OF_SCOPE
+    assert reply.citations and reply.citations[0].doc_id.startswith(doc_prefix)
+
+
 def test_a_self_contained_question_after_an_answer_is_not_mixed_up(ask: Ask) -> None:
     reply = ask("试用期最长多久？", "扣押身份证合法吗")
     assert reply.citations[0].doc_id == "penalties-deposits-zh"
