@@ -1,5 +1,5 @@
-"""Answer benchmark: quality on ``tests/eval/answers.jsonl``, warm latency, memory, and
-`gradguide ask` in a new process — on the embedded default configuration.
+"""Answer benchmark: quality on ``tests/eval/answers.jsonl`` and on the held-out set, warm
+latency, memory, and `gradguide ask` in a new process — on the embedded default configuration.
 
 Usage:
     python bench/answer.py [--runs 3]
@@ -38,6 +38,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=3, help="new-process `ask` runs")
     parser.add_argument("--eval", type=Path, default=ROOT / "tests" / "eval" / "answers.jsonl")
+    parser.add_argument(
+        "--holdout",
+        type=Path,
+        default=ROOT / "tests" / "eval" / "answers_holdout.jsonl",
+        help="questions never used for tuning: the check on over-fitting",
+    )
     args = parser.parse_args()
     console = Console(width=120)
     items = load_items(args.eval)
@@ -48,6 +54,8 @@ def main() -> int:
         agent = Agent(kb, settings)
         evaluate(agent, items)  # warm-up
         results, table = evaluate(agent, items)
+        holdout_items = load_items(args.holdout)
+        _, holdout_table = evaluate(agent, holdout_items)
         latencies = [r.reply.latency_ms for r in results]
         rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         env = {**os.environ, "GRADGUIDE_DATA_DIR": tmp}
@@ -64,6 +72,11 @@ def main() -> int:
 
     quality = answer_quality_table(table, f"Answer quality — {len(items)} items")
     console.print(quality)
+    console.print(
+        answer_quality_table(
+            holdout_table, f"Held-out answer quality — {len(holdout_items)} items (not tuned on)"
+        )
+    )
 
     perf = Table(title="Performance (embedded default, warm)")
     perf.add_column("measure")
