@@ -1,0 +1,41 @@
+"""Persistence for the Telegram channel: users, conversations, tickets, relay, outbox.
+
+``Database`` owns the engine and the Alembic migrations; ``Store`` is the repository the
+bot calls. Both are built explicitly (``Database.from_settings(settings)``), never at
+import time.
+"""
+
+from bot.storage.db import Database, StorageError, alembic_config, mask_url
+from bot.storage.store import (
+    ConversationRecord,
+    MessageLink,
+    OutboxItem,
+    Stats,
+    Store,
+    Ticket,
+    TicketEvent,
+    TurnRecord,
+    UnansweredQuestion,
+    Upload,
+    User,
+    utcnow,
+)
+
+__all__ = [
+    "ConversationRecord",
+    "Database",
+    "MessageLink",
+    "OutboxItem",
+    "Stats",
+    "StorageError",
+    "Store",
+    "Ticket",
+    "TicketEvent",
+    "TurnRecord",
+    "UnansweredQuestion",
+    "Upload",
+    "User",
+    "alembic_config",
+    "mask_url",
+    "utcnow",
+]

@@ -1,0 +1,303 @@
+"""The database schema as SQLAlchemy declarative models (the migrations mirror it).
+
+These classes are internal to ``bot.storage``: the public ``Store`` methods return the
+frozen records of ``bot.storage.store`` instead, so no caller holds a live ORM object.
+Enumerated values are plain strings guarded by CHECK constraints, which behave the same
+on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+USER_ROLES = ("graduate", "counsellor", "admin")
+LANGS = ("zh", "en")
+OWNERS = ("bot", "queued", "assigned")
+TURN_ROLES = ("graduate", "bot", "counsellor", "system")
+TICKET_STATUSES = ("queued", "assigned", "resolved", "cancelled")
+OPEN_STATUSES = ("queued", "assigned")
+CATEGORIES = ("policy", "rights", "procedure", "crisis", "other")
+PRIORITIES = ("urgent", "high", "normal")
+DIRECTIONS = ("to_counsellors", "to_graduate")
+OUTBOX_STATUSES = ("pending", "sent", "dead")
+FEEDBACK_KINDS = ("thumb", "rating")
+UNANSWERED_REASONS = ("low_confidence", "no_answer", "handoff")
+UPDATE_STATUSES = ("processing", "done")
+UPLOAD_STATUSES = ("pending", "done", "failed")
+
+
+def _one_of(column: str, values: tuple[str, ...], name: str) -> CheckConstraint:
+    quoted = ", ".join(f"'{value}'" for value in values)
+    return CheckConstraint(f"{column} IN ({quoted})", name=name)
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """A timezone-aware UTC timestamp on every backend.
+
+    PostgreSQL stores ``timestamptz``; SQLite has no time zones, so the value is stored
+    as naive UTC text (which sorts and compares correctly) and read back as aware UTC.
+    Naive datetimes are refused: they are almost always a bug.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"timestamps must be timezone-aware, got {value!r}")
+        value = value.astimezone(dt.UTC)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(
+        self, value: dt.datetime | None, dialect: Dialect
+    ) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        dt.datetime: UTCDateTime(),
+        dict[str, Any]: JSON,
+        list[Any]: JSON,
+    }
+
+
+class UserRow(Base):
+    __tablename__ = "users"
+    __table_args__ = (
+        _one_of("role", USER_ROLES, "role"),
+        _one_of("lang", LANGS, "lang"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    telegram_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+    display_name: Mapped[str | None] = mapped_column(Text)
+    lang: Mapped[str | None] = mapped_column(String(8))
+    region: Mapped[str | None] = mapped_column(String(64))
+    consent_at: Mapped[dt.datetime | None]
+    role: Mapped[str] = mapped_column(String(16), default="graduate")
+    created_at: Mapped[dt.datetime]
+    last_seen_at: Mapped[dt.datetime]
+
+
+class ConversationRow(Base):
+    __tablename__ = "conversations"
+    __table_args__ = (_one_of("owner", OWNERS, "owner"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), unique=True)
+    state: Mapped[dict[str, Any]]
+    owner: Mapped[str] = mapped_column(String(16), default="bot")
+    version: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[dt.datetime]
+
+
+class TurnRow(Base):
+    __tablename__ = "turns"
+    __table_args__ = (
+        _one_of("role", TURN_ROLES, "role"),
+        Index(None, "conversation_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
+    role: Mapped[str] = mapped_column(String(16))
+    text: Mapped[str] = mapped_column(Text)
+    lang: Mapped[str | None] = mapped_column(String(8))
+    intent: Mapped[str | None] = mapped_column(String(32))
+    confidence: Mapped[float | None] = mapped_column(Float)
+    handoff: Mapped[bool] = mapped_column(Boolean, default=False)
+    citations: Mapped[list[Any]]
+    telegram_message_id: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[dt.datetime] = mapped_column(index=True)
+
+
+class TicketRow(Base):
+    __tablename__ = "tickets"
+    __table_args__ = (
+        _one_of("status", TICKET_STATUSES, "status"),
+        _one_of("category", CATEGORIES, "category"),
+        _one_of("priority", PRIORITIES, "priority"),
+        CheckConstraint("rating IS NULL OR (rating >= 1 AND rating <= 5)", name="rating"),
+        UniqueConstraint("topic_chat_id", "topic_id"),
+        Index(None, "status", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE"), index=True
+    )
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    open_conversation_id: Mapped[int | None] = mapped_column(Integer, unique=True)
+    """Equals ``conversation_id`` while the ticket is open, NULL once closed: the unique
+    index then allows at most one open ticket per conversation on every backend."""
+    category: Mapped[str] = mapped_column(String(16))
+    priority: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text)
+    summary: Mapped[str] = mapped_column(Text)
+    draft_answer: Mapped[str | None] = mapped_column(Text)
+    citations: Mapped[list[Any]]
+    transcript: Mapped[list[Any]]
+    assignee_telegram_id: Mapped[int | None] = mapped_column(BigInteger)
+    topic_chat_id: Mapped[int | None] = mapped_column(BigInteger)
+    topic_id: Mapped[int | None] = mapped_column(BigInteger)
+    topic_name: Mapped[str | None] = mapped_column(Text)
+    card_message_id: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[dt.datetime]
+    claimed_at: Mapped[dt.datetime | None]
+    first_response_at: Mapped[dt.datetime | None]
+    resolved_at: Mapped[dt.datetime | None]
+    rating: Mapped[int | None] = mapped_column(Integer)
+    sla_reminded_at: Mapped[dt.datetime | None]
+    long_wait_notified_at: Mapped[dt.datetime | None]
+    giveup_offered_at: Mapped[dt.datetime | None]
+    contact: Mapped[str | None] = mapped_column(Text)
+
+
+class TicketEventRow(Base):
+    __tablename__ = "ticket_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(64))
+    data: Mapped[dict[str, Any]]
+    created_at: Mapped[dt.datetime]
+
+
+class MessageLinkRow(Base):
+    __tablename__ = "message_links"
+    __table_args__ = (
+        _one_of("direction", DIRECTIONS, "direction"),
+        UniqueConstraint("direction", "source_chat_id", "source_message_id"),
+        Index(None, "target_chat_id", "target_message_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
+    direction: Mapped[str] = mapped_column(String(16))
+    source_chat_id: Mapped[int] = mapped_column(BigInteger)
+    source_message_id: Mapped[int] = mapped_column(BigInteger)
+    target_chat_id: Mapped[int] = mapped_column(BigInteger)
+    target_message_id: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[dt.datetime]
+
+
+class OutboxRow(Base):
+    __tablename__ = "outbox"
+    __table_args__ = (
+        _one_of("status", OUTBOX_STATUSES, "status"),
+        Index(None, "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dedupe_key: Mapped[str] = mapped_column(String(255), unique=True)
+    ticket_id: Mapped[int | None] = mapped_column(
+        ForeignKey("tickets.id", ondelete="CASCADE"), index=True
+    )
+    method: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]]
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime]
+    sent_at: Mapped[dt.datetime | None]
+
+
+class FeedbackRow(Base):
+    __tablename__ = "feedback"
+    __table_args__ = (_one_of("kind", FEEDBACK_KINDS, "kind"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    conversation_id: Mapped[int | None] = mapped_column(
+        ForeignKey("conversations.id", ondelete="SET NULL"), index=True
+    )
+    turn_id: Mapped[int | None] = mapped_column(
+        ForeignKey("turns.id", ondelete="SET NULL"), index=True
+    )
+    ticket_id: Mapped[int | None] = mapped_column(
+        ForeignKey("tickets.id", ondelete="SET NULL"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(16))
+    value: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(index=True)
+
+
+class UnansweredRow(Base):
+    __tablename__ = "unanswered"
+    __table_args__ = (_one_of("reason", UNANSWERED_REASONS, "reason"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    question: Mapped[str] = mapped_column(Text)
+    """Always redacted before it is written (``bot.agent.redact``)."""
+    lang: Mapped[str | None] = mapped_column(String(8))
+    confidence: Mapped[float | None] = mapped_column(Float)
+    reason: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[dt.datetime] = mapped_column(index=True)
+
+
+class ProcessedUpdateRow(Base):
+    __tablename__ = "processed_updates"
+    __table_args__ = (_one_of("status", UPDATE_STATUSES, "status"),)
+
+    update_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    status: Mapped[str] = mapped_column(String(16))
+    claimed_at: Mapped[dt.datetime]
+    done_at: Mapped[dt.datetime | None]
+
+
+class KbUploadRow(Base):
+    __tablename__ = "kb_uploads"
+    __table_args__ = (_one_of("status", UPLOAD_STATUSES, "status"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    admin_telegram_id: Mapped[int] = mapped_column(BigInteger)
+    file_name: Mapped[str] = mapped_column(Text)
+    telegram_file_id: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    report: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    created_at: Mapped[dt.datetime]
+    finished_at: Mapped[dt.datetime | None]

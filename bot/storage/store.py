@@ -1,0 +1,1587 @@
+"""``Store``: every read and write the Telegram channel makes, as small typed methods.
+
+Each method is one short transaction of its own, or joins the caller's when given
+``session=`` (from ``Store.transaction()``). Race-sensitive steps are a single
+conditional UPDATE (``... WHERE status = 'queued'``, the winner sees its row come back)
+or an INSERT guarded by a unique constraint, so they stay correct across processes on
+SQLite and PostgreSQL without in-process locks. Methods return frozen records, never
+live ORM objects. Timestamps are timezone-aware UTC; ``clock`` decides "now".
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import statistics
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, fields
+from types import MappingProxyType
+from typing import Any, Literal, TypeVar, cast
+
+from pydantic import BaseModel
+from sqlalchemy import and_, case, delete, func, insert, or_, select, update
+from sqlalchemy.engine import CursorResult, Result
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql import ColumnElement
+from sqlalchemy.sql.dml import Delete, Update
+
+from bot.agent.redact import redact
+from bot.kb.models import Lang
+from bot.storage.db import Database
+from bot.storage.models import (
+    OPEN_STATUSES,
+    PRIORITIES,
+    ConversationRow,
+    FeedbackRow,
+    KbUploadRow,
+    MessageLinkRow,
+    OutboxRow,
+    ProcessedUpdateRow,
+    TicketEventRow,
+    TicketRow,
+    TurnRow,
+    UnansweredRow,
+    UserRow,
+)
+
+Role = Literal["graduate", "counsellor", "admin"]
+Owner = Literal["bot", "queued", "assigned"]
+TurnRole = Literal["graduate", "bot", "counsellor", "system"]
+Category = Literal["policy", "rights", "procedure", "crisis", "other"]
+Priority = Literal["urgent", "high", "normal"]
+TicketStatus = Literal["queued", "assigned", "resolved", "cancelled"]
+Direction = Literal["to_counsellors", "to_graduate"]
+FeedbackKind = Literal["thumb", "rating"]
+UnansweredReason = Literal["low_confidence", "no_answer", "handoff"]
+UploadStatus = Literal["pending", "done", "failed"]
+Clock = Callable[[], dt.datetime]
+
+MAX_QUESTION_CHARS = 2000
+MAX_ERROR_CHARS = 2000
+
+
+def utcnow() -> dt.datetime:
+    """The default clock: the current time, timezone-aware UTC."""
+    return dt.datetime.now(dt.UTC)
+
+
+# --- records -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: int
+    telegram_id: int | None
+    display_name: str | None
+    lang: str | None
+    region: str | None
+    consent_at: dt.datetime | None
+    role: str
+    created_at: dt.datetime
+    last_seen_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationRecord:
+    id: int
+    user_id: int
+    state: dict[str, Any]
+    """The agent's serialised ``Conversation`` (``{}`` for a new one)."""
+    owner: str
+    """Who answers the graduate: 'bot', 'queued' (waiting for a counsellor) or 'assigned'."""
+    version: int
+    """Bumped by every ``save_state``; pass it back as ``expected_version``."""
+    updated_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TurnRecord:
+    id: int
+    conversation_id: int
+    role: str
+    text: str
+    lang: str | None
+    intent: str | None
+    confidence: float | None
+    handoff: bool
+    citations: list[Any]
+    telegram_message_id: int | None
+    created_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    id: int
+    conversation_id: int
+    user_id: int
+    status: str
+    open_conversation_id: int | None
+    category: str
+    priority: str
+    reason: str
+    summary: str
+    draft_answer: str | None
+    citations: list[Any]
+    transcript: list[Any]
+    assignee_telegram_id: int | None
+    topic_chat_id: int | None
+    topic_id: int | None
+    topic_name: str | None
+    card_message_id: int | None
+    created_at: dt.datetime
+    claimed_at: dt.datetime | None
+    first_response_at: dt.datetime | None
+    resolved_at: dt.datetime | None
+    """When the ticket was closed, resolved or cancelled."""
+    rating: int | None
+    sla_reminded_at: dt.datetime | None
+    long_wait_notified_at: dt.datetime | None
+    giveup_offered_at: dt.datetime | None
+    contact: str | None
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in OPEN_STATUSES
+
+
+@dataclass(frozen=True, slots=True)
+class TicketEvent:
+    id: int
+    ticket_id: int
+    kind: str
+    actor: str
+    data: dict[str, Any]
+    created_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class MessageLink:
+    id: int
+    ticket_id: int
+    direction: str
+    source_chat_id: int
+    source_message_id: int
+    target_chat_id: int
+    target_message_id: int | None
+    """None while the relay is claimed but not yet sent (``claim_link``)."""
+    created_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    id: int
+    dedupe_key: str
+    ticket_id: int | None
+    method: str
+    payload: dict[str, Any]
+    status: str
+    attempts: int
+    next_attempt_at: dt.datetime
+    last_error: str | None
+    created_at: dt.datetime
+    sent_at: dt.datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class UnansweredQuestion:
+    id: int
+    user_id: int | None
+    question: str
+    lang: str | None
+    confidence: float | None
+    reason: str
+    created_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    id: int
+    admin_telegram_id: int
+    file_name: str
+    telegram_file_id: str
+    status: str
+    report: dict[str, Any] | None
+    created_at: dt.datetime
+    finished_at: dt.datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    """Usage figures since a moment (``Store.stats``)."""
+
+    since: dt.datetime
+    questions: int
+    """Messages from graduates (graduate turns)."""
+    answered: int
+    """Bot replies that did not hand off."""
+    handed_off: int
+    """Tickets created."""
+    thumbs_up: int
+    thumbs_down: int
+    ratings: int
+    rating_mean: float | None
+    median_first_response_s: float | None
+    """Median seconds from ticket creation to the first counsellor message."""
+    unanswered: int
+
+
+_R = TypeVar("_R")
+
+
+def _record(cls: type[_R], row: object) -> _R:
+    names = [field.name for field in fields(cast(Any, cls))]
+    return cls(**{name: getattr(row, name) for name in names})
+
+
+def _records(cls: type[_R], rows: Iterable[object]) -> list[_R]:
+    return [_record(cls, row) for row in rows]
+
+
+def _json(value: Any) -> Any:
+    """``value`` with datetimes, dates and pydantic models made JSON-serialisable."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, dict):
+        return {str(key): _json(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json(item) for item in value]
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    return value
+
+
+def _rowcount(result: Result[Any]) -> int:
+    return cast(CursorResult[Any], result).rowcount
+
+
+def _priority_rank() -> ColumnElement[int]:
+    """0 for urgent, 1 for high, 2 for normal: the queue's first sort key."""
+    ranks = {priority: rank for rank, priority in enumerate(PRIORITIES)}
+    return case(ranks, value=TicketRow.priority, else_=len(PRIORITIES))
+
+
+_SYNC: Mapping[str, Any] = MappingProxyType({"synchronize_session": False})
+"""Bulk UPDATE/DELETE: the sessions are short-lived, nothing in them needs refreshing."""
+
+
+class Store:
+    """The async repository over a ``Database`` (see the module docstring)."""
+
+    def __init__(self, db: Database, *, clock: Clock = utcnow) -> None:
+        self.db = db
+        self._clock = clock
+
+    def now(self) -> dt.datetime:
+        value = self._clock()
+        if value.tzinfo is None:
+            raise ValueError("the store's clock must return timezone-aware datetimes")
+        return value
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """One transaction for several calls: pass the session as ``session=``.
+
+        Commits when the block ends, rolls back if it raises. Database outages surface
+        as ``StorageError``.
+        """
+        try:
+            async with self.db.sessions() as session, session.begin():
+                yield session
+        except (OperationalError, InterfaceError, PoolTimeoutError, OSError) as exc:
+            raise self.db.unavailable(exc) from exc
+
+    @asynccontextmanager
+    async def _tx(self, session: AsyncSession | None) -> AsyncIterator[AsyncSession]:
+        if session is not None:
+            yield session
+            return
+        async with self.transaction() as own:
+            yield own
+
+    async def _dml(self, s: AsyncSession, statement: Update | Delete) -> Result[Any]:
+        return await s.execute(statement, execution_options=_SYNC)
+
+    # --- users -----------------------------------------------------------------------
+
+    async def get_or_create_user(
+        self,
+        telegram_id: int,
+        display_name: str | None = None,
+        *,
+        session: AsyncSession | None = None,
+    ) -> User:
+        """The user with this Telegram id, created on first contact; refreshes
+        ``last_seen_at`` (and ``display_name`` when given). Safe under concurrency."""
+        now = self.now()
+        values: dict[str, Any] = {"last_seen_at": now}
+        if display_name is not None:
+            values["display_name"] = display_name
+        touch = (
+            update(UserRow)
+            .where(UserRow.telegram_id == telegram_id)
+            .values(**values)
+            .returning(UserRow)
+        )
+        async with self._tx(session) as s:
+            row = (await s.execute(touch, execution_options=_SYNC)).scalar_one_or_none()
+            if row is not None:
+                return _record(User, row)
+            try:
+                async with s.begin_nested():
+                    created = await s.execute(
+                        insert(UserRow)
+                        .values(
+                            telegram_id=telegram_id,
+                            display_name=display_name,
+                            role="graduate",
+                            created_at=now,
+                            last_seen_at=now,
+                        )
+                        .returning(UserRow)
+                    )
+                    return _record(User, created.scalar_one())
+            except IntegrityError:  # created by a concurrent caller in the meantime
+                row = (await s.execute(touch, execution_options=_SYNC)).scalar_one()
+                return _record(User, row)
+
+    async def get_user(
+        self,
+        user_id: int | None = None,
+        *,
+        telegram_id: int | None = None,
+        session: AsyncSession | None = None,
+    ) -> User | None:
+        """A user by id or by Telegram id (exactly one of them)."""
+        if (user_id is None) == (telegram_id is None):
+            raise ValueError("pass exactly one of user_id and telegram_id")
+        condition = (
+            UserRow.id == user_id if user_id is not None else UserRow.telegram_id == telegram_id
+        )
+        async with self._tx(session) as s:
+            row = (await s.execute(select(UserRow).where(condition))).scalar_one_or_none()
+            return None if row is None else _record(User, row)
+
+    async def _set_user(self, user_id: int, session: AsyncSession | None, **values: Any) -> bool:
+        async with self._tx(session) as s:
+            statement = update(UserRow).where(UserRow.id == user_id).values(**values)
+            return _rowcount(await self._dml(s, statement)) == 1
+
+    async def set_user_lang(
+        self, user_id: int, lang: Lang | None, *, session: AsyncSession | None = None
+    ) -> bool:
+        return await self._set_user(user_id, session, lang=lang)
+
+    async def set_user_region(
+        self, user_id: int, region: str | None, *, session: AsyncSession | None = None
+    ) -> bool:
+        return await self._set_user(user_id, session, region=region)
+
+    async def set_consent(
+        self, user_id: int, given: bool = True, *, session: AsyncSession | None = None
+    ) -> bool:
+        """Record (or withdraw, ``given=False``) consent to store the conversation."""
+        return await self._set_user(user_id, session, consent_at=self.now() if given else None)
+
+    async def set_role(
+        self, user_id: int, role: Role, *, session: AsyncSession | None = None
+    ) -> bool:
+        return await self._set_user(user_id, session, role=role)
+
+    async def forget_user(
+        self, user_id: int, *, session: AsyncSession | None = None
+    ) -> dict[str, int]:
+        """Delete the user and everything that belongs to them; rows deleted per table.
+
+        Also removes outbox items without a ticket whose ``payload["chat_id"]`` is the
+        user's Telegram id. Records that merely mention the user as a counsellor (other
+        graduates' tickets and their audit trail) are kept.
+        """
+        conversations = select(ConversationRow.id).where(ConversationRow.user_id == user_id)
+        tickets = select(TicketRow.id).where(
+            or_(TicketRow.user_id == user_id, TicketRow.conversation_id.in_(conversations))
+        )
+        counts: dict[str, int] = {}
+        async with self._tx(session) as s:
+            telegram_id = (
+                await s.execute(select(UserRow.telegram_id).where(UserRow.id == user_id))
+            ).scalar_one_or_none()
+            steps: list[tuple[str, Delete]] = [
+                (
+                    "ticket_events",
+                    delete(TicketEventRow).where(TicketEventRow.ticket_id.in_(tickets)),
+                ),
+                (
+                    "message_links",
+                    delete(MessageLinkRow).where(MessageLinkRow.ticket_id.in_(tickets)),
+                ),
+                ("outbox", delete(OutboxRow).where(OutboxRow.ticket_id.in_(tickets))),
+                (
+                    "feedback",
+                    delete(FeedbackRow).where(
+                        or_(
+                            FeedbackRow.user_id == user_id,
+                            FeedbackRow.ticket_id.in_(tickets),
+                            FeedbackRow.conversation_id.in_(conversations),
+                        )
+                    ),
+                ),
+                ("unanswered", delete(UnansweredRow).where(UnansweredRow.user_id == user_id)),
+                ("turns", delete(TurnRow).where(TurnRow.conversation_id.in_(conversations))),
+                (
+                    "tickets",
+                    delete(TicketRow).where(
+                        or_(
+                            TicketRow.user_id == user_id,
+                            TicketRow.conversation_id.in_(conversations),
+                        )
+                    ),
+                ),
+                (
+                    "conversations",
+                    delete(ConversationRow).where(ConversationRow.user_id == user_id),
+                ),
+                ("users", delete(UserRow).where(UserRow.id == user_id)),
+            ]
+            for table, statement in steps:
+                counts[table] = _rowcount(await self._dml(s, statement))
+            if telegram_id is not None:
+                loose = await s.execute(
+                    select(OutboxRow.id, OutboxRow.payload).where(OutboxRow.ticket_id.is_(None))
+                )
+                ids = [
+                    row_id
+                    for row_id, payload in loose
+                    if isinstance(payload, dict) and payload.get("chat_id") == telegram_id
+                ]
+                if ids:
+                    statement = delete(OutboxRow).where(OutboxRow.id.in_(ids))
+                    counts["outbox"] += _rowcount(await self._dml(s, statement))
+        return counts
+
+    # --- conversations ---------------------------------------------------------------
+
+    async def load_conversation(
+        self, user_id: int, *, session: AsyncSession | None = None
+    ) -> ConversationRecord:
+        """The user's conversation, created (empty state, owner 'bot') if missing.
+
+        Raises ``LookupError`` if there is no such user.
+        """
+        query = select(ConversationRow).where(ConversationRow.user_id == user_id)
+        async with self._tx(session) as s:
+            row = (await s.execute(query)).scalar_one_or_none()
+            if row is not None:
+                return _record(ConversationRecord, row)
+            try:
+                async with s.begin_nested():
+                    created = await s.execute(
+                        insert(ConversationRow)
+                        .values(
+                            user_id=user_id, state={}, owner="bot", version=0, updated_at=self.now()
+                        )
+                        .returning(ConversationRow)
+                    )
+                    return _record(ConversationRecord, created.scalar_one())
+            except IntegrityError as exc:
+                row = (await s.execute(query)).scalar_one_or_none()
+                if row is None:
+                    raise LookupError(f"no user with id {user_id}") from exc
+                return _record(ConversationRecord, row)
+
+    async def get_conversation(
+        self, conversation_id: int, *, session: AsyncSession | None = None
+    ) -> ConversationRecord | None:
+        async with self._tx(session) as s:
+            row = await s.get(ConversationRow, conversation_id)
+            return None if row is None else _record(ConversationRecord, row)
+
+    async def save_state(
+        self,
+        conversation_id: int,
+        state: dict[str, Any],
+        expected_version: int,
+        *,
+        session: AsyncSession | None = None,
+    ) -> bool:
+        """Store the agent's state if nobody saved since ``expected_version`` was read.
+
+        False means a concurrent save won: reload and retry. Bumps the version.
+        """
+        statement = (
+            update(ConversationRow)
+            .where(
+                ConversationRow.id == conversation_id,
+                ConversationRow.version == expected_version,
+            )
+            .values(state=_json(state), version=ConversationRow.version + 1, updated_at=self.now())
+        )
+        async with self._tx(session) as s:
+            return _rowcount(await self._dml(s, statement)) == 1
+
+    async def set_owner(
+        self,
+        conversation_id: int,
+        owner: Owner,
+        *,
+        expected: Owner | None = None,
+        session: AsyncSession | None = None,
+    ) -> bool:
+        """Change who answers the graduate; with ``expected``, only from that owner."""
+        conditions = [ConversationRow.id == conversation_id]
+        if expected is not None:
+            conditions.append(ConversationRow.owner == expected)
+        statement = (
+            update(ConversationRow).where(*conditions).values(owner=owner, updated_at=self.now())
+        )
+        async with self._tx(session) as s:
+            return _rowcount(await self._dml(s, statement)) == 1
+
+    # --- turns -----------------------------------------------------------------------
+
+    async def add_turn(
+        self,
+        conversation_id: int,
+        role: TurnRole,
+        text: str,
+        *,
+        lang: str | None = None,
+        intent: str | None = None,
+        confidence: float | None = None,
+        handoff: bool = False,
+        citations: Sequence[Any] = (),
+        telegram_message_id: int | None = None,
+        session: AsyncSession | None = None,
+    ) -> int:
+        """Append a message to the transcript; returns the turn id."""
+        statement = (
+            insert(TurnRow)
+            .values(
+                conversation_id=conversation_id,
+                role=role,
+                text=text,
+                lang=lang,
+                intent=intent,
+                confidence=confidence,
+                handoff=handoff,
+                citations=_json(list(citations)),
+                telegram_message_id=telegram_message_id,
+                created_at=self.now(),
+            )
+            .returning(TurnRow.id)
+        )
+        async with self._tx(session) as s:
+            return (await s.execute(statement)).scalar_one()
+
+    async def recent_turns(
+        self, conversation_id: int, limit: int = 20, *, session: AsyncSession | None = None
+    ) -> list[TurnRecord]:
+        """The last ``limit`` turns, oldest first."""
+        query = (
+            select(TurnRow)
+            .where(TurnRow.conversation_id == conversation_id)
+            .order_by(TurnRow.created_at.desc(), TurnRow.id.desc())
+            .limit(limit)
+        )
+        async with self._tx(session) as s:
+            rows = (await s.execute(query)).scalars().all()
+        return _records(TurnRecord, reversed(rows))
+
+    # --- tickets ---------------------------------------------------------------------
+
+    async def open_ticket(
+        self,
+        conversation_id: int,
+        user_id: int,
+        category: Category,
+        priority: Priority,
+        reason: str,
+        summary: str,
+        draft_answer: str | None = None,
+        citations: Sequence[Any] = (),
+        transcript: Sequence[Any] = (),
+        *,
+        actor: str = "bot",
+        session: AsyncSession | None = None,
+    ) -> tuple[Ticket, bool]:
+        """Queue a ticket for the conversation: ``(ticket, True)``; or, if one is already
+        open, ``(that ticket, False)``. A new ticket sets the conversation owner to
+        'queued' and records a 'created' event, in the same transaction."""
+        now = self.now()
+        statement = (
+            insert(TicketRow)
+            .values(
+                conversation_id=conversation_id,
+                user_id=user_id,
+                status="queued",
+                open_conversation_id=conversation_id,
+                category=category,
+                priority=priority,
+                reason=reason,
+                summary=summary,
+                draft_answer=draft_answer,
+                citations=_json(list(citations)),
+                transcript=_json(list(transcript)),
+                created_at=now,
+            )
+            .returning(TicketRow)
+        )
+        async with self._tx(session) as s:
+            try:
+                async with s.begin_nested():
+                    row = (await s.execute(statement)).scalar_one()
+            except IntegrityError:
+                existing = await self._open_ticket_row(s, conversation_id)
+                if existing is None:  # not the one-open-ticket rule: a bad id or value
+                    raise
+                return _record(Ticket, existing), False
+            await self._dml(
+                s,
+                update(ConversationRow)
+                .where(ConversationRow.id == conversation_id)
+                .values(owner="queued", updated_at=now),
+            )
+            await self._event(
+                s, row.id, "created", actor, {"category": category, "priority": priority}
+            )
+            return _record(Ticket, row), True
+
+    async def _open_ticket_row(self, s: AsyncSession, conversation_id: int) -> TicketRow | None:
+        query = select(TicketRow).where(TicketRow.open_conversation_id == conversation_id)
+        return (await s.execute(query)).scalar_one_or_none()
+
+    async def _one_ticket(
+        self, session: AsyncSession | None, condition: ColumnElement[bool]
+    ) -> Ticket | None:
+        async with self._tx(session) as s:
+            row = (await s.execute(select(TicketRow).where(condition))).scalar_one_or_none()
+            return None if row is None else _record(Ticket, row)
+
+    async def get_ticket(
+        self, ticket_id: int, *, session: AsyncSession | None = None
+    ) -> Ticket | None:
+        return await self._one_ticket(session, TicketRow.id == ticket_id)
+
+    async def open_ticket_for(
+        self, conversation_id: int, *, session: AsyncSession | None = None
+    ) -> Ticket | None:
+        """The conversation's open (queued or assigned) ticket, if any."""
+        return await self._one_ticket(session, TicketRow.open_conversation_id == conversation_id)
+
+    async def ticket_by_topic(
+        self, chat_id: int, topic_id: int, *, session: AsyncSession | None = None
+    ) -> Ticket | None:
+        """The ticket whose forum thread this is (open or closed)."""
+        return await self._one_ticket(
+            session, and_(TicketRow.topic_chat_id == chat_id, TicketRow.topic_id == topic_id)
+        )
+
+    async def list_tickets(
+        self,
+        status: Sequence[TicketStatus] | None = None,
+        limit: int = 50,
+        *,
+        assignee_telegram_id: int | None = None,
+        session: AsyncSession | None = None,
+    ) -> list[Ticket]:
+        """Tickets, newest first, optionally only with these statuses / this assignee."""
+        query = select(TicketRow).order_by(TicketRow.created_at.desc(), TicketRow.id.desc())
+        if status is not None:
+            query = query.where(TicketRow.status.in_(list(status)))
+        if assignee_telegram_id is not None:
+            query = query.where(TicketRow.assignee_telegram_id == assignee_telegram_id)
+        async with self._tx(session) as s:
+            return _records(Ticket, (await s.execute(query.limit(limit))).scalars())
+
+    async def set_topic(
+        self,
+        ticket_id: int,
+        chat_id: int,
+        topic_id: int,
+        name: str | None = None,
+        *,
+        replace: bool = False,
+        session: AsyncSession | None = None,
+    ) -> bool:
+        """Attach the ticket's forum thread. Only if it has none yet, unless ``replace``
+        (the old topic was deleted and recreated). False as well if another ticket already
+        uses that thread."""
+        conditions = [TicketRow.id == ticket_id]
+        if not replace:
+            conditions.append(TicketRow.topic_id.is_(None))
+        statement = (
+            update(TicketRow)
+            .where(*conditions)
+            .values(topic_chat_id=chat_id, topic_id=topic_id, topic_name=name)
+        )
+        async with self._tx(session) as s:
+            try:
+                async with s.begin_nested():
+                    changed = _rowcount(await self._dml(s, statement)) == 1
+            except IntegrityError:
+                return False
+            if changed:
+                data = {"chat_id": chat_id, "topic_id": topic_id, "name": name, "replaced": replace}
+                await self._event(s, ticket_id, "topic_created", "bot", data)
+            return changed
+
+    async def set_card_message(
+        self, ticket_id: int, message_id: int | None, *, session: AsyncSession | None = None
+    ) -> bool:
+        """Remember the ticket card's message (the one with the Claim/Resolve buttons)."""
+        statement = (
+            update(TicketRow).where(TicketRow.id == ticket_id).values(card_message_id=message_id)
+        )
+        async with self._tx(session) as s:
+            return _rowcount(await self._dml(s, statement)) == 1
+
+    async def claim(
+        self,
+        ticket_id: int,
+        counsellor_telegram_id: int,
+        *,
+        session: AsyncSession | None = None,
+    ) -> bool:
+        """queued → assigned to this counsellor. Of several concurrent claims exactly one
+        returns True. Sets the conversation owner to 'assigned' and records 'claimed'."""
+        now = self.now()
+        statement = (
+            update(TicketRow)
+            .where(TicketRow.id == ticket_id, TicketRow.status == "queued")
+            .values(status="assigned", assignee_telegram_id=counsellor_telegram_id, claimed_at=now)
+            .returning(TicketRow.conversation_id)
+        )
+        async with self._tx(session) as s:
+            conversation_id = (
+                await s.execute(statement, execution_options=_SYNC)
+            ).scalar_one_or_none()
+            if conversation_id is None:
+                return False
+            await self._set_conversation_owner(s, conversation_id, "assigned", now)
+            await self._event(
+                s,
+                ticket_id,
+                "claimed",
+                f"counsellor:{counsellor_telegram_id}",
+                {"counsellor": counsellor_telegram_id},
+            )
+            return True
+
+    async def transfer(
+        self,
+        ticket_id: int,
+        to_telegram_id: int | None,
+        actor: str,
+        *,
+        session: AsyncSession | None = None,
+    ) -> bool:
+        """Hand an open ticket to another counsellor, or back to the queue (``None``).
+
+        False if the ticket is closed (or, for ``None``, not assigned)."""
+        now = self.now()
+        async with self._tx(session) as s:
+            current = (
+                await s.execute(
+                    select(TicketRow.assignee_telegram_id, TicketRow.status)
+                    .where(TicketRow.id == ticket_id)
+                    .with_for_update()
+                )
+            ).one_or_none()
+            if current is None:
+                return False
+            previous = current.assignee_telegram_id
+            if to_telegram_id is None:
+                statement = (
+                    update(TicketRow)
+                    .where(TicketRow.id == ticket_id, TicketRow.status == "assigned")
+                    .values(status="queued", assignee_telegram_id=None)
+                )
+                owner: Owner = "queued"
+            else:
+                statement = (
+                    update(TicketRow)
+                    .where(TicketRow.id == ticket_id, TicketRow.status.in_(OPEN_STATUSES))
+                    .values(
+                        status="assigned",
+                        assignee_telegram_id=to_telegram_id,
+                        claimed_at=func.coalesce(TicketRow.claimed_at, now),
+                    )
+                )
+                owner = "assigned"
+            conversation_id = (
+                await s.execute(
+                    statement.returning(TicketRow.conversation_id), execution_options=_SYNC
+                )
+            ).scalar_one_or_none()
+            if conversation_id is None:
+                return False
+            await self._set_conversation_owner(s, conversation_id, owner, now)
+            await self._event(
+                s, ticket_id, "transferred", actor, {"from": previous, "to": to_telegram_id}
+            )
+            return True
+
+    async def _close(
+        self,
+        ticket_id: int,
+        status: Literal["resolved", "cancelled"],
+        actor: str,
+        data: dict[str, Any] | None,
+        session: AsyncSession | None,
+    ) -> bool:
+        now = self.now()
+        statement = (
+            update(TicketRow)
+            .where(TicketRow.id == ticket_id, TicketRow.status.in_(OPEN_STATUSES))
+            .values(status=status, open_conversation_id=None, resolved_at=now)
+            .returning(TicketRow.conversation_id)
+        )
+        async with self._tx(session) as s:
+            conversation_id = (
+                await s.execute(statement, execution_options=_SYNC)
+            ).scalar_one_or_none()
+            if conversation_id is None:
+                return False
+            await self._set_conversation_owner(s, conversation_id, "bot", now)
+            await self._event(s, ticket_id, status, actor, data or {})
+            return True
+
+    async def resolve(
+        self,
+        ticket_id: int,
+        actor: str,
+        data: dict[str, Any] | None = None,
+        *,
+        session: AsyncSession | None = None,
+    ) -> bool:
+        """Close an open ticket as resolved; the bot answers the graduate again.
+        False if it was already closed (only one concurrent caller wins)."""
+        return await self._close(ticket_id, "resolved", actor, data, session)
+
+    async def cancel(
+        self,
+        ticket_id: int,
+        actor: str,
+        data: dict[str, Any] | None = None,
+        *,
+        session: AsyncSession | None = None,
+    ) -> bool:
+        """Close an open ticket as cancelled (e.g. the graduate went back to the bot)."""
+        return await self._close(ticket_id, "cancelled", actor, data, session)
+
+    async def _set_conversation_owner(
+        self, s: AsyncSession, conversation_id: int, owner: Owner, now: dt.datetime
+    ) -> None:
+        await self._dml(
+            s,
+            update(ConversationRow)
+            .where(ConversationRow.id == conversation_id)
+            .values(owner=owner, updated_at=now),
+        )
+
+    async def _mark_once(self, ticket_id: int, column: Any, session: AsyncSession | None) -> bool:
+        statement = (
+            update(TicketRow)
+            .where(TicketRow.id == ticket_id, column.is_(None))
+            .values({column: self.now()})
+        )
+        async with self._tx(session) as s:
+            return _rowcount(await self._dml(s, statement)) == 1
+
+    async def mark_first_response(
+        self, ticket_id: int, *, session: AsyncSession | None = None
+    ) -> bool:
+        """Stamp the first counsellor message; True only the first time."""
+        return await self._mark_once(ticket_id, TicketRow.first_response_at, session)
+
+    async def mark_reminded(self, ticket_id: int, *, session: AsyncSession | None = None) -> bool:
+        """Claim the SLA reminder for this ticket: True for exactly one caller."""
+        return await self._mark_once(ticket_id, TicketRow.sla_reminded_at, session)
+
+    async def mark_long_wait_notified(
+        self, ticket_id: int, *, session: AsyncSession | None = None
+    ) -> bool:
+        """Claim the "still waiting" notice to the graduate: True for exactly one caller."""
+        return await self._mark_once(ticket_id, TicketRow.long_wait_notified_at, session)
+
+    async def mark_giveup_offered(
+        self, ticket_id: int, *, session: AsyncSession | None = None
+    ) -> bool:
+        """Claim the "leave contact details or go back" offer: True for exactly one caller."""
+        return await self._mark_once(ticket_id, TicketRow.giveup_offered_at, session)
+
+    async def _waiting(
+        self,
+        now: dt.datetime,
+        older_than: dt.timedelta,
+        column: Any,
+        session: AsyncSession | None,
+    ) -> list[Ticket]:
+        query = (
+            select(TicketRow)
+            .where(
+                TicketRow.status == "queued",
+                TicketRow.created_at <= now - older_than,
+                column.is_(None),
+            )
+            .order_by(TicketRow.created_at, TicketRow.id)
+        )
+        async with self._tx(session) as s:
+            return _records(Ticket, (await s.execute(query)).scalars())
+
+    async def tickets_needing_reminder(
+        self, now: dt.datetime, older_than: dt.timedelta, *, session: AsyncSession | None = None
+    ) -> list[Ticket]:
+        """Queued tickets created at least ``older_than`` before ``now``, not reminded yet."""
+        return await self._waiting(now, older_than, TicketRow.sla_reminded_at, session)
+
+    async def tickets_needing_long_wait_notice(
+        self, now: dt.datetime, older_than: dt.timedelta, *, session: AsyncSession | None = None
+    ) -> list[Ticket]:
+        """Queued tickets waiting at least ``older_than`` whose graduate was not told yet."""
+        return await self._waiting(now, older_than, TicketRow.long_wait_notified_at, session)
+
+    async def tickets_needing_giveup_offer(
+        self, now: dt.datetime, older_than: dt.timedelta, *, session: AsyncSession | None = None
+    ) -> list[Ticket]:
+        """Queued tickets waiting at least ``older_than`` without a give-up offer yet."""
+        return await self._waiting(now, older_than, TicketRow.giveup_offered_at, session)
+
+    async def queue_position(self, ticket_id: int, *, session: AsyncSession | None = None) -> int:
+        """1-based place among queued tickets (urgent, then high, then normal; FIFO
+        within a priority). 0 if the ticket is not queued."""
+        async with self._tx(session) as s:
+            row = (
+                await s.execute(
+                    select(_priority_rank().label("rank"), TicketRow.created_at).where(
+                        TicketRow.id == ticket_id, TicketRow.status == "queued"
+                    )
+                )
+            ).one_or_none()
+            if row is None:
+                return 0
+            rank, created_at = row
+            position = _priority_rank()
+            ahead = select(func.count()).where(
+                TicketRow.status == "queued",
+                or_(
+                    position < rank,
+                    and_(position == rank, TicketRow.created_at < created_at),
+                    and_(
+                        position == rank,
+                        TicketRow.created_at == created_at,
+                        TicketRow.id < ticket_id,
+                    ),
+                ),
+            )
+            return int((await s.execute(ahead)).scalar_one()) + 1
+
+    async def set_contact(
+        self, ticket_id: int, contact: str | None, *, session: AsyncSession | None = None
+    ) -> bool:
+        """Contact details the graduate left for a counsellor to get back to them."""
+        statement = update(TicketRow).where(TicketRow.id == ticket_id).values(contact=contact)
+        async with self._tx(session) as s:
+            return _rowcount(await self._dml(s, statement)) == 1
+
+    async def set_rating(
+        self, ticket_id: int, rating: int, *, session: AsyncSession | None = None
+    ) -> bool:
+        """The graduate's 1–5 rating of the ticket; only the first one counts.
+
+        Also records a 'rated' event and a ``feedback`` row (kind 'rating') for stats,
+        so callers should not add that feedback row themselves."""
+        if not 1 <= rating <= 5:
+            raise ValueError(f"rating must be 1..5, got {rating}")
+        now = self.now()
+        statement = (
+            update(TicketRow)
+            .where(TicketRow.id == ticket_id, TicketRow.rating.is_(None))
+            .values(rating=rating)
+            .returning(TicketRow.user_id, TicketRow.conversation_id)
+        )
+        async with self._tx(session) as s:
+            row = (await s.execute(statement, execution_options=_SYNC)).one_or_none()
+            if row is None:
+                return False
+            user_id, conversation_id = row
+            await s.execute(
+                insert(FeedbackRow).values(
+                    user_id=user_id,
+                    conversation_id=conversation_id,
+                    ticket_id=ticket_id,
+                    kind="rating",
+                    value=rating,
+                    created_at=now,
+                )
+            )
+            await self._event(s, ticket_id, "rated", "graduate", {"rating": rating})
+            return True
+
+    async def _event(
+        self, s: AsyncSession, ticket_id: int, kind: str, actor: str, data: dict[str, Any]
+    ) -> int:
+        statement = (
+            insert(TicketEventRow)
+            .values(
+                ticket_id=ticket_id, kind=kind, actor=actor, data=_json(data), created_at=self.now()
+            )
+            .returning(TicketEventRow.id)
+        )
+        return (await s.execute(statement)).scalar_one()
+
+    async def add_event(
+        self,
+        ticket_id: int,
+        kind: str,
+        actor: str,
+        data: dict[str, Any] | None = None,
+        *,
+        session: AsyncSession | None = None,
+    ) -> int:
+        """Append to the ticket's audit trail (kind e.g. 'note', 'message_to_graduate',
+        'relay_failed'; actor e.g. 'bot', 'counsellor:123', 'graduate', 'cli')."""
+        async with self._tx(session) as s:
+            return await self._event(s, ticket_id, kind, actor, data or {})
+
+    async def events(
+        self, ticket_id: int, *, session: AsyncSession | None = None
+    ) -> list[TicketEvent]:
+        """The ticket's audit trail, oldest first."""
+        query = (
+            select(TicketEventRow)
+            .where(TicketEventRow.ticket_id == ticket_id)
+            .order_by(TicketEventRow.created_at, TicketEventRow.id)
+        )
+        async with self._tx(session) as s:
+            return _records(TicketEvent, (await s.execute(query)).scalars())
+
+    # --- relay links -----------------------------------------------------------------
+
+    def _link_key(
+        self, direction: Direction, source_chat_id: int, source_message_id: int
+    ) -> ColumnElement[bool]:
+        return and_(
+            MessageLinkRow.direction == direction,
+            MessageLinkRow.source_chat_id == source_chat_id,
+            MessageLinkRow.source_message_id == source_message_id,
+        )
+
+    async def claim_link(
+        self,
+        ticket_id: int,
+        direction: Direction,
+        source_chat_id: int,
+        source_message_id: int,
+        target_chat_id: int,
+        target_message_id: int | None = None,
+        *,
+        session: AsyncSession | None = None,
+    ) -> bool:
+        """Reserve the relay of one message before sending it: True for exactly one
+        caller, False if that message was already relayed (or is being relayed) in that
+        direction. Send, then ``complete_link``; on failure ``release_link``."""
+        statement = insert(MessageLinkRow).values(
+            ticket_id=ticket_id,
+            direction=direction,
+            source_chat_id=source_chat_id,
+            source_message_id=source_message_id,
+            target_chat_id=target_chat_id,
+            target_message_id=target_message_id,
+            created_at=self.now(),
+        )
+        async with self._tx(session) as s:
+            try:
+                async with s.begin_nested():
+                    await s.execute(statement)
+            except IntegrityError:
+                key = self._link_key(direction, source_chat_id, source_message_id)
+                if (await s.execute(select(MessageLinkRow.id).where(key))).first() is None:
+                    raise  # not a duplicate: e.g. no such ticket
+                return False
+            return True
+
+    async def record_link(
+        self,
+        ticket_id: int,
+        direction: Direction,
+        source_chat_id: int,
+        source_message_id: int,
+        target_chat_id: int,
+        target_message_id: int,
+        *,
+        session: AsyncSession | None = None,
+    ) -> bool:
+        """Record a relay that already happened; False if that source message was
+        already relayed in that direction."""
+        return await self.claim_link(
+            ticket_id,
+            direction,
+            source_chat_id,
+            source_message_id,
+            target_chat_id,
+            target_message_id,
+            session=session,
+        )
+
+    async def complete_link(
+        self,
+        direction: Direction,
+        source_chat_id: int,
+        source_message_id: int,
+        target_message_id: int,
+        *,
+        session: AsyncSession | None = None,
+    ) -> bool:
+        """Fill in the relayed copy's message id after a successful ``claim_link``."""
+        statement = (
+            update(MessageLinkRow)
+            .where(
+                self._link_key(direction, source_chat_id, source_message_id),
+                MessageLinkRow.target_message_id.is_(None),
+            )
+            .values(target_message_id=target_message_id)
+        )
+        async with self._tx(session) as s:
+            return _rowcount(await self._dml(s, statement)) == 1
+
+    async def release_link(
+        self,
+        direction: Direction,
+        source_chat_id: int,
+        source_message_id: int,
+        *,
+        session: AsyncSession | None = None,
+    ) -> bool:
+        """Drop an unfinished claim (the send failed) so the message can be relayed later."""
+        statement = delete(MessageLinkRow).where(
+            self._link_key(direction, source_chat_id, source_message_id),
+            MessageLinkRow.target_message_id.is_(None),
+        )
+        async with self._tx(session) as s:
+            return _rowcount(await self._dml(s, statement)) == 1
+
+    async def link_for_source(
+        self,
+        direction: Direction,
+        source_chat_id: int,
+        source_message_id: int,
+        *,
+        session: AsyncSession | None = None,
+    ) -> MessageLink | None:
+        query = select(MessageLinkRow).where(
+            self._link_key(direction, source_chat_id, source_message_id)
+        )
+        async with self._tx(session) as s:
+            row = (await s.execute(query)).scalar_one_or_none()
+            return None if row is None else _record(MessageLink, row)
+
+    async def link_for_target(
+        self,
+        target_chat_id: int,
+        target_message_id: int,
+        *,
+        session: AsyncSession | None = None,
+    ) -> MessageLink | None:
+        """The link whose relayed copy is this message (e.g. a reply to a relayed message)."""
+        query = (
+            select(MessageLinkRow)
+            .where(
+                MessageLinkRow.target_chat_id == target_chat_id,
+                MessageLinkRow.target_message_id == target_message_id,
+            )
+            .order_by(MessageLinkRow.id)
+            .limit(1)
+        )
+        async with self._tx(session) as s:
+            row = (await s.execute(query)).scalar_one_or_none()
+            return None if row is None else _record(MessageLink, row)
+
+    # --- outbox ----------------------------------------------------------------------
+
+    async def enqueue(
+        self,
+        dedupe_key: str,
+        method: str,
+        payload: dict[str, Any],
+        ticket_id: int | None = None,
+        *,
+        not_before: dt.datetime | None = None,
+        session: AsyncSession | None = None,
+    ) -> bool:
+        """Queue a Bot API call for (re)delivery; False if ``dedupe_key`` is already queued."""
+        now = self.now()
+        statement = insert(OutboxRow).values(
+            dedupe_key=dedupe_key,
+            ticket_id=ticket_id,
+            method=method,
+            payload=_json(payload),
+            status="pending",
+            attempts=0,
+            next_attempt_at=not_before or now,
+            created_at=now,
+        )
+        async with self._tx(session) as s:
+            try:
+                async with s.begin_nested():
+                    await s.execute(statement)
+            except IntegrityError:
+                query = select(OutboxRow.id).where(OutboxRow.dedupe_key == dedupe_key)
+                if (await s.execute(query)).first() is None:
+                    raise
+                return False
+            return True
+
+    async def due(
+        self,
+        now: dt.datetime,
+        limit: int = 20,
+        *,
+        lease: dt.timedelta = dt.timedelta(seconds=60),
+        session: AsyncSession | None = None,
+    ) -> list[OutboxItem]:
+        """Pending items whose time has come, leased to this caller: their
+        ``next_attempt_at`` moves ``lease`` ahead, so a concurrent worker does not get the
+        same item, and an item whose worker died comes due again after the lease.
+        Follow up with ``mark_sent`` or ``mark_failed``."""
+        candidates = (
+            select(OutboxRow.id)
+            .where(OutboxRow.status == "pending", OutboxRow.next_attempt_at <= now)
+            .order_by(OutboxRow.next_attempt_at, OutboxRow.id)
+            .limit(limit)
+            # PostgreSQL: concurrent workers take different items instead of queueing on
+            # the same rows (SQLite ignores this; its transactions are serialised anyway)
+            .with_for_update(skip_locked=True)
+        )
+        statement = (
+            update(OutboxRow)
+            .where(
+                OutboxRow.id.in_(candidates.scalar_subquery()),
+                OutboxRow.status == "pending",
+                OutboxRow.next_attempt_at <= now,
+            )
+            .values(next_attempt_at=now + lease)
+            .returning(OutboxRow)
+        )
+        async with self._tx(session) as s:
+            rows = (await s.execute(statement, execution_options=_SYNC)).scalars().all()
+        items = _records(OutboxItem, rows)
+        return sorted(items, key=lambda item: (item.created_at, item.id))
+
+    async def mark_sent(self, item_id: int, *, session: AsyncSession | None = None) -> bool:
+        statement = (
+            update(OutboxRow)
+            .where(OutboxRow.id == item_id, OutboxRow.status == "pending")
+            .values(status="sent", sent_at=self.now())
+        )
+        async with self._tx(session) as s:
+            return _rowcount(await self._dml(s, statement)) == 1
+
+    async def mark_failed(
+        self,
+        item_id: int,
+        error: str,
+        next_attempt_at: dt.datetime,
+        dead: bool = False,
+        *,
+        session: AsyncSession | None = None,
+    ) -> bool:
+        """Count a failed attempt; retry at ``next_attempt_at`` or give up (``dead``)."""
+        statement = (
+            update(OutboxRow)
+            .where(OutboxRow.id == item_id, OutboxRow.status == "pending")
+            .values(
+                attempts=OutboxRow.attempts + 1,
+                last_error=redact(error)[:MAX_ERROR_CHARS],
+                next_attempt_at=next_attempt_at,
+                status="dead" if dead else "pending",
+            )
+        )
+        async with self._tx(session) as s:
+            return _rowcount(await self._dml(s, statement)) == 1
+
+    async def prune_outbox(
+        self, before: dt.datetime, *, session: AsyncSession | None = None
+    ) -> int:
+        """Delete sent and dead items created before ``before``; how many."""
+        statement = delete(OutboxRow).where(
+            OutboxRow.status.in_(["sent", "dead"]), OutboxRow.created_at < before
+        )
+        async with self._tx(session) as s:
+            return _rowcount(await self._dml(s, statement))
+
+    # --- feedback and unanswered questions -------------------------------------------
+
+    async def add_feedback(
+        self,
+        user_id: int,
+        kind: FeedbackKind,
+        value: int,
+        *,
+        conversation_id: int | None = None,
+        turn_id: int | None = None,
+        ticket_id: int | None = None,
+        session: AsyncSession | None = None,
+    ) -> int:
+        """A thumb (value 1 up, -1 down) or a 1–5 rating; returns its id."""
+        if kind == "thumb" and value not in (1, -1):
+            raise ValueError(f"a thumb is 1 or -1, got {value}")
+        if kind == "rating" and not 1 <= value <= 5:
+            raise ValueError(f"a rating is 1..5, got {value}")
+        statement = (
+            insert(FeedbackRow)
+            .values(
+                user_id=user_id,
+                conversation_id=conversation_id,
+                turn_id=turn_id,
+                ticket_id=ticket_id,
+                kind=kind,
+                value=value,
+                created_at=self.now(),
+            )
+            .returning(FeedbackRow.id)
+        )
+        async with self._tx(session) as s:
+            return (await s.execute(statement)).scalar_one()
+
+    async def add_unanswered(
+        self,
+        user_id: int | None,
+        question: str,
+        lang: str | None,
+        confidence: float | None,
+        reason: UnansweredReason,
+        *,
+        session: AsyncSession | None = None,
+    ) -> int:
+        """Log a question the bot could not answer well. The text is redacted (ID,
+        phone, e-mail and bank numbers) before it is written."""
+        statement = (
+            insert(UnansweredRow)
+            .values(
+                user_id=user_id,
+                question=redact(question)[:MAX_QUESTION_CHARS],
+                lang=lang,
+                confidence=confidence,
+                reason=reason,
+                created_at=self.now(),
+            )
+            .returning(UnansweredRow.id)
+        )
+        async with self._tx(session) as s:
+            return (await s.execute(statement)).scalar_one()
+
+    async def list_unanswered(
+        self, since: dt.datetime, limit: int = 100, *, session: AsyncSession | None = None
+    ) -> list[UnansweredQuestion]:
+        """Unanswered questions logged since ``since``, newest first."""
+        query = (
+            select(UnansweredRow)
+            .where(UnansweredRow.created_at >= since)
+            .order_by(UnansweredRow.created_at.desc(), UnansweredRow.id.desc())
+            .limit(limit)
+        )
+        async with self._tx(session) as s:
+            return _records(UnansweredQuestion, (await s.execute(query)).scalars())
+
+    # --- webhook updates -------------------------------------------------------------
+
+    async def claim_update(
+        self,
+        update_id: int,
+        now: dt.datetime,
+        stale_after: dt.timedelta,
+        *,
+        session: AsyncSession | None = None,
+    ) -> bool:
+        """True if this caller should process the update: it is new, or an earlier claim
+        is still 'processing' after ``stale_after`` (that worker presumably died)."""
+        async with self._tx(session) as s:
+            try:
+                async with s.begin_nested():
+                    await s.execute(
+                        insert(ProcessedUpdateRow).values(
+                            update_id=update_id, status="processing", claimed_at=now
+                        )
+                    )
+                return True
+            except IntegrityError:
+                pass
+            statement = update(ProcessedUpdateRow).where(
+                ProcessedUpdateRow.update_id == update_id,
+                ProcessedUpdateRow.status == "processing",
+                ProcessedUpdateRow.claimed_at <= now - stale_after,
+            )
+            return _rowcount(await self._dml(s, statement.values(claimed_at=now))) == 1
+
+    async def finish_update(self, update_id: int, *, session: AsyncSession | None = None) -> bool:
+        statement = (
+            update(ProcessedUpdateRow)
+            .where(ProcessedUpdateRow.update_id == update_id)
+            .values(status="done", done_at=self.now())
+        )
+        async with self._tx(session) as s:
+            return _rowcount(await self._dml(s, statement)) == 1
+
+    async def prune_updates(
+        self, before: dt.datetime, *, session: AsyncSession | None = None
+    ) -> int:
+        """Forget finished updates claimed before ``before`` (Telegram keeps undelivered
+        updates for 24 hours, so a day or more is a safe horizon)."""
+        statement = delete(ProcessedUpdateRow).where(
+            ProcessedUpdateRow.status == "done", ProcessedUpdateRow.claimed_at < before
+        )
+        async with self._tx(session) as s:
+            return _rowcount(await self._dml(s, statement))
+
+    # --- knowledge-base uploads ------------------------------------------------------
+
+    async def add_upload(
+        self,
+        admin_telegram_id: int,
+        file_name: str,
+        telegram_file_id: str,
+        *,
+        session: AsyncSession | None = None,
+    ) -> int:
+        """Record a document an admin sent, before it is ingested; returns its id."""
+        statement = (
+            insert(KbUploadRow)
+            .values(
+                admin_telegram_id=admin_telegram_id,
+                file_name=file_name,
+                telegram_file_id=telegram_file_id,
+                status="pending",
+                created_at=self.now(),
+            )
+            .returning(KbUploadRow.id)
+        )
+        async with self._tx(session) as s:
+            return (await s.execute(statement)).scalar_one()
+
+    async def get_upload(
+        self, upload_id: int, *, session: AsyncSession | None = None
+    ) -> Upload | None:
+        async with self._tx(session) as s:
+            row = await s.get(KbUploadRow, upload_id)
+            return None if row is None else _record(Upload, row)
+
+    async def pending_uploads(self, *, session: AsyncSession | None = None) -> list[Upload]:
+        """Uploads not ingested yet (e.g. interrupted by a restart), oldest first."""
+        query = (
+            select(KbUploadRow)
+            .where(KbUploadRow.status == "pending")
+            .order_by(KbUploadRow.created_at, KbUploadRow.id)
+        )
+        async with self._tx(session) as s:
+            return _records(Upload, (await s.execute(query)).scalars())
+
+    async def finish_upload(
+        self,
+        upload_id: int,
+        status: Literal["done", "failed"],
+        report: dict[str, Any] | None = None,
+        *,
+        session: AsyncSession | None = None,
+    ) -> bool:
+        """Close a pending upload with the ingest report; False if it was not pending."""
+        statement = (
+            update(KbUploadRow)
+            .where(KbUploadRow.id == upload_id, KbUploadRow.status == "pending")
+            .values(
+                status=status,
+                report=None if report is None else _json(report),
+                finished_at=self.now(),
+            )
+        )
+        async with self._tx(session) as s:
+            return _rowcount(await self._dml(s, statement)) == 1
+
+    # --- analytics and retention -----------------------------------------------------
+
+    async def stats(
+        self,
+        since: dt.datetime,
+        until: dt.datetime | None = None,
+        *,
+        session: AsyncSession | None = None,
+    ) -> Stats:
+        """Usage figures for ``since <= created_at < until`` (until: no upper bound)."""
+
+        def window(column: Any) -> ColumnElement[bool]:
+            if until is None:
+                return cast(ColumnElement[bool], column >= since)
+            return and_(column >= since, column < until)
+
+        async with self._tx(session) as s:
+
+            async def scalar(*conditions: ColumnElement[bool], of: Any) -> int:
+                query = select(func.count(of)).where(*conditions)
+                return int((await s.execute(query)).scalar_one())
+
+            questions = await scalar(
+                TurnRow.role == "graduate", window(TurnRow.created_at), of=TurnRow.id
+            )
+            answered = await scalar(
+                TurnRow.role == "bot",
+                TurnRow.handoff.is_(False),
+                window(TurnRow.created_at),
+                of=TurnRow.id,
+            )
+            handed_off = await scalar(window(TicketRow.created_at), of=TicketRow.id)
+            thumb = and_(FeedbackRow.kind == "thumb", window(FeedbackRow.created_at))
+            thumbs_up = await scalar(thumb, FeedbackRow.value > 0, of=FeedbackRow.id)
+            thumbs_down = await scalar(thumb, FeedbackRow.value < 0, of=FeedbackRow.id)
+            rated = (
+                await s.execute(
+                    select(func.count(FeedbackRow.id), func.avg(FeedbackRow.value)).where(
+                        FeedbackRow.kind == "rating", window(FeedbackRow.created_at)
+                    )
+                )
+            ).one()
+            responses = await s.execute(
+                select(TicketRow.created_at, TicketRow.first_response_at).where(
+                    window(TicketRow.created_at), TicketRow.first_response_at.is_not(None)
+                )
+            )
+            waits = [
+                (first - created).total_seconds()
+                for created, first in responses
+                if first is not None
+            ]
+            unanswered = await scalar(window(UnansweredRow.created_at), of=UnansweredRow.id)
+        ratings, mean = rated
+        return Stats(
+            since=since,
+            questions=questions,
+            answered=answered,
+            handed_off=handed_off,
+            thumbs_up=thumbs_up,
+            thumbs_down=thumbs_down,
+            ratings=int(ratings),
+            rating_mean=None if mean is None else float(mean),
+            median_first_response_s=statistics.median(waits) if waits else None,
+            unanswered=unanswered,
+        )
+
+    async def delete_transcripts_older_than(
+        self, cutoff: dt.datetime, *, session: AsyncSession | None = None
+    ) -> int:
+        """Retention: delete turns created before ``cutoff`` and empty the transcripts of
+        tickets closed before it. Returns turns deleted plus transcripts emptied."""
+        async with self._tx(session) as s:
+            turns = _rowcount(
+                await self._dml(s, delete(TurnRow).where(TurnRow.created_at < cutoff))
+            )
+            closed = await s.execute(
+                select(TicketRow.id, TicketRow.transcript).where(
+                    TicketRow.status.in_(["resolved", "cancelled"]),
+                    TicketRow.resolved_at < cutoff,
+                )
+            )
+            ids = [ticket_id for ticket_id, transcript in closed if transcript]
+            if ids:
+                statement = update(TicketRow).where(TicketRow.id.in_(ids)).values(transcript=[])
+                await self._dml(s, statement)
+        return turns + len(ids)

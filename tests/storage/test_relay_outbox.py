@@ -1,0 +1,154 @@
+"""Relayed-message links, the outbox, webhook update claims and knowledge-base uploads."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+
+import pytest
+from sqlalchemy.exc import IntegrityError
+
+from bot.storage import Store
+from tests.storage.conftest import FakeClock, new_graduate
+
+GROUP = -1_009_876_543_210
+GRADUATE_CHAT = 8_000_000_001
+
+
+async def a_ticket(store: Store) -> int:
+    user_id, conversation_id = await new_graduate(store, GRADUATE_CHAT)
+    ticket, _ = await store.open_ticket(
+        conversation_id, user_id, "policy", "normal", "requested", "summary", None
+    )
+    return ticket.id
+
+
+async def test_a_message_is_relayed_once(store: Store) -> None:
+    ticket_id = await a_ticket(store)
+    assert await store.record_link(ticket_id, "to_counsellors", GRADUATE_CHAT, 10, GROUP, 500)
+    assert not await store.record_link(ticket_id, "to_counsellors", GRADUATE_CHAT, 10, GROUP, 501)
+    # the same ids in the other direction are another message
+    assert await store.record_link(ticket_id, "to_graduate", GRADUATE_CHAT, 10, GROUP, 502)
+    link = await store.link_for_source("to_counsellors", GRADUATE_CHAT, 10)
+    assert link is not None
+    assert (link.ticket_id, link.target_chat_id, link.target_message_id) == (ticket_id, GROUP, 500)
+    back = await store.link_for_target(GROUP, 500)
+    assert back is not None and back.source_message_id == 10
+    assert await store.link_for_source("to_counsellors", GRADUATE_CHAT, 11) is None
+
+
+async def test_claim_link_lets_one_worker_relay(store: Store) -> None:
+    ticket_id = await a_ticket(store)
+    results = await asyncio.gather(
+        *(store.claim_link(ticket_id, "to_graduate", GROUP, 42, GRADUATE_CHAT) for _ in range(5))
+    )
+    assert sum(results) == 1
+    pending = await store.link_for_source("to_graduate", GROUP, 42)
+    assert pending is not None and pending.target_message_id is None
+    assert await store.complete_link("to_graduate", GROUP, 42, 900)
+    assert not await store.complete_link("to_graduate", GROUP, 42, 901)
+    done = await store.link_for_source("to_graduate", GROUP, 42)
+    assert done is not None and done.target_message_id == 900
+    assert not await store.claim_link(ticket_id, "to_graduate", GROUP, 42, GRADUATE_CHAT)
+
+
+async def test_released_claim_can_be_retried(store: Store) -> None:
+    ticket_id = await a_ticket(store)
+    assert await store.claim_link(ticket_id, "to_graduate", GROUP, 43, GRADUATE_CHAT)
+    assert await store.release_link("to_graduate", GROUP, 43)  # the send failed
+    assert await store.claim_link(ticket_id, "to_graduate", GROUP, 43, GRADUATE_CHAT)
+
+
+async def test_link_to_a_missing_ticket_is_an_error_not_a_duplicate(store: Store) -> None:
+    with pytest.raises(IntegrityError):
+        await store.record_link(12345, "to_graduate", GROUP, 1, GRADUATE_CHAT, 2)
+
+
+async def test_outbox_dedupes_leases_and_retries(store: Store, clock: FakeClock) -> None:
+    ticket_id = await a_ticket(store)
+    payload = {"chat_id": GRADUATE_CHAT, "text": "a counsellor replied", "at": clock.now}
+    assert await store.enqueue("relay:1", "sendMessage", payload, ticket_id)
+    assert not await store.enqueue("relay:1", "sendMessage", payload, ticket_id)
+    assert await store.enqueue(
+        "relay:2", "sendMessage", {"chat_id": 1}, not_before=clock.now + dt.timedelta(minutes=5)
+    )
+
+    first = await store.due(clock.now, 10)
+    assert [item.dedupe_key for item in first] == ["relay:1"]
+    assert first[0].payload["at"] == clock.now.isoformat()
+    assert first[0].ticket_id == ticket_id
+    assert await store.due(clock.now, 10) == []  # leased to the first caller
+
+    item = first[0]
+    retry_at = clock.now + dt.timedelta(seconds=30)
+    assert await store.mark_failed(item.id, "Bad Request: chat 13812345678 not found", retry_at)
+    clock.advance(seconds=30)
+    again = await store.due(clock.now, 10)
+    assert [i.id for i in again] == [item.id]
+    assert again[0].attempts == 1
+    assert again[0].last_error is not None and "13812345678" not in again[0].last_error
+    assert await store.mark_sent(item.id)
+    assert not await store.mark_sent(item.id)
+
+    clock.advance(minutes=5)
+    late = await store.due(clock.now, 10)
+    assert [i.dedupe_key for i in late] == ["relay:2"]
+    assert await store.mark_failed(late[0].id, "Forbidden: bot was blocked", clock.now, dead=True)
+    clock.advance(hours=1)
+    assert await store.due(clock.now, 10) == []
+    assert await store.prune_outbox(clock.now) == 2
+
+
+async def test_concurrent_workers_never_get_the_same_outbox_item(
+    store: Store, clock: FakeClock
+) -> None:
+    for n in range(6):
+        await store.enqueue(f"k{n}", "sendMessage", {"chat_id": n})
+    batches = await asyncio.gather(*(store.due(clock.now, 2) for _ in range(5)))
+    ids = [item.id for batch in batches for item in batch]
+    assert len(ids) == len(set(ids)) == 6
+
+
+async def test_a_lease_expires_when_the_worker_dies(store: Store, clock: FakeClock) -> None:
+    await store.enqueue("k", "sendMessage", {"chat_id": 1})
+    assert len(await store.due(clock.now, 5, lease=dt.timedelta(seconds=60))) == 1
+    clock.advance(seconds=61)
+    assert len(await store.due(clock.now, 5)) == 1
+
+
+async def test_update_is_claimed_once_and_again_when_stale(store: Store, clock: FakeClock) -> None:
+    stale = dt.timedelta(minutes=5)
+    results = await asyncio.gather(
+        *(store.claim_update(123_456_789_012, clock.now, stale) for _ in range(8))
+    )
+    assert sum(results) == 1
+    assert not await store.claim_update(123_456_789_012, clock.now + dt.timedelta(minutes=4), stale)
+    # the worker died: after the stale window another one takes over, exactly once
+    later = clock.now + dt.timedelta(minutes=6)
+    retries = await asyncio.gather(
+        *(store.claim_update(123_456_789_012, later, stale) for _ in range(4))
+    )
+    assert sum(retries) == 1
+    assert await store.finish_update(123_456_789_012)
+    assert not await store.claim_update(123_456_789_012, later + dt.timedelta(hours=1), stale)
+    clock.advance(days=2)
+    assert await store.prune_updates(clock.now - dt.timedelta(days=1)) == 1
+
+
+async def test_uploads_survive_until_finished(store: Store, clock: FakeClock) -> None:
+    first = await store.add_upload(900, "policy.pdf", "file-abc")
+    clock.advance(seconds=1)
+    second = await store.add_upload(900, "notice.docx", "file-def")
+    assert [u.id for u in await store.pending_uploads()] == [first, second]
+    report = {"added": ["doc-1"], "failed": [], "at": clock.now}
+    assert await store.finish_upload(first, "done", report)
+    assert not await store.finish_upload(first, "failed", None)
+    upload = await store.get_upload(first)
+    assert upload is not None
+    assert (upload.status, upload.file_name) == ("done", "policy.pdf")
+    assert upload.report == {"added": ["doc-1"], "failed": [], "at": clock.now.isoformat()}
+    assert upload.finished_at == clock.now
+    assert [u.id for u in await store.pending_uploads()] == [second]
+    assert await store.finish_upload(second, "failed")
+    failed = await store.get_upload(second)
+    assert failed is not None and failed.report is None
