@@ -5,7 +5,8 @@ bot calls. Both are built explicitly (``Database.from_settings(settings)``), nev
 import time.
 """
 
-from bot.storage.db import Database, StorageError, alembic_config, mask_url
+from bot.errors import StorageError
+from bot.storage.db import Database, alembic_config, mask_url
 from bot.storage.store import (
     ConversationRecord,
     MessageLink,

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from bot.errors import GradGuideError
+from bot.errors import StorageError
 
 if TYPE_CHECKING:
     from bot.settings import Settings
@@ -38,10 +38,6 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 PG_CONNECT_TIMEOUT_S = 10.0
 
 _MIGRATION_LOCK_KEY = 0x47524144  # "GRAD": serialises concurrent `migrate()` on PostgreSQL
-
-
-class StorageError(GradGuideError):
-    """The database cannot be reached or used. The message names the (masked) URL."""
 
 
 def mask_url(url: str | URL) -> str:
