@@ -12,6 +12,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 import os
@@ -106,6 +107,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--include-expired", action="store_true", help="also expired / not yet effective"
     )
     search.add_argument("--json", action="store_true")
+
+    commands.add_parser("serve", help="run the Telegram bot (polling, or webhook if configured)")
+    handoffs = commands.add_parser(
+        "handoffs", help="counsellor tickets without Telegram (replies go through the bot)"
+    ).add_subparsers(dest="handoffs_command", required=True)
+    listing = handoffs.add_parser("list", help="open tickets (--all: every ticket)")
+    listing.add_argument("--all", action="store_true")
+    listing.add_argument("--limit", type=int, default=50)
+    for name, helptext in (
+        ("show", "a ticket's transcript, draft and audit trail"),
+        ("resolve", "close a ticket; the graduate is asked for a rating"),
+    ):
+        handoffs.add_parser(name, help=helptext).add_argument("id", type=int)
+    reply = handoffs.add_parser("reply", help="answer the graduate through the bot")
+    reply.add_argument("id", type=int)
+    reply.add_argument("text")
     return parser
 
 
@@ -129,6 +146,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _ask(args, settings, out, err)
         if args.command == "eval":
             return _eval(args, settings, out, err)
+        if args.command == "serve":
+            from bot.channels.telegram.app import serve
+
+            serve(settings)
+            return 0
+        if args.command == "handoffs":
+            from bot.channels.telegram import console
+
+            return asyncio.run(console.run(settings, args.handoffs_command, args, out))
         return _kb(args, settings, out, err)
     except GradGuideError as exc:
         err.print(f"[red]error:[/] {escape(str(exc))}")

@@ -1,0 +1,261 @@
+"""Admins in a private chat (role checked by user id on every action): send a document to
+ingest it, ``/kb``, ``/kb_remove ID``, ``/stats``, ``/unanswered``. Anyone else is refused,
+and the refusal is logged."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import re
+from pathlib import Path
+from typing import cast
+
+from telegram import Update
+from telegram.ext import Application, CommandHandler, ContextTypes, MessageHandler, filters
+
+from bot.channels.telegram import formatting as fmt
+from bot.channels.telegram.app import Services
+from bot.channels.telegram.gateway import DeliveryFailed
+from bot.errors import DocumentNotFoundError, GradGuideError
+from bot.kb.loaders import SUPPORTED_SUFFIXES
+from bot.kb.models import Lang
+
+logger = logging.getLogger(__name__)
+
+STATS_DAYS = 7
+PRIVATE = filters.ChatType.PRIVATE
+
+
+def register(application: Application, services: Services) -> None:  # type: ignore[type-arg]
+    for name, handler in {
+        "kb": on_kb,
+        "kb_remove": on_kb_remove,
+        "stats": on_stats,
+        "unanswered": on_unanswered,
+    }.items():
+        # registered before the graduates' handlers: the first match in a group wins
+        application.add_handler(CommandHandler(name, handler, filters=PRIVATE))
+    if services.settings.admin_ids:
+        admins = filters.User(user_id=services.settings.admin_ids)
+        application.add_handler(
+            MessageHandler(PRIVATE & admins & filters.Document.ALL, on_document)
+        )
+
+
+def _services(context: ContextTypes.DEFAULT_TYPE) -> Services:
+    return cast(Services, context.application.bot_data["services"])
+
+
+async def _admin(
+    update: Update, context: ContextTypes.DEFAULT_TYPE
+) -> tuple[Services, Lang] | None:
+    """The services and the admin's language, or None (refused and logged) for anyone else."""
+    s = _services(context)
+    user = update.effective_user
+    chat = update.effective_chat
+    assert user is not None and chat is not None
+    record = await s.store.get_or_create_user(user.id, user.first_name)
+    lang: Lang = "en" if record.lang == "en" else "zh"
+    if user.id in s.settings.admin_ids:
+        return s, lang
+    return None
+
+
+async def _refuse(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    s = _services(context)
+    user = update.effective_user
+    chat = update.effective_chat
+    assert user is not None and chat is not None
+    record = await s.store.get_user(telegram_id=user.id)
+    lang: Lang = "en" if record is not None and record.lang == "en" else "zh"
+    logger.warning("user %s is not an admin: admin action refused", user.id)
+    await _send(s, chat.id, s.messages.get("tg_not_allowed", lang))
+
+
+async def _send(s: Services, chat_id: int, text: str) -> None:
+    for part in fmt.split_html(text):
+        try:
+            await s.need_desk.send(chat_id, part)
+        except DeliveryFailed as exc:
+            logger.warning("admin reply not sent: %s", exc)
+            return
+
+
+async def on_document(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """An admin's file is downloaded into the data dir, recorded, and ingested. (Anyone
+    else's file goes to the graduate handlers: relayed while a ticket is open.)"""
+    s = _services(context)
+    user = update.effective_user
+    message = update.effective_message
+    if user is None or message is None or message.document is None:
+        return
+    admin = await _admin(update, context)
+    assert admin is not None
+    _, lang = admin
+    document = message.document
+    name = Path(document.file_name or "document").name
+    chat = message.chat_id
+    if Path(name).suffix.lower() not in SUPPORTED_SUFFIXES:
+        reason = "unsupported file type" if lang == "en" else "不支持的文件类型"
+        await _send(
+            s,
+            chat,
+            s.messages.get("adm_file_refused", lang, name=fmt.escape(name), reason=reason),
+        )
+        return
+    if (document.file_size or 0) > s.settings.max_file_mb * 1024 * 1024:
+        reason = f"> {s.settings.max_file_mb:g} MB"
+        await _send(
+            s,
+            chat,
+            s.messages.get("adm_file_refused", lang, name=fmt.escape(name), reason=reason),
+        )
+        return
+    upload_id = await s.store.add_upload(user.id, name, document.file_id)
+    await _send(s, chat, s.messages.get("adm_ingest_started", lang, name=fmt.escape(name)))
+    await ingest_upload(s, upload_id, document.file_id, name, chat, lang)
+
+
+async def ingest_upload(
+    s: Services, upload_id: int, file_id: str, name: str, chat_id: int, lang: Lang
+) -> None:
+    """Download and ingest one upload (also re-run by the job for uploads a restart cut off)."""
+    folder = s.settings.data_dir / "uploads" / str(upload_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    safe = re.sub(r"[^\w.\-]+", "_", name)[:120] or "document"
+    path = folder / safe
+    try:
+        file = await s.need_desk.gateway.run(
+            "getFile", lambda: s.need_desk.gateway.bot.get_file(file_id)
+        )
+        await file.download_to_drive(path)
+        loop = asyncio.get_running_loop()
+        report = await loop.run_in_executor(s.agent_pool, s.kb.ingest, [path])
+    except (DeliveryFailed, GradGuideError, OSError) as exc:
+        await s.store.finish_upload(upload_id, "failed", {"error": str(exc)[:500]})
+        reason = fmt.escape(str(exc)[:300])
+        await _send(
+            s,
+            chat_id,
+            s.messages.get("adm_file_refused", lang, name=fmt.escape(name), reason=reason),
+        )
+        return
+    await s.store.finish_upload(
+        upload_id, "failed" if report.failed else "done", report.model_dump()
+    )
+    await _send(
+        s,
+        chat_id,
+        s.messages.get(
+            "adm_ingest_done",
+            lang,
+            added=report.count("added"),
+            updated=report.count("updated"),
+            unchanged=report.count("unchanged"),
+            failed=report.count("failed"),
+        ),
+    )
+    if report.failed:
+        details = "\n".join(
+            f"• {fmt.escape(Path(o.path).name)}: {fmt.escape(o.error or '')}" for o in report.failed
+        )
+        await _send(s, chat_id, s.messages.get("adm_ingest_failures", lang, details=details))
+
+
+async def on_kb(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    admin = await _admin(update, context)
+    if admin is None:
+        await _refuse(update, context)
+        return
+    s, lang = admin
+    assert update.effective_chat is not None
+    documents = s.kb.documents()
+    if not documents:
+        await _send(s, update.effective_chat.id, s.messages.get("adm_kb_empty", lang))
+        return
+    today = s.store.now().date()
+    lines = [s.messages.get("adm_kb_header", lang, count=len(documents))]
+    for doc in sorted(documents, key=lambda d: d.meta.id):
+        meta = doc.meta
+        flag = ""
+        if meta.expires is not None and meta.expires < today:
+            flag = " ⌛"
+        lines.append(f"<code>{fmt.escape(meta.id)}</code> — {fmt.escape(meta.title)}{flag}")
+    await _send(s, update.effective_chat.id, "\n".join(lines))
+
+
+async def on_kb_remove(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    admin = await _admin(update, context)
+    if admin is None:
+        await _refuse(update, context)
+        return
+    s, lang = admin
+    assert update.effective_chat is not None
+    chat = update.effective_chat.id
+    if not context.args:
+        await _send(s, chat, s.messages.get("adm_kb_remove_usage", lang))
+        return
+    doc_id = context.args[0][:200]
+    loop = asyncio.get_running_loop()
+    try:
+        await loop.run_in_executor(s.agent_pool, s.kb.remove, doc_id)
+    except DocumentNotFoundError:
+        await _send(s, chat, s.messages.get("adm_kb_unknown", lang, doc_id=fmt.escape(doc_id)))
+        return
+    logger.info(
+        "admin %s removed document %s",
+        update.effective_user.id if update.effective_user else "?",
+        doc_id,
+    )
+    await _send(s, chat, s.messages.get("adm_kb_removed", lang, doc_id=fmt.escape(doc_id)))
+
+
+async def on_stats(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    admin = await _admin(update, context)
+    if admin is None:
+        await _refuse(update, context)
+        return
+    s, lang = admin
+    assert update.effective_chat is not None
+    stats = await s.store.stats(s.store.now() - dt.timedelta(days=STATS_DAYS))
+    median = (
+        "—"
+        if stats.median_first_response_s is None
+        else f"{stats.median_first_response_s / 60:.1f} min"
+    )
+    text = s.messages.get(
+        "adm_stats",
+        lang,
+        days=STATS_DAYS,
+        questions=stats.questions,
+        answered=stats.answered,
+        handed_off=stats.handed_off,
+        thumbs_up=stats.thumbs_up,
+        thumbs_down=stats.thumbs_down,
+        ratings=stats.ratings,
+        rating_mean="—" if stats.rating_mean is None else f"{stats.rating_mean:.1f}",
+        median_first_reply=median,
+        unanswered=stats.unanswered,
+    )
+    await _send(s, update.effective_chat.id, text)
+
+
+async def on_unanswered(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    admin = await _admin(update, context)
+    if admin is None:
+        await _refuse(update, context)
+        return
+    s, lang = admin
+    assert update.effective_chat is not None
+    rows = await s.store.list_unanswered(s.store.now() - dt.timedelta(days=STATS_DAYS), 50)
+    if not rows:
+        await _send(
+            s,
+            update.effective_chat.id,
+            s.messages.get("adm_unanswered_empty", lang, days=STATS_DAYS),
+        )
+        return
+    lines = [s.messages.get("adm_unanswered_header", lang, count=len(rows), days=STATS_DAYS)]
+    lines += [f"• {fmt.escape(r.question[:200])}" for r in rows]
+    await _send(s, update.effective_chat.id, "\n".join(lines))

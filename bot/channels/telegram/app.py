@@ -1,0 +1,183 @@
+"""The python-telegram-bot application: built from settings, handlers per role, jobs.
+
+``build_application(services)`` wires the handlers; ``serve(settings)`` is
+``gradguide serve`` (long polling, or a webhook when ``GRADGUIDE_WEBHOOK_URL`` is set).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections import defaultdict
+from collections.abc import Awaitable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from telegram import Update
+from telegram.error import InvalidToken
+from telegram.ext import (
+    Application,
+    ApplicationHandlerStop,
+    BaseUpdateProcessor,
+    ContextTypes,
+    TypeHandler,
+)
+
+from bot.agent.agent import Agent
+from bot.agent.redact import install_log_redaction
+from bot.channels.telegram.desk import Desk
+from bot.channels.telegram.gateway import Gateway
+from bot.errors import TelegramConfigError
+from bot.kb.service import KnowledgeBase
+from bot.prompts import Messages
+from bot.settings import Settings
+from bot.storage.db import Database
+from bot.storage.store import Store
+
+logger = logging.getLogger(__name__)
+
+UPDATE_STALE_AFTER = dt.timedelta(minutes=5)
+"""An update claimed by a worker that then died is processed again after this."""
+
+
+@dataclass
+class Services:
+    """Everything the handlers need, built once at start-up."""
+
+    settings: Settings
+    kb: KnowledgeBase
+    agent: Agent
+    store: Store
+    messages: Messages
+    desk: Desk | None = None
+    agent_pool: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="agent")
+    )
+    """The agent is CPU work: one thread keeps it off the event loop, in order."""
+    locks: defaultdict[int, asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
+    """Per-conversation locks: one message of a graduate at a time (plus DB constraints
+    across replicas)."""
+    recent: defaultdict[int, list[float]] = field(default_factory=lambda: defaultdict(list))
+    """Message times per user, for the rate limit."""
+
+    @property
+    def need_desk(self) -> Desk:
+        assert self.desk is not None, "build_application sets the desk"
+        return self.desk
+
+
+class PerChatOrder(BaseUpdateProcessor):
+    """Updates run concurrently, but those of one chat (one topic in the counsellor group)
+    run in the order they came: "reply, then /resolve" never turns into "resolve, then
+    reply"."""
+
+    def __init__(self, max_concurrent_updates: int) -> None:
+        super().__init__(max_concurrent_updates)
+        self._locks: dict[tuple[int, int], asyncio.Lock] = {}
+
+    async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
+        key = (0, 0)
+        if isinstance(update, Update) and update.effective_chat is not None:
+            message = update.effective_message
+            thread = message.message_thread_id if message is not None else None
+            key = (update.effective_chat.id, thread or 0)
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        try:
+            async with lock:
+                await coroutine
+        finally:
+            if not lock.locked() and self._locks.get(key) is lock:
+                del self._locks[key]
+
+    async def initialize(self) -> None:
+        return None
+
+    async def shutdown(self) -> None:
+        return None
+
+
+def build_application(services: Services) -> Application:  # type: ignore[type-arg]
+    from bot.channels.telegram import admins, counsellors, graduates, jobs
+
+    settings = services.settings
+    if not settings.telegram_bot_token:
+        raise TelegramConfigError(
+            "TELEGRAM_BOT_TOKEN is not set: create a bot with @BotFather and export its token"
+        )
+    api = settings.telegram_api_url.rstrip("/")
+    application = (
+        Application.builder()
+        .token(settings.telegram_bot_token)
+        .base_url(f"{api}/bot")
+        .base_file_url(f"{api}/file/bot")
+        .concurrent_updates(PerChatOrder(32))
+        .connect_timeout(10)
+        .read_timeout(15)
+        .write_timeout(15)
+        .pool_timeout(10)
+        .connection_pool_size(64)
+        .build()
+    )
+    services.desk = Desk(settings, services.store, Gateway(application.bot), services.messages)
+    application.bot_data["services"] = services
+
+    async def once(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Each update is processed once, even when a webhook is replayed."""
+        claimed = await services.store.claim_update(
+            update.update_id, services.store.now(), UPDATE_STALE_AFTER
+        )
+        if not claimed:
+            raise ApplicationHandlerStop
+
+    async def done(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        await services.store.finish_update(update.update_id)
+
+    application.add_handler(TypeHandler(Update, once), group=-1)
+    admins.register(application, services)
+    counsellors.register(application, services)
+    graduates.register(application, services)
+    application.add_handler(TypeHandler(Update, done), group=99)
+    application.add_error_handler(graduates.on_error)
+    jobs.schedule(application, services)
+    return application
+
+
+def open_services(settings: Settings) -> Services:
+    install_log_redaction()
+    kb = KnowledgeBase.open(settings)
+    kb.ensure_built()
+    store = Store(Database.from_settings(settings))
+    return Services(
+        settings=settings, kb=kb, agent=Agent(kb, settings), store=store, messages=Messages.load()
+    )
+
+
+def serve(settings: Settings) -> None:
+    """``gradguide serve``: migrate the database, then poll or listen for the webhook."""
+    if not settings.telegram_bot_token:
+        raise TelegramConfigError(
+            "TELEGRAM_BOT_TOKEN is not set: create a bot with @BotFather and export its token"
+        )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    services = open_services(settings)
+    asyncio.run(services.store.db.migrate())
+    application = build_application(services)
+    try:
+        if settings.webhook_url:
+            path = settings.webhook_url.rstrip("/").rsplit("/", 1)[-1]
+            application.run_webhook(
+                listen=settings.webhook_listen,
+                port=settings.webhook_port,
+                url_path=path,
+                webhook_url=settings.webhook_url,
+                secret_token=settings.webhook_secret,
+                allowed_updates=Update.ALL_TYPES,
+            )
+        else:
+            application.run_polling(allowed_updates=Update.ALL_TYPES)
+    except InvalidToken as exc:
+        raise TelegramConfigError(
+            f"Telegram rejected the bot token ({exc}); check TELEGRAM_BOT_TOKEN"
+        ) from exc

@@ -1,0 +1,104 @@
+"""``gradguide handoffs``: counsellors without Telegram work on the same database, and their
+replies reach the graduate through the bot (the same relay path as a topic message)."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from telegram import Bot
+
+from bot.channels.telegram import counsellors
+from bot.channels.telegram.desk import Desk
+from bot.channels.telegram.gateway import Gateway
+from bot.errors import GradGuideError, TelegramConfigError
+from bot.prompts import Messages
+from bot.settings import Settings
+from bot.storage.db import Database
+from bot.storage.store import Store, Ticket
+
+CLI_CHAT_ID = 0
+"""Replies typed in the CLI have no Telegram message; they are numbered in their own space."""
+_sequence = itertools.count()
+
+
+async def run(settings: Settings, action: str, args: Any, out: Console) -> int:
+    db = Database.from_settings(settings)
+    try:
+        await db.migrate()
+        store = Store(db)
+        if action == "list":
+            return await _list(store, args, out)
+        ticket = await store.get_ticket(args.id)
+        if ticket is None:
+            raise GradGuideError(f"no ticket #{args.id}")
+        if action == "show":
+            return await _show(store, ticket, out)
+        async with _bot(settings) as bot:
+            desk = Desk(settings, store, Gateway(bot), Messages.load())
+            if action == "reply":
+                message_id = -(int(store.now().timestamp() * 1000) * 10 + next(_sequence) % 10)
+                done = await counsellors.reply(
+                    desk,
+                    ticket,
+                    args.text,
+                    source_chat_id=CLI_CHAT_ID,
+                    source_message_id=message_id,
+                    counsellor_id=None,
+                    name=None,
+                    actor="cli",
+                )
+            else:
+                done = await counsellors.close(desk, ticket, "cli", "CLI")
+        if not done:
+            raise GradGuideError(f"ticket #{ticket.id} is {ticket.status}: nothing was sent")
+        out.print(f"ticket #{ticket.id}: {action} done")
+        return 0
+    finally:
+        await db.dispose()
+
+
+def _bot(settings: Settings) -> Bot:
+    if not settings.telegram_bot_token:
+        raise TelegramConfigError("TELEGRAM_BOT_TOKEN is not set: replies go through the bot")
+    api = settings.telegram_api_url.rstrip("/")
+    return Bot(settings.telegram_bot_token, base_url=f"{api}/bot", base_file_url=f"{api}/file/bot")
+
+
+async def _list(store: Store, args: Any, out: Console) -> int:
+    if args.all:
+        tickets = await store.list_tickets(None, limit=args.limit)
+    else:
+        tickets = await store.list_tickets(["queued", "assigned"], limit=args.limit)
+    table = Table(title="Tickets" if args.all else "Open tickets")
+    for column in ("id", "status", "priority", "category", "waiting since", "summary"):
+        table.add_column(column)
+    for t in tickets:
+        table.add_row(
+            str(t.id),
+            t.status,
+            t.priority,
+            t.category,
+            t.created_at.strftime("%Y-%m-%d %H:%M"),
+            escape(t.summary[:60]),
+        )
+    out.print(table)
+    return 0
+
+
+async def _show(store: Store, ticket: Ticket, out: Console) -> int:
+    out.print(
+        f"[bold]Ticket #{ticket.id}[/] · {ticket.status} · {ticket.priority} · {ticket.category}"
+    )
+    out.print(f"reason: {ticket.reason}")
+    out.print(f"summary: {escape(ticket.summary)}")
+    for turn in await store.recent_turns(ticket.conversation_id, 50):
+        out.print(f"[dim]{turn.created_at:%H:%M}[/] {turn.role}: {escape(turn.text)}")
+    if ticket.draft_answer:
+        out.print(f"[bold]draft:[/] {escape(ticket.draft_answer)}")
+    for event in await store.events(ticket.id):
+        out.print(f"[dim]{event.created_at:%Y-%m-%d %H:%M} {event.kind} by {event.actor}[/]")
+    return 0

@@ -1,0 +1,610 @@
+"""Graduates in a private chat: questions, commands, buttons, media, handoff and the queue."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any, cast
+
+from telegram import Message, Update
+from telegram import User as TgUser
+from telegram.constants import ChatAction
+from telegram.ext import (
+    Application,
+    CallbackQueryHandler,
+    CommandHandler,
+    ContextTypes,
+    MessageHandler,
+    filters,
+)
+
+from bot.agent.models import Conversation, Intent, Reply
+from bot.channels.telegram import formatting as fmt
+from bot.channels.telegram.app import Services
+from bot.channels.telegram.desk import Desk, lang_of
+from bot.channels.telegram.gateway import DeliveryFailed
+from bot.errors import GradGuideError, KnowledgeBaseError
+from bot.kb.models import Lang
+from bot.kb.regions import normalise_region
+from bot.kb.retriever import detect_lang
+from bot.storage.store import ConversationRecord, User
+
+logger = logging.getLogger(__name__)
+
+PRIVATE = filters.ChatType.PRIVATE
+
+
+def services_of(context: ContextTypes.DEFAULT_TYPE) -> Services:
+    return cast(Services, context.application.bot_data["services"])
+
+
+def register(application: Application, services: Services) -> None:  # type: ignore[type-arg]
+    commands = {
+        "start": on_start,
+        "help": on_help,
+        "lang": on_lang,
+        "region": on_region,
+        "reset": on_reset,
+        "human": on_human,
+        "cancel": on_cancel,
+        "forget": on_forget,
+        "contact": on_contact,
+    }
+    for name, handler in commands.items():
+        application.add_handler(CommandHandler(name, handler, filters=PRIVATE))
+    application.add_handler(MessageHandler(PRIVATE & filters.COMMAND, on_unknown_command))
+    application.add_handler(MessageHandler(PRIVATE & filters.TEXT, on_text))
+    application.add_handler(
+        MessageHandler(PRIVATE & ~filters.TEXT & ~filters.StatusUpdate.ALL, on_media)
+    )
+    application.add_handler(CallbackQueryHandler(on_callback))
+
+
+# -- helpers ----------------------------------------------------------------------------
+
+
+def guess_lang(user: User | None, tg_user: TgUser | None, text: str | None = None) -> Lang:
+    """The user's chosen language; else the language of what they wrote; else Telegram's."""
+    if user is not None and user.lang in ("zh", "en"):
+        return lang_of(user)
+    if text and text.strip() and not text.startswith("/"):
+        return detect_lang(text)
+    code = (tg_user.language_code or "") if tg_user else ""
+    return "zh" if code.startswith("zh") or not code else "en"
+
+
+async def _user(s: Services, update: Update) -> User:
+    tg_user = update.effective_user
+    assert tg_user is not None
+    return await s.store.get_or_create_user(tg_user.id, tg_user.first_name)
+
+
+async def say(
+    s: Services, chat_id: int, text: str, *, reply_markup: Any = None, key: str | None = None
+) -> Message | None:
+    """Send a catalogue message (HTML), split if long; the keyboard goes on the last part."""
+    parts = fmt.split_html(text)
+    sent: Message | None = None
+    for index, part in enumerate(parts):
+        markup = reply_markup if index == len(parts) - 1 else None
+        try:
+            sent = await s.need_desk.send(chat_id, part, reply_markup=markup)
+        except DeliveryFailed as exc:
+            if exc.permanent or key is None:
+                logger.warning("could not send to chat %s: %s", chat_id, exc)
+                return None
+            await s.store.enqueue(
+                f"{key}:{index}",
+                "sendMessage",
+                {"chat_id": chat_id, "text": part, "parse_mode": "HTML"},
+            )
+            return None
+    return sent
+
+
+def _state(conversation: ConversationRecord, user: User) -> Conversation:
+    state = (
+        Conversation.model_validate(conversation.state)
+        if conversation.state
+        else Conversation(id=str(conversation.id))
+    )
+    state.lang = lang_of(user) if user.lang in ("zh", "en") else None
+    state.region = user.region
+    return state
+
+
+def _rate_limited(s: Services, user_id: int) -> int:
+    """Seconds to wait, or 0 when the message may go through."""
+    limit = s.settings.rate_limit_per_minute
+    if limit <= 0:
+        return 0
+    now = time.monotonic()
+    recent = [t for t in s.recent[user_id] if now - t < 60]
+    if len(recent) >= limit:
+        s.recent[user_id] = recent
+        return max(1, int(60 - (now - recent[0])) + 1)
+    recent.append(now)
+    s.recent[user_id] = recent
+    return 0
+
+
+async def ask_agent(s: Services, state: Conversation, text: str) -> Reply:
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(s.agent_pool, s.agent.reply, state, text)
+
+
+def student_of(s: Services, tg_user: TgUser | None, desk: Desk) -> str:
+    first = tg_user.first_name if tg_user else None
+    last = tg_user.last_name if tg_user else None
+    return fmt.student_label(first, last, desk.group_lang, s.messages)
+
+
+# -- the question flow ------------------------------------------------------------------
+
+
+async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    s = services_of(context)
+    message = update.effective_message
+    assert message is not None and message.text is not None
+    user = await _user(s, update)
+    wait = _rate_limited(s, user.id)
+    if wait:
+        lang = guess_lang(user, update.effective_user, message.text)
+        await say(s, message.chat_id, s.messages.get("tg_rate_limited", lang, seconds=wait))
+        return
+    await handle_question(s, update, user, message.text, message)
+
+
+async def handle_question(
+    s: Services, update: Update, user: User, text: str, message: Message | None
+) -> None:
+    """A graduate's text: to the counsellor while one owns the conversation, else to the
+    agent — and the agent's answer is sent only if the bot still owns the conversation."""
+    desk = s.need_desk
+    chat_id = update.effective_chat.id if update.effective_chat else user.telegram_id
+    assert chat_id is not None
+    conversation = await s.store.load_conversation(user.id)
+    async with s.locks[conversation.id]:
+        conversation = await s.store.load_conversation(user.id)
+        if conversation.owner != "bot":
+            ticket = await s.store.open_ticket_for(conversation.id)
+            if ticket is not None:
+                await s.store.add_turn(conversation.id, "graduate", text)
+                if message is not None:
+                    await desk.relay_to_counsellors(
+                        ticket,
+                        chat_id,
+                        message.message_id,
+                        student=student_of(s, update.effective_user, desk),
+                        user=user,
+                    )
+                return
+            await s.store.set_owner(conversation.id, "bot")  # no open ticket: repair
+        await _typing(s, chat_id)
+        state = _state(conversation, user)
+        if state.lang is None and text.startswith("/"):
+            # A command has no language of its own: keep the one of the conversation.
+            earlier = await s.store.recent_turns(conversation.id, 10)
+            langs = [t.lang for t in earlier if t.lang in ("zh", "en")]
+            state.lang = (
+                "en"
+                if (langs and langs[-1] == "en")
+                else ("zh" if langs else guess_lang(None, update.effective_user))
+            )
+        try:
+            reply = await ask_agent(s, state, text)
+        except KnowledgeBaseError as exc:
+            logger.error("knowledge base unavailable: %s", exc)
+            lang = guess_lang(user, update.effective_user, text)
+            await say(s, chat_id, s.messages.get("tg_unavailable", lang))
+            return
+        await s.store.add_turn(
+            conversation.id,
+            "graduate",
+            text,
+            lang=reply.lang,
+            telegram_message_id=message.message_id if message else None,
+        )
+        fresh = await s.store.get_conversation(conversation.id)
+        if fresh is None:  # /forget in the meantime
+            return
+        if fresh.owner != "bot":
+            # A counsellor took over while the agent was thinking: the bot stays silent and
+            # its answer becomes a note for the counsellor.
+            ticket = await s.store.open_ticket_for(conversation.id)
+            if ticket is not None:
+                await s.store.add_event(ticket.id, "bot_reply_withheld", "bot", {})
+            await s.store.save_state(conversation.id, state.model_dump(mode="json"), fresh.version)
+            return
+        bot_turn = await s.store.add_turn(
+            conversation.id,
+            "bot",
+            reply.text,
+            lang=reply.lang,
+            intent=reply.intent.value,
+            confidence=reply.confidence,
+            handoff=reply.handoff,
+            citations=[c.doc_id for c in reply.citations],
+        )
+        await s.store.save_state(conversation.id, state.model_dump(mode="json"), fresh.version)
+        if reply.intent is Intent.UNCLEAR and not reply.handoff and text.strip():
+            await s.store.add_unanswered(
+                user.id, text, reply.lang, reply.confidence, "low_confidence"
+            )
+        if reply.handoff:
+            await start_handoff(s, update, user, conversation.id, reply, chat_id)
+            return
+        parts = fmt.render_reply(reply, s.messages)
+        keyboard = (
+            fmt.answer_keyboard(bot_turn, reply.lang, s.messages) if reply.citations else None
+        )
+        for index, part in enumerate(parts):
+            markup = keyboard if index == len(parts) - 1 else None
+            try:
+                await desk.send(chat_id, part, reply_markup=markup)
+            except DeliveryFailed as exc:
+                if exc.permanent:
+                    logger.warning("answer refused by Telegram: %s", exc)
+                    return
+                await s.store.enqueue(
+                    f"answer:{bot_turn}:{index}",
+                    "sendMessage",
+                    {"chat_id": chat_id, "text": part, "parse_mode": "HTML"},
+                )
+
+
+async def _typing(s: Services, chat_id: int) -> None:
+    try:
+        await s.need_desk.gateway.bot.send_chat_action(chat_id, ChatAction.TYPING)
+    except Exception as exc:  # a typing indicator is a nicety, never a failure
+        logger.debug("typing indicator failed: %s", exc)
+
+
+async def start_handoff(
+    s: Services, update: Update, user: User, conversation_id: int, reply: Reply, chat_id: int
+) -> None:
+    """Tell the graduate (the agent's handoff message), open the ticket and its topic, then
+    say where they are in the queue (and when counsellors are in, outside office hours)."""
+    desk = s.need_desk
+    lang = reply.lang
+    await say(s, chat_id, fmt.escape(reply.text), key=f"handoff-msg:{conversation_id}")
+    handoff = await desk.open(
+        user,
+        conversation_id,
+        reply,
+        draft=reply if reply.citations else None,
+        student=student_of(s, update.effective_user, desk),
+    )
+    if reply.intent is Intent.CRISIS:
+        text = s.messages.get("tg_handoff_crisis_queued", lang)
+    elif not handoff.created:
+        text = s.messages.get("tg_handoff_already", lang, position=handoff.position)
+    elif _office_open(s):
+        text = s.messages.get("tg_handoff_queued", lang, position=handoff.position)
+    else:
+        hours = fmt.format_office_hours(s.settings.office_hours, lang)
+        text = s.messages.get(
+            "tg_handoff_queued_offhours", lang, position=handoff.position, hours=hours
+        )
+    await say(s, chat_id, text, key=f"queued:{handoff.ticket.id}:{handoff.created}")
+
+
+def _office_open(s: Services) -> bool:
+    hours = fmt.parse_office_hours(s.settings.office_hours)
+    return hours.is_open(s.store.now(), s.settings.timezone)
+
+
+# -- commands ---------------------------------------------------------------------------
+
+
+async def on_start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    s = services_of(context)
+    user = await _user(s, update)
+    await s.store.set_consent(user.id)
+    lang = guess_lang(user, update.effective_user)
+    assert update.effective_chat is not None
+    await say(
+        s,
+        update.effective_chat.id,
+        s.messages.get("tg_welcome", lang),
+        reply_markup=fmt.language_keyboard(s.messages),
+    )
+
+
+async def on_help(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    s = services_of(context)
+    user = await _user(s, update)
+    assert update.effective_chat is not None
+    lang = guess_lang(user, update.effective_user)
+    await say(s, update.effective_chat.id, s.messages.get("tg_help", lang))
+
+
+async def on_lang(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    s = services_of(context)
+    user = await _user(s, update)
+    assert update.effective_chat is not None
+    lang = guess_lang(user, update.effective_user)
+    arg = (context.args or [""])[0].lower()
+    if arg in ("zh", "en"):
+        choice: Lang = "zh" if arg == "zh" else "en"
+        await s.store.set_user_lang(user.id, choice)
+        await say(s, update.effective_chat.id, s.messages.get("tg_lang_set", choice))
+        return
+    await say(
+        s,
+        update.effective_chat.id,
+        s.messages.get("tg_lang_choose", lang),
+        reply_markup=fmt.language_keyboard(s.messages),
+    )
+
+
+async def on_region(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    s = services_of(context)
+    user = await _user(s, update)
+    assert update.effective_chat is not None
+    chat = update.effective_chat.id
+    lang = guess_lang(user, update.effective_user)
+    value = " ".join(context.args or []).strip()
+    if not value:
+        await say(s, chat, s.messages.get("tg_region_ask", lang))
+        return
+    if value in ("-", "none", "清除", "全国", "national"):
+        await s.store.set_user_region(user.id, None)
+        await say(s, chat, s.messages.get("tg_region_cleared", lang))
+        return
+    region = normalise_region(value)
+    if region is None or region == "national":
+        text = s.messages.get("tg_region_unknown", lang, value=fmt.escape(value[:40]))
+        await say(s, chat, text)
+        return
+    await s.store.set_user_region(user.id, region)
+    await say(s, chat, s.messages.get("tg_region_set", lang, region=fmt.escape(value[:40])))
+
+
+async def on_reset(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    s = services_of(context)
+    user = await _user(s, update)
+    assert update.effective_chat is not None
+    conversation = await s.store.load_conversation(user.id)
+    async with s.locks[conversation.id]:
+        conversation = await s.store.load_conversation(user.id)
+        state = _state(conversation, user)
+        state.reset()
+        await s.store.save_state(
+            conversation.id, state.model_dump(mode="json"), conversation.version
+        )
+    lang = guess_lang(user, update.effective_user)
+    await say(s, update.effective_chat.id, s.messages.get("tg_reset_done", lang))
+
+
+async def on_human(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    s = services_of(context)
+    user = await _user(s, update)
+    await handle_question(s, update, user, "/human", None)
+
+
+async def on_cancel(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    s = services_of(context)
+    user = await _user(s, update)
+    assert update.effective_chat is not None
+    lang = guess_lang(user, update.effective_user)
+    conversation = await s.store.load_conversation(user.id)
+    ticket = await s.store.open_ticket_for(conversation.id)
+    if ticket is None or not await s.store.cancel(ticket.id, "graduate"):
+        await say(s, update.effective_chat.id, s.messages.get("tg_cancel_nothing", lang))
+        return
+    desk = s.need_desk
+    await desk.notify_topic(
+        ticket,
+        f"cancelled:{ticket.id}",
+        s.messages.get("grp_graduate_cancelled", desk.group_lang),
+    )
+    await desk.close_topic(ticket)
+    await say(s, update.effective_chat.id, s.messages.get("tg_cancel_done", lang))
+
+
+async def on_forget(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    s = services_of(context)
+    user = await _user(s, update)
+    assert update.effective_chat is not None
+    lang = guess_lang(user, update.effective_user)
+    await say(
+        s,
+        update.effective_chat.id,
+        s.messages.get("tg_forget_confirm", lang),
+        reply_markup=fmt.forget_keyboard(lang, s.messages),
+    )
+
+
+async def on_contact(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/contact <phone or e-mail>: left for a counsellor when the wait is long."""
+    s = services_of(context)
+    user = await _user(s, update)
+    assert update.effective_chat is not None
+    lang = guess_lang(user, update.effective_user)
+    contact = " ".join(context.args or []).strip()[:200]
+    conversation = await s.store.load_conversation(user.id)
+    ticket = await s.store.open_ticket_for(conversation.id)
+    if ticket is None or not contact:
+        await say(s, update.effective_chat.id, s.messages.get("tg_cancel_nothing", lang))
+        return
+    await s.store.set_contact(ticket.id, contact)
+    desk = s.need_desk
+    await desk.notify_topic(
+        ticket,
+        f"contact:{ticket.id}:{update.update_id}",
+        s.messages.get("grp_contact", desk.group_lang, contact=fmt.escape(contact)),
+    )
+    await say(s, update.effective_chat.id, s.messages.get("tg_contact_saved", lang))
+
+
+async def on_unknown_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    s = services_of(context)
+    user = await _user(s, update)
+    message = update.effective_message
+    assert message is not None and message.text is not None
+    lang = guess_lang(user, update.effective_user)
+    command = message.text.split()[0][:40]
+    await say(
+        s, message.chat_id, s.messages.get("tg_unknown_command", lang, command=fmt.escape(command))
+    )
+
+
+async def on_media(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Photos, voice, stickers, files: relayed to the counsellor while a ticket is open;
+    otherwise a note on what the bot reads. (Admins' documents are handled before this.)"""
+    s = services_of(context)
+    message = update.effective_message
+    if message is None:
+        return
+    user = await _user(s, update)
+    lang = guess_lang(user, update.effective_user)
+    conversation = await s.store.load_conversation(user.id)
+    ticket = await s.store.open_ticket_for(conversation.id)
+    if ticket is None:
+        await say(s, message.chat_id, s.messages.get("tg_media_note", lang))
+        return
+    desk = s.need_desk
+    await s.store.add_turn(conversation.id, "graduate", message.caption or "[media]")
+    relayed = await desk.relay_to_counsellors(
+        ticket,
+        message.chat_id,
+        message.message_id,
+        student=student_of(s, update.effective_user, desk),
+        user=user,
+    )
+    if relayed:
+        await say(s, message.chat_id, s.messages.get("tg_media_relayed", lang))
+
+
+# -- buttons ----------------------------------------------------------------------------
+
+
+async def on_callback(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Every inline button. The ids in callback data are never trusted: each action checks
+    that the ticket or answer belongs to the person who pressed the button."""
+    from bot.channels.telegram import counsellors
+
+    s = services_of(context)
+    query = update.callback_query
+    assert query is not None
+    callback = fmt.parse_callback(query.data)
+    if callback is not None and callback.action in ("claim", "draft", "resolve"):
+        await counsellors.on_card_button(update, context, callback)
+        return
+    user = await _user(s, update)
+    lang = guess_lang(user, update.effective_user)
+    chat_id = query.message.chat.id if query.message else user.telegram_id
+    assert chat_id is not None
+    handled = callback is not None and await _graduate_button(
+        s, update, user, lang, chat_id, callback
+    )
+    try:
+        if handled:
+            await query.answer()
+        else:
+            await query.answer(s.messages.get("tg_button_expired", lang), show_alert=False)
+    except Exception as exc:  # an old query cannot be answered: nothing to do
+        logger.debug("callback answer failed: %s", exc)
+
+
+async def _graduate_button(
+    s: Services, update: Update, user: User, lang: Lang, chat_id: int, callback: fmt.Callback
+) -> bool:
+    desk = s.need_desk
+    conversation = await s.store.load_conversation(user.id)
+    action = callback.action
+    if action == "lang":
+        choice: Lang = "zh" if callback.args[0] == "zh" else "en"
+        await s.store.set_user_lang(user.id, choice)
+        await say(s, chat_id, s.messages.get("tg_lang_set", choice))
+        return True
+    if action == "fb":
+        turn_id, helpful = callback.int_arg(0), callback.args[1] == "up"
+        turns = await s.store.recent_turns(conversation.id, 200)
+        if not any(t.id == turn_id and t.role == "bot" for t in turns):
+            return False
+        await s.store.add_feedback(
+            user.id,
+            "thumb",
+            1 if helpful else -1,
+            conversation_id=conversation.id,
+            turn_id=turn_id,
+        )
+        async with s.locks[conversation.id]:
+            conversation = await s.store.load_conversation(user.id)
+            state = _state(conversation, user)
+            escalate = s.agent.record_feedback(state, helpful)
+            await s.store.save_state(
+                conversation.id, state.model_dump(mode="json"), conversation.version
+            )
+        if escalate is not None and conversation.owner == "bot":
+            await start_handoff(s, update, user, conversation.id, escalate, chat_id)
+        else:
+            key = "tg_feedback_up" if helpful else "tg_feedback_down"
+            await say(s, chat_id, s.messages.get(key, lang))
+        return True
+    if action == "human":
+        await handle_question(s, update, user, "/human", None)
+        return True
+    if action == "forget":
+        if callback.args[0] != "yes":
+            await say(s, chat_id, s.messages.get("tg_forget_cancelled", lang))
+            return True
+        ticket = await s.store.open_ticket_for(conversation.id)
+        if ticket is not None and await s.store.cancel(ticket.id, "graduate"):
+            await desk.notify_topic(
+                ticket,
+                f"forgot:{ticket.id}",
+                s.messages.get("grp_graduate_forgot", desk.group_lang),
+            )
+            await desk.close_topic(ticket)
+        await s.store.forget_user(user.id)
+        s.recent.pop(user.id, None)
+        await say(s, chat_id, s.messages.get("tg_forget_done", lang))
+        return True
+    ticket = await s.store.get_ticket(callback.int_arg(0))
+    if ticket is None or ticket.user_id != user.id:
+        return False
+    if action == "rate":
+        if ticket.is_open or not await s.store.set_rating(ticket.id, callback.int_arg(1)):
+            return False
+        await desk.notify_topic(
+            ticket,
+            f"rating:{ticket.id}",
+            s.messages.get("grp_rating", desk.group_lang, rating=callback.int_arg(1)),
+        )
+        await say(s, chat_id, s.messages.get("tg_rate_thanks", lang))
+        return True
+    if action == "back":
+        if not ticket.is_open or not await s.store.cancel(ticket.id, "graduate"):
+            return False
+        await desk.notify_topic(
+            ticket,
+            f"back:{ticket.id}",
+            s.messages.get("grp_graduate_cancelled", desk.group_lang),
+        )
+        await desk.close_topic(ticket)
+        await say(s, chat_id, s.messages.get("tg_back_to_bot", lang))
+        return True
+    return False
+
+
+async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Log the failure (personal data is redacted by the log filter) and tell the graduate
+    in their language — never a traceback, never silence."""
+    error = context.error
+    if isinstance(error, GradGuideError):
+        logger.error("handler failed: %s", error)
+    else:
+        logger.error("handler failed", exc_info=error)
+    if not isinstance(update, Update) or update.effective_chat is None:
+        return
+    if update.effective_chat.type != "private":
+        return
+    s = services_of(context)
+    lang = guess_lang(None, update.effective_user, getattr(update.effective_message, "text", None))
+    with contextlib.suppress(DeliveryFailed):
+        await s.need_desk.send(update.effective_chat.id, s.messages.get("tg_error", lang))

@@ -1,0 +1,110 @@
+"""Background jobs: the outbox (failed sends, retried until delivered) and the SLA clock
+(remind the counsellor group of unclaimed tickets, tell a waiting graduate, offer the way
+out after a long wait). Each step is a conditional update in the database, so with several
+replicas each reminder is sent once."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import cast
+
+from telegram.ext import Application, ContextTypes
+
+from bot.channels.telegram import formatting as fmt
+from bot.channels.telegram.app import Services
+from bot.channels.telegram.desk import lang_of
+from bot.channels.telegram.gateway import DeliveryFailed
+from bot.handoff.policy import minutes_waiting
+
+logger = logging.getLogger(__name__)
+
+OUTBOX_EVERY_S = 2.0
+MAX_ATTEMPTS = 20
+
+
+def schedule(application: Application, services: Services) -> None:  # type: ignore[type-arg]
+    queue = application.job_queue
+    if queue is None:  # python-telegram-bot without the job-queue extra
+        logger.warning("no job queue: outbox retries and SLA reminders are off")
+        return
+    queue.run_repeating(drain_outbox, interval=OUTBOX_EVERY_S, first=1.0, name="outbox")
+    queue.run_repeating(check_sla, interval=services.settings.sla_check_s, first=5.0, name="sla")
+
+
+def _services(context: ContextTypes.DEFAULT_TYPE) -> Services:
+    return cast(Services, context.application.bot_data["services"])
+
+
+async def drain_outbox(context: ContextTypes.DEFAULT_TYPE) -> None:
+    await deliver_due(_services(context))
+
+
+async def deliver_due(s: Services) -> int:
+    """Send what is due in the outbox; returns how many were delivered."""
+    store, desk = s.store, s.need_desk
+    delivered = 0
+    for item in await store.due(store.now(), 20):
+        try:
+            await desk.gateway.call(item.method, dict(item.payload))
+        except DeliveryFailed as exc:
+            attempts = item.attempts + 1
+            delay = dt.timedelta(seconds=min(300, 2**attempts))
+            dead = exc.permanent or attempts >= MAX_ATTEMPTS
+            await store.mark_failed(item.id, str(exc), store.now() + delay, dead=dead)
+            if dead:
+                logger.error("outbox item %s given up: %s", item.dedupe_key, exc)
+            continue
+        await store.mark_sent(item.id)
+        delivered += 1
+    return delivered
+
+
+async def check_sla(context: ContextTypes.DEFAULT_TYPE) -> None:
+    await run_sla(_services(context))
+
+
+async def run_sla(s: Services) -> None:
+    store, desk, settings = s.store, s.need_desk, s.settings
+    now = store.now()
+    remind_after = dt.timedelta(minutes=settings.sla_remind_minutes)
+    for ticket in await store.tickets_needing_reminder(now, remind_after):
+        if not await store.mark_reminded(ticket.id):
+            continue  # another replica sent it
+        minutes = minutes_waiting(ticket.created_at, now)
+        if desk.group_id is not None:
+            await desk.send_or_queue(
+                f"sla:{ticket.id}",
+                desk.group_id,
+                s.messages.get(
+                    "grp_sla_reminder",
+                    desk.group_lang,
+                    ticket_id=ticket.id,
+                    minutes=minutes,
+                    link=fmt.escape(ticket.topic_name or f"#{ticket.id}"),
+                ),
+            )
+        user = await store.get_user(ticket.user_id)
+        graduate = user.telegram_id if user is not None else None
+        if graduate is not None and await store.mark_long_wait_notified(ticket.id):
+            await desk.send_or_queue(
+                f"long-wait:{ticket.id}",
+                graduate,
+                s.messages.get("tg_long_wait", lang_of(user), minutes=minutes),
+            )
+    giveup_after = dt.timedelta(hours=settings.sla_giveup_hours)
+    for ticket in await store.tickets_needing_giveup_offer(now, giveup_after):
+        if not await store.mark_giveup_offered(ticket.id):
+            continue
+        user = await store.get_user(ticket.user_id)
+        if user is None or user.telegram_id is None:
+            continue
+        lang = lang_of(user)
+        try:
+            await desk.send(
+                user.telegram_id,
+                s.messages.get("tg_giveup_offer", lang, hours=f"{settings.sla_giveup_hours:g}"),
+                reply_markup=fmt.back_to_bot_keyboard(ticket.id, lang, s.messages),
+            )
+        except DeliveryFailed as exc:
+            logger.warning("give-up offer for ticket #%d not sent: %s", ticket.id, exc)

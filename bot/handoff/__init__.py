@@ -1,0 +1,1 @@
+"""Tickets and ownership: bot → queued → assigned (a counsellor) → back to bot on resolve."""

@@ -1,0 +1,63 @@
+"""What a handoff is about and how urgent it is, and when counsellors are at their desks.
+
+Channel-free: the Telegram channel, the CLI and (later) the web console share these rules.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Literal
+
+from bot.agent.models import HandoffReason, Intent, Reply
+from bot.agent.redact import redact
+from bot.storage.store import TurnRecord
+
+Category = Literal["policy", "rights", "procedure", "crisis", "other"]
+Priority = Literal["urgent", "high", "normal"]
+
+TRANSCRIPT_TURNS = 12
+"""Recent turns copied into a ticket for the counsellor."""
+
+
+@dataclass(frozen=True)
+class Triage:
+    category: Category
+    priority: Priority
+    reason: str
+
+
+def triage(reply: Reply) -> Triage:
+    """Crisis is urgent; rights problems (contracts, wages, fraud) are high; the rest normal."""
+    reason = (reply.handoff_reason or HandoffReason.REQUESTED).value
+    if reply.intent is Intent.CRISIS or reply.handoff_reason is HandoffReason.CRISIS:
+        return Triage("crisis", "urgent", reason)
+    if reply.intent is Intent.RIGHTS or reply.handoff_reason is HandoffReason.SENSITIVE:
+        return Triage("rights", "high", reason)
+    if reply.intent is Intent.POLICY:
+        return Triage("policy", "normal", reason)
+    if reply.intent is Intent.PROCEDURE:
+        return Triage("procedure", "normal", reason)
+    return Triage("other", "normal", reason)
+
+
+def topic_intent(turns: list[TurnRecord]) -> Intent | None:
+    """The subject of the conversation so far: the last answered turn's intent."""
+    for turn in reversed(turns):
+        if turn.role == "bot" and turn.intent in {i.value for i in Intent}:
+            intent = Intent(turn.intent)
+            if intent in (Intent.POLICY, Intent.RIGHTS, Intent.PROCEDURE):
+                return intent
+    return None
+
+
+def transcript(turns: list[TurnRecord]) -> list[dict[str, str]]:
+    """The recent turns as stored on a ticket: role, text (personal data redacted), time."""
+    return [
+        {"role": t.role, "text": redact(t.text), "at": t.created_at.isoformat()}
+        for t in turns[-TRANSCRIPT_TURNS:]
+    ]
+
+
+def minutes_waiting(created_at: dt.datetime, now: dt.datetime) -> int:
+    return max(0, int((now - created_at).total_seconds() // 60))
