@@ -3,71 +3,12 @@ local fake Bot API, which checks every request against the official spec."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
-import pytest
-
-from bot.agent.agent import Agent
-from bot.channels.telegram.app import Services, build_application
-from bot.kb.service import KnowledgeBase
-from bot.prompts import Messages
-from bot.settings import Settings
-from bot.storage.db import Database
-from bot.storage.store import Store
+from tests.channels.conftest import COUNSELLOR, FORUM, GRADUATE, Bot
 from tests.fakes.telegram_server import FakeTelegram
-
-FORUM = -1001234567890
-COUNSELLOR = 501
-ADMIN = 901
-GRADUATE = 1001
-
-
-@pytest.fixture
-def tg() -> AsyncIterator[FakeTelegram]:
-    with FakeTelegram() as fake:
-        fake.forum(FORUM, "GradGuide counsellors")
-        yield fake
-
-
-@pytest.fixture
-async def running(
-    tg: FakeTelegram, bundled_kb: KnowledgeBase, tmp_path: Path
-) -> AsyncIterator[Services]:
-    settings = Settings(
-        data_dir=tmp_path,
-        telegram_bot_token=tg.token,
-        telegram_api_url=tg.base_url,
-        counsellor_chat_id=FORUM,
-        counsellor_ids=[COUNSELLOR],
-        admin_ids=[ADMIN],
-        office_hours="daily 00:00-23:59",
-    )
-    db = Database(settings.database_url_or_default)
-    await db.migrate()
-    services = Services(
-        settings=settings,
-        kb=bundled_kb,
-        agent=Agent(bundled_kb, bundled_kb.settings),
-        store=Store(db),
-        messages=Messages.load(),
-    )
-    application = build_application(services)
-    async with application:
-        await application.start()
-        assert application.updater is not None
-        await application.updater.start_polling(poll_interval=0.0, timeout=1)
-        try:
-            yield services
-        finally:
-            await application.updater.stop()
-            await application.stop()
-    services.agent_pool.shutdown()
-    await db.dispose()
 
 
 async def test_a_question_is_answered_with_citations_and_feedback_buttons(
-    tg: FakeTelegram, running: Services
+    tg: FakeTelegram, bot: Bot
 ) -> None:
     alice = tg.user(GRADUATE, "张三", language_code="zh")
     tg.send_text(alice, "试用期最长多久？")
@@ -78,7 +19,7 @@ async def test_a_question_is_answered_with_citations_and_feedback_buttons(
     assert tg.calls("sendChatAction"), "a typing indicator while the bot works"
 
 
-async def test_handoff_relay_and_resolve_with_a_rating(tg: FakeTelegram, running: Services) -> None:
+async def test_handoff_relay_and_resolve_with_a_rating(tg: FakeTelegram, bot: Bot) -> None:
     alice = tg.user(GRADUATE, "张三", language_code="zh")
     counsellor = tg.user(COUNSELLOR, "Li", started=True)
     tg.send_text(alice, "试用期最长多久？")
@@ -109,24 +50,22 @@ async def test_handoff_relay_and_resolve_with_a_rating(tg: FakeTelegram, running
     )
     tg.click(alice, prompt, "rate:1:5")
     await tg.await_for(chat=FORUM, thread_id=thread, text="5/5")
-    ticket = await running.store.get_ticket(1)
+    ticket = await bot.store.get_ticket(1)
     assert ticket is not None and ticket.status == "resolved" and ticket.rating == 5
-    conversation = await running.store.load_conversation(ticket.user_id)
+    conversation = await bot.store.load_conversation(ticket.user_id)
     assert conversation.owner == "bot"
 
 
-async def test_strangers_cannot_act_as_counsellors_or_admins(
-    tg: FakeTelegram, running: Services
-) -> None:
+async def test_strangers_cannot_act_as_counsellors_or_admins(tg: FakeTelegram, bot: Bot) -> None:
     mallory = tg.user(666, "Mallory", started=True)
-    refused = running.messages.get("tg_not_allowed", "zh")
+    refused = bot.messages.get("tg_not_allowed", "zh")
     for command in ("stats", "kb", "unanswered", "kb_remove probation-zh"):
         name, _, args = command.partition(" ")
         mark = tg.mark()
         tg.send_command(mallory, name, args)
         answer = await tg.await_for(chat=666, since=mark)
         assert answer.text == refused
-    assert "probation-zh" in {d.meta.id for d in running.kb.documents()}
+    assert "probation-zh" in {d.meta.id for d in bot.services.kb.documents()}
 
     # a graduate's ticket; a stranger in the counsellor group cannot claim or answer it
     alice = tg.user(GRADUATE, "张三", language_code="zh")
@@ -142,11 +81,11 @@ async def test_strangers_cannot_act_as_counsellors_or_admins(
         chat=FORUM,
         thread_id=thread,
         since=mark,
-        text=running.messages.get("grp_not_counsellor", "zh"),
+        text=bot.messages.get("grp_not_counsellor", "zh"),
     )
     await tg.await_idle()
     assert not tg.messages_to(GRADUATE, None)[-1].text or "身份证" not in (
         tg.messages_to(GRADUATE, None)[-1].text or ""
     )
-    ticket = await running.store.get_ticket(1)
+    ticket = await bot.store.get_ticket(1)
     assert ticket is not None and ticket.status == "queued"

@@ -1,0 +1,199 @@
+"""The Telegram stack for end-to-end tests: the fake Bot API (real HTTP, spec-checked), the
+real python-telegram-bot Application, the bundled knowledge base, and a real database.
+
+``stack`` runs a test four ways: long polling and webhook, on SQLite and on PostgreSQL.
+``start_bot(**settings)`` starts the bot (call it again after ``restart``)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.agent.agent import Agent
+from bot.channels.telegram.app import Services, build_application
+from bot.kb.service import KnowledgeBase
+from bot.prompts import Messages
+from bot.settings import Settings
+from bot.storage import Database, Store
+from tests.fakes.telegram_server import FakeTelegram
+from tests.storage.conftest import (  # noqa: F401  (fixtures shared with the storage tests)
+    postgres_admin_url,
+    postgres_env,
+    postgres_url,
+    sqlite_template,
+    truncate_all,
+)
+
+FORUM = -1001234567890
+COUNSELLOR = 501
+COUNSELLOR_2 = 502
+ADMIN = 901
+GRADUATE = 1001
+WEBHOOK_SECRET = "s3cret-token_for-tests"
+
+STACKS = ["polling-sqlite", "webhook-sqlite", "polling-postgresql", "webhook-postgresql"]
+
+
+class Clock:
+    """The store's clock: real time plus an offset a test can move forward (SLA)."""
+
+    def __init__(self) -> None:
+        self.offset = dt.timedelta()
+
+    def __call__(self) -> dt.datetime:
+        return dt.datetime.now(dt.UTC) + self.offset
+
+    def advance(self, **delta: float) -> None:
+        self.offset += dt.timedelta(**delta)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Bot:
+    """One running bot process (in this test's event loop)."""
+
+    tg: FakeTelegram
+    services: Services
+    application: Any
+    mode: str
+
+    @property
+    def store(self) -> Store:
+        return self.services.store
+
+    @property
+    def messages(self) -> Messages:
+        return self.services.messages
+
+    async def stop(self) -> None:
+        application = self.application
+        if application.updater is not None and application.updater.running:
+            await application.updater.stop()
+        if application.running:
+            await application.stop()
+        await application.shutdown()
+        self.services.agent_pool.shutdown()
+
+
+@dataclass
+class Stack:
+    tg: FakeTelegram
+    kb: KnowledgeBase
+    mode: str
+    backend: str
+    db_url: str
+    data_dir: Path
+    clock: Clock = field(default_factory=Clock)
+    bots: list[Bot] = field(default_factory=list)
+    databases: list[Database] = field(default_factory=list)
+
+    def settings(self, **overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "data_dir": self.data_dir,
+            "database_url": self.db_url,
+            "telegram_bot_token": self.tg.token,
+            "telegram_api_url": self.tg.base_url,
+            "counsellor_chat_id": FORUM,
+            "counsellor_ids": [COUNSELLOR, COUNSELLOR_2],
+            "admin_ids": [ADMIN],
+            "office_hours": "daily 00:00-23:59",
+            "rate_limit_per_minute": 0,
+        }
+        values.update(overrides)
+        return Settings(**values)
+
+    async def start_bot(self, **overrides: Any) -> Bot:
+        settings = self.settings(**overrides)
+        database = Database(settings.database_url_or_default)
+        self.databases.append(database)
+        await database.migrate()
+        services = Services(
+            settings=settings,
+            kb=self.kb,
+            agent=Agent(self.kb, self.kb.settings),
+            store=Store(database, clock=self.clock),
+            messages=Messages.load(),
+        )
+        application = build_application(services)
+        await application.initialize()
+        await application.start()
+        assert application.updater is not None
+        if self.mode == "webhook":
+            port = free_port()
+            await application.updater.start_webhook(
+                listen="127.0.0.1",
+                port=port,
+                url_path="telegram",
+                webhook_url=f"http://127.0.0.1:{port}/telegram",
+                secret_token=WEBHOOK_SECRET,
+            )
+        else:
+            await application.updater.start_polling(poll_interval=0.0, timeout=1)
+        bot = Bot(self.tg, services, application, self.mode)
+        self.bots.append(bot)
+        return bot
+
+    async def restart(self, bot: Bot, **overrides: Any) -> Bot:
+        """Stop this bot and start a fresh process on the same database."""
+        await bot.stop()
+        self.bots.remove(bot)
+        return await self.start_bot(**overrides)
+
+    async def close(self) -> None:
+        for bot in self.bots:
+            await bot.stop()
+        for database in self.databases:
+            await database.dispose()
+
+
+@pytest.fixture
+def tg() -> Iterator[FakeTelegram]:
+    with FakeTelegram() as fake:
+        fake.forum(FORUM, "GradGuide counsellors")
+        yield fake
+
+
+@pytest.fixture(params=STACKS)
+async def stack(
+    request: pytest.FixtureRequest,
+    tg: FakeTelegram,
+    bundled_kb: KnowledgeBase,
+    tmp_path: Path,
+) -> AsyncIterator[Stack]:
+    mode, backend = str(request.param).split("-")
+    if backend == "sqlite":
+        template: Path = request.getfixturevalue("sqlite_template")
+        target = tmp_path / "db" / "gradguide.db"
+        target.parent.mkdir()
+        shutil.copyfile(template, target)
+        url = f"sqlite+aiosqlite:///{target}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+        async with Database(url) as database:
+            await truncate_all(database)
+    result = Stack(tg, bundled_kb, mode, backend, url, tmp_path / "data")
+    try:
+        yield result
+    finally:
+        await result.close()
+
+
+StartBot = Callable[..., Awaitable[Bot]]
+
+
+@pytest.fixture
+async def bot(stack: Stack) -> Bot:
+    """The bot, started with the default test settings."""
+    return await stack.start_bot()
