@@ -57,8 +57,8 @@ class Services:
     )
     """The agent is CPU work: one thread keeps it off the event loop, in order."""
     locks: defaultdict[int, asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
-    """Per-conversation locks: one message of a graduate at a time (plus DB constraints
-    across replicas)."""
+    """Per-user locks: one message of a graduate at a time (plus DB constraints across
+    replicas)."""
     recent: defaultdict[int, list[float]] = field(default_factory=lambda: defaultdict(list))
     """Message times per user, for the rate limit."""
 

@@ -165,8 +165,7 @@ async def handle_question(
     desk = s.need_desk
     chat_id = update.effective_chat.id if update.effective_chat else user.telegram_id
     assert chat_id is not None
-    conversation = await s.store.load_conversation(user.id)
-    async with s.locks[conversation.id]:
+    async with s.locks[user.id]:
         conversation = await s.store.load_conversation(user.id)
         if conversation.owner != "bot":
             ticket = await s.store.open_ticket_for(conversation.id)
@@ -182,7 +181,7 @@ async def handle_question(
                     )
                 return
             await s.store.set_owner(conversation.id, "bot")  # no open ticket: repair
-        await _typing(s, chat_id)
+        typing = asyncio.create_task(_typing(s, chat_id))
         state = _state(conversation, user)
         if state.lang is None and text.startswith("/"):
             # A command has no language of its own: keep the one of the conversation.
@@ -200,39 +199,11 @@ async def handle_question(
             lang = guess_lang(user, update.effective_user, text)
             await say(s, chat_id, s.messages.get("tg_unavailable", lang))
             return
-        await s.store.add_turn(
-            conversation.id,
-            "graduate",
-            text,
-            lang=reply.lang,
-            telegram_message_id=message.message_id if message else None,
-        )
-        fresh = await s.store.get_conversation(conversation.id)
-        if fresh is None:  # /forget in the meantime
+        finally:
+            await typing
+        bot_turn = await _record_exchange(s, conversation.id, user.id, text, message, reply, state)
+        if bot_turn is None:
             return
-        if fresh.owner != "bot":
-            # A counsellor took over while the agent was thinking: the bot stays silent and
-            # its answer becomes a note for the counsellor.
-            ticket = await s.store.open_ticket_for(conversation.id)
-            if ticket is not None:
-                await s.store.add_event(ticket.id, "bot_reply_withheld", "bot", {})
-            await s.store.save_state(conversation.id, state.model_dump(mode="json"), fresh.version)
-            return
-        bot_turn = await s.store.add_turn(
-            conversation.id,
-            "bot",
-            reply.text,
-            lang=reply.lang,
-            intent=reply.intent.value,
-            confidence=reply.confidence,
-            handoff=reply.handoff,
-            citations=[c.doc_id for c in reply.citations],
-        )
-        await s.store.save_state(conversation.id, state.model_dump(mode="json"), fresh.version)
-        if reply.intent is Intent.UNCLEAR and not reply.handoff and text.strip():
-            await s.store.add_unanswered(
-                user.id, text, reply.lang, reply.confidence, "low_confidence"
-            )
         if reply.handoff:
             await start_handoff(s, update, user, conversation.id, reply, chat_id)
             return
@@ -253,6 +224,57 @@ async def handle_question(
                     "sendMessage",
                     {"chat_id": chat_id, "text": part, "parse_mode": "HTML"},
                 )
+
+
+async def _record_exchange(
+    s: Services,
+    conversation_id: int,
+    user_id: int,
+    text: str,
+    message: Message | None,
+    reply: Reply,
+    state: Conversation,
+) -> int | None:
+    """Store the question, the answer and the agent's state in one transaction — unless a
+    counsellor took the conversation over while the agent was thinking: then the bot stays
+    silent (None) and the audit trail says its answer was withheld."""
+    store = s.store
+    async with store.transaction() as tx:
+        await store.add_turn(
+            conversation_id,
+            "graduate",
+            text,
+            lang=reply.lang,
+            telegram_message_id=message.message_id if message else None,
+            session=tx,
+        )
+        fresh = await store.get_conversation(conversation_id, session=tx)
+        if fresh is None:  # /forget in the meantime
+            return None
+        dumped = state.model_dump(mode="json")
+        if fresh.owner != "bot":
+            ticket = await store.open_ticket_for(conversation_id, session=tx)
+            if ticket is not None:
+                await store.add_event(ticket.id, "bot_reply_withheld", "bot", {}, session=tx)
+            await store.save_state(conversation_id, dumped, fresh.version, session=tx)
+            return None
+        bot_turn = await store.add_turn(
+            conversation_id,
+            "bot",
+            reply.text,
+            lang=reply.lang,
+            intent=reply.intent.value,
+            confidence=reply.confidence,
+            handoff=reply.handoff,
+            citations=[c.doc_id for c in reply.citations],
+            session=tx,
+        )
+        await store.save_state(conversation_id, dumped, fresh.version, session=tx)
+        if reply.intent is Intent.UNCLEAR and not reply.handoff and text.strip():
+            await store.add_unanswered(
+                user_id, text, reply.lang, reply.confidence, "low_confidence", session=tx
+            )
+        return bot_turn
 
 
 async def _typing(s: Services, chat_id: int) -> None:
@@ -367,8 +389,7 @@ async def on_reset(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     s = services_of(context)
     user = await _user(s, update)
     assert update.effective_chat is not None
-    conversation = await s.store.load_conversation(user.id)
-    async with s.locks[conversation.id]:
+    async with s.locks[user.id]:
         conversation = await s.store.load_conversation(user.id)
         state = _state(conversation, user)
         state.reset()
@@ -533,7 +554,7 @@ async def _graduate_button(
             conversation_id=conversation.id,
             turn_id=turn_id,
         )
-        async with s.locks[conversation.id]:
+        async with s.locks[user.id]:
             conversation = await s.store.load_conversation(user.id)
             state = _state(conversation, user)
             escalate = s.agent.record_feedback(state, helpful)
