@@ -1,6 +1,6 @@
 """Telegram load benchmark: simulated graduates ask questions through the local fake Bot API
-(real HTTP), the real python-telegram-bot application answers (long polling, SQLite, the
-bundled knowledge base). Prints throughput, update-to-reply latency, lost and duplicated
+(real HTTP), and `gradguide serve` answers in a process of its own (long polling, SQLite,
+the bundled knowledge base). Prints throughput, update-to-reply latency, lost and duplicated
 replies — once with the rate limiter off, once with it on to show it holds the limit.
 
 Usage:
@@ -16,7 +16,7 @@ import argparse
 import asyncio
 import json
 import os
-import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -29,13 +29,10 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bot.agent.agent import Agent  # noqa: E402
-from bot.channels.telegram.app import Services, build_application  # noqa: E402
 from bot.kb.evaluation import percentile  # noqa: E402
 from bot.kb.service import KnowledgeBase  # noqa: E402
 from bot.prompts import Messages  # noqa: E402
 from bot.settings import Settings  # noqa: E402
-from bot.storage import Database, Store  # noqa: E402
 from tests.fakes.telegram_server import FakeTelegram  # noqa: E402
 
 FORUM = -1001234567890
@@ -48,77 +45,83 @@ def questions() -> list[str]:
     return [i["turns"][0] for i in items if i["expect"] == "answer" and len(i["turns"]) == 1]
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def run(
-    kb: KnowledgeBase,
     data: Path,
     graduates: int,
     per_graduate: int,
     rate: float,
     limit_per_minute: int,
 ) -> dict[str, Any]:
+    """One run: the bot is `gradguide serve`, a process of its own (as in production);
+    the fake Bot API and the simulated graduates live in this process."""
     pool = questions()
     with FakeTelegram(fail_on_violations=True) as tg:
         tg.forum(FORUM, "Counsellors")
-        settings = Settings(
-            data_dir=data,
-            database_url=f"sqlite+aiosqlite:///{data / f'load-{limit_per_minute}.db'}",
-            telegram_bot_token=tg.token,
-            telegram_api_url=tg.base_url,
-            counsellor_chat_id=FORUM,
-            counsellor_ids=[501],
-            rate_limit_per_minute=limit_per_minute,
-            office_hours="daily 00:00-23:59",
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "TELEGRAM_BOT_TOKEN": tg.token,
+            "GRADGUIDE_TELEGRAM_API_URL": tg.base_url,
+            "GRADGUIDE_DATA_DIR": str(data),
+            "GRADGUIDE_DATABASE_URL": f"sqlite+aiosqlite:///{data / f'load-{limit_per_minute}.db'}",
+            "GRADGUIDE_COUNSELLOR_CHAT_ID": str(FORUM),
+            "GRADGUIDE_COUNSELLOR_IDS": "501",
+            "GRADGUIDE_RATE_LIMIT_PER_MINUTE": str(limit_per_minute),
+            "GRADGUIDE_OFFICE_HOURS": "daily 00:00-23:59",
+            "GRADGUIDE_LOG_LEVEL": "WARNING",
+        }
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bot", "serve"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
-        database = Database(settings.database_url_or_default)
-        await database.migrate()
-        services = Services(
-            settings=settings,
-            kb=kb,
-            agent=Agent(kb, kb.settings),
-            store=Store(database),
-            messages=Messages.load(),
-        )
-        application = build_application(services)
-        users = [tg.user(100_000 + n, f"G{n}", language_code="zh") for n in range(graduates)]
-        sent_at: dict[tuple[int, int], float] = {}
-        cpu_before = resource.getrusage(resource.RUSAGE_SELF)
-        async with application:
-            await application.start()
-            assert application.updater is not None
-            await application.updater.start_polling(poll_interval=0.0, timeout=1)
+        try:
+            await tg.await_call("getUpdates", timeout=120)
+            users = [tg.user(100_000 + n, f"G{n}", language_code="zh") for n in range(graduates)]
+            sent_at: dict[tuple[int, int], float] = {}
+            cpu_before = _cpu_seconds(process.pid)
             started = time.time()
             interval = 1.0 / rate
             order = [(u, q) for q in range(per_graduate) for u in range(graduates)]
             for n, (u, q) in enumerate(order):
-                due = started + n * interval
-                delay = due - time.time()
+                delay = started + n * interval - time.time()
                 if delay > 0:
                     await asyncio.sleep(delay)
-                text = pool[(u * per_graduate + q) % len(pool)]
                 sent_at[(u, q)] = time.time()
-                tg.send_text(users[u], text)
+                tg.send_text(users[u], pool[(u * per_graduate + q) % len(pool)])
             expected = graduates * per_graduate
-            deadline = time.time() + 120
+            deadline = time.time() + 300
             while time.time() < deadline:
                 replies = sum(1 for r in tg.sent if r.method == "sendMessage" and r.chat_id > 0)
                 if replies >= expected:
                     break
-                await asyncio.sleep(0.2)
-            await tg.await_idle(timeout=30, quiet=0.5)
-            finished = time.time()
-            await application.updater.stop()
-            await application.stop()
-        services.agent_pool.shutdown()
-        await database.dispose()
-        cpu_after = resource.getrusage(resource.RUSAGE_SELF)
+                await asyncio.sleep(0.1)
+            await tg.await_idle(timeout=60, quiet=1.0)
+            finished = max((r.time for r in tg.sent), default=time.time())
+            cpu = _cpu_seconds(process.pid) - cpu_before
+        finally:
+            process.terminate()
+            _, stderr = process.communicate(timeout=60)
+        if process.returncode not in (0, -15):
+            print(stderr.decode(errors="replace")[-2000:], file=sys.stderr)
         violations = list(tg.violations)
+        catalogue = Messages.load()
+        limited_texts = tuple(
+            catalogue.template("tg_rate_limited", lang).split("{")[0][:8] for lang in ("zh", "en")
+        )
         by_chat: dict[int, list[float]] = {}
-        limited_text = Messages.load().template("tg_rate_limited", "zh").split("{")[0][:8]
         limited = 0
         for record in tg.sent:
             if record.method != "sendMessage" or record.chat_id <= 0:
                 continue
-            if limited_text and (record.text or "").startswith(limited_text):
+            if (record.text or "").startswith(limited_texts):
                 limited += 1
             by_chat.setdefault(record.chat_id, []).append(record.time)
     latencies: list[float] = []
@@ -130,7 +133,6 @@ async def run(
         for q, reply_time in zip(range(per_graduate), times, strict=False):
             latencies.append(reply_time - sent_at[(u, q)])
     replies = sum(len(v) for v in by_chat.values())
-    cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
     wall = finished - started
     return {
         "messages": graduates * per_graduate,
@@ -157,11 +159,11 @@ def main() -> int:
     os.environ.pop("GRADGUIDE_DATABASE_URL", None)
     with tempfile.TemporaryDirectory(prefix="gg-bench-telegram-") as tmp:
         data = Path(tmp)
-        settings = Settings(data_dir=data / "kb", chroma_url=None)
-        kb = KnowledgeBase.open(settings)
-        kb.ingest([settings.knowledge_dir])
-        off = asyncio.run(run(kb, data, args.graduates, args.questions, args.rate, 0))
-        on = asyncio.run(run(kb, data, args.graduates, args.questions, args.rate, args.limit))
+        kb = KnowledgeBase.open(Settings(data_dir=data, chroma_url=None))
+        kb.ingest([kb.settings.knowledge_dir])  # built once, before the bot starts
+        del kb
+        off = asyncio.run(run(data, args.graduates, args.questions, args.rate, 0))
+        on = asyncio.run(run(data, args.graduates, args.questions, args.rate, args.limit))
     table = Table(
         title=f"Telegram load — {args.graduates} graduates × {args.questions} questions, "
         f"arrivals {args.rate:g}/s, fake Bot API over HTTP, SQLite, polling"
@@ -176,7 +178,7 @@ def main() -> int:
         "lost",
         "duplicated",
         "rate-limited",
-        "CPU %",
+        "bot CPU %",
         "spec violations",
     ):
         table.add_column(column, justify="right")

@@ -287,7 +287,7 @@ class Store:
         as ``StorageError``.
         """
         try:
-            async with self.db.sessions() as session, session.begin():
+            async with self.db.turn(), self.db.sessions() as session, session.begin():
                 yield session
         except (OperationalError, InterfaceError, PoolTimeoutError, OSError) as exc:
             raise self.db.unavailable(exc) from exc
