@@ -59,6 +59,8 @@ UploadStatus = Literal["pending", "done", "failed"]
 Clock = Callable[[], dt.datetime]
 
 MAX_QUESTION_CHARS = 2000
+LAST_SEEN_RESOLUTION = dt.timedelta(minutes=5)
+"""``last_seen_at`` is refreshed at most this often (one write saved on most messages)."""
 MAX_ERROR_CHARS = 2000
 
 
@@ -323,8 +325,18 @@ class Store:
             .where(UserRow.telegram_id == telegram_id)
             .values(**values)
             .returning(UserRow)
+            .execution_options(populate_existing=True)
         )
         async with self._tx(session) as s:
+            known = (
+                await s.execute(select(UserRow).where(UserRow.telegram_id == telegram_id))
+            ).scalar_one_or_none()
+            if (
+                known is not None
+                and display_name in (None, known.display_name)
+                and now - known.last_seen_at < LAST_SEEN_RESOLUTION
+            ):
+                return _record(User, known)  # nothing to write: most messages
             row = (await s.execute(touch, execution_options=_SYNC)).scalar_one_or_none()
             if row is not None:
                 return _record(User, row)
