@@ -506,6 +506,24 @@ async def test_media_and_contact_details_while_waiting_reach_the_counsellors(
     assert fresh is not None and fresh.contact == "13800000000"
 
 
+async def test_a_question_while_queued_goes_to_the_counsellor_as_the_graduate_is_told(
+    tg: FakeTelegram, bot: Bot
+) -> None:
+    alice = tg.user(GRADUATE, "张三", language_code="zh")
+    mark = tg.mark()
+    ticket = await handed_over(tg, bot, alice)
+    told = [r.text for r in tg.messages_to(GRADUATE) if r.index >= mark]
+    assert told[0] == says(bot, "handoff_requested", "zh")
+    mark = tg.mark()
+    tg.send_text(alice, PROBATION_ZH)
+    copied = await tg.await_for(
+        chat=FORUM, thread_id=ticket.topic_id, method="copyMessage", since=mark
+    )
+    assert copied.text == PROBATION_ZH
+    await tg.await_idle()
+    assert not [r for r in tg.messages_to(GRADUATE) if r.index >= mark], "the bot stays out"
+
+
 # -- deleting one's data ----------------------------------------------------------------
 
 GRADUATE_TABLES = {
@@ -745,19 +763,3 @@ async def test_a_double_tapped_thumbs_down_counts_once(tg: FakeTelegram, bot: Bo
     assert await open_ticket_of(bot, GRADUATE) is None, "one answer, one 👎: no handoff"
     stats = await bot.store.stats(bot.store.now().replace(year=2000))
     assert stats.thumbs_down == 1
-
-
-@ONE_STACK
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the handoff message says 'meanwhile you can keep asking me', but a "
-    "question sent while queued is copied to the topic with no answer and no note",
-)
-async def test_a_question_while_queued_gets_a_reply(tg: FakeTelegram, bot: Bot) -> None:
-    alice = tg.user(GRADUATE, "张三", language_code="zh")
-    await handed_over(tg, bot, alice)
-    mark = tg.mark()
-    tg.send_text(alice, PROBATION_ZH)
-    await tg.await_for(chat=FORUM, method="copyMessage", since=mark)
-    await tg.await_idle()
-    assert [r for r in tg.messages_to(GRADUATE) if r.index >= mark], "silence"
