@@ -1325,6 +1325,16 @@ class Store:
 
     # --- feedback and unanswered questions -------------------------------------------
 
+    async def has_feedback(
+        self, user_id: int, turn_id: int, *, session: AsyncSession | None = None
+    ) -> bool:
+        """Whether this user already rated this answer (a double tap counts once)."""
+        query = select(FeedbackRow.id).where(
+            FeedbackRow.user_id == user_id, FeedbackRow.turn_id == turn_id
+        )
+        async with self._tx(session) as s:
+            return (await s.execute(query.limit(1))).first() is not None
+
     async def add_feedback(
         self,
         user_id: int,

@@ -391,11 +391,6 @@ async def test_region_makes_local_rules_come_first_and_can_be_cleared(
 
 
 @ONE_STACK
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: /region accepts any name (火星 is stored as the region and confirmed): "
-    "normalise_region never returns None, so on_region's unknown-region branch is dead",
-)
 async def test_an_unknown_region_is_refused(tg: FakeTelegram, bot: Bot) -> None:
     alice = tg.user(GRADUATE, "张三", language_code="zh")
     told = await command(tg, alice, "region", "火星")
@@ -672,15 +667,10 @@ async def test_two_graduates_at_once_each_get_only_their_own_answers_and_replies
         assert title_of(bot, "fresh-graduate-status-zh") not in (record.text or "")
 
 
-# -- bugs found: each test shows what the graduate should see (strict xfail until fixed) --
+# -- found by these tests and fixed: each shows what the graduate should see --------------
 
 
 @ONE_STACK
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: /human while already waiting gets no reply at all (on_human hands "
-    "handle_question no message, so nothing is relayed and nothing said)",
-)
 async def test_human_again_while_waiting_says_where_they_are_in_the_queue(
     tg: FakeTelegram, bot: Bot
 ) -> None:
@@ -696,11 +686,6 @@ async def test_human_again_while_waiting_says_where_they_are_in_the_queue(
 
 
 @ONE_STACK
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: /contact without details while waiting is answered tg_cancel_nothing "
-    "('you are not waiting for a counsellor'), which is false",
-)
 async def test_contact_without_details_while_waiting_is_not_told_nothing_is_open(
     tg: FakeTelegram, bot: Bot
 ) -> None:
@@ -711,11 +696,6 @@ async def test_contact_without_details_while_waiting_is_not_told_nothing_is_open
 
 
 @ONE_STACK
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a graduate who writes in English but never used /lang gets the claim "
-    "notice and the counsellor label in Chinese (desk.lang_of falls back to zh)",
-)
 async def test_an_english_graduate_hears_from_the_counsellor_in_english(
     tg: FakeTelegram, bot: Bot
 ) -> None:
@@ -733,11 +713,6 @@ async def test_an_english_graduate_hears_from_the_counsellor_in_english(
 
 
 @ONE_STACK
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a first message without words (🙂🙂) from a user whose Telegram language "
-    "is en gets the Chinese help (only commands fall back to the Telegram language)",
-)
 async def test_emoji_only_first_message_from_an_english_user_gets_english_help(
     tg: FakeTelegram, bot: Bot
 ) -> None:
@@ -747,11 +722,6 @@ async def test_emoji_only_first_message_from_an_english_user_gets_english_help(
 
 
 @ONE_STACK
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: 👎 pressed twice on the same answer counts twice and hands the graduate "
-    "to a counsellor (the repeated-failure rule is about two answers)",
-)
 async def test_a_double_tapped_thumbs_down_counts_once(tg: FakeTelegram, bot: Bot) -> None:
     alice = tg.user(GRADUATE, "张三", language_code="zh")
     answer = await ask(tg, alice, PROBATION_ZH)

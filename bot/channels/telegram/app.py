@@ -15,8 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from telegram import Update
-from telegram.error import InvalidToken
+from telegram import BotCommand, Update
+from telegram.error import InvalidToken, TelegramError
 from telegram.ext import (
     Application,
     ApplicationHandlerStop,
@@ -30,6 +30,7 @@ from bot.agent.redact import install_log_redaction
 from bot.channels.telegram.desk import Desk
 from bot.channels.telegram.gateway import Gateway
 from bot.errors import TelegramConfigError
+from bot.kb.models import Lang
 from bot.kb.service import KnowledgeBase
 from bot.prompts import Messages
 from bot.settings import Settings
@@ -118,6 +119,7 @@ def build_application(services: Services) -> Application:  # type: ignore[type-a
         .write_timeout(15)
         .pool_timeout(10)
         .connection_pool_size(64)
+        .post_init(_command_menu)
         .build()
     )
     services.desk = Desk(settings, services.store, Gateway(application.bot), services.messages)
@@ -142,6 +144,21 @@ def build_application(services: Services) -> Application:  # type: ignore[type-a
     application.add_error_handler(graduates.on_error)
     jobs.schedule(application, services)
     return application
+
+
+async def _command_menu(application: Application) -> None:  # type: ignore[type-arg]
+    """The graduates' command menu in Telegram, in Chinese (default) and English."""
+    services: Services = application.bot_data["services"]
+    menus: tuple[tuple[Lang, str | None], ...] = (("zh", None), ("en", "en"))
+    for lang, code in menus:
+        lines = services.messages.get("tg_command_menu", lang).splitlines()
+        commands = [tuple(line.split(" ", 1)) for line in lines if " " in line]
+        try:
+            await application.bot.set_my_commands(
+                [BotCommand(name, text) for name, text in commands], language_code=code
+            )
+        except TelegramError as exc:  # a menu is a convenience: never stop start-up for it
+            logger.warning("command menu not set: %s", exc)
 
 
 def open_services(settings: Settings) -> Services:

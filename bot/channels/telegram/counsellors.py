@@ -15,7 +15,7 @@ from telegram.ext import Application, CommandHandler, ContextTypes, MessageHandl
 
 from bot.channels.telegram import formatting as fmt
 from bot.channels.telegram.app import Services
-from bot.channels.telegram.desk import Desk, lang_of
+from bot.channels.telegram.desk import Desk, graduate_lang
 from bot.channels.telegram.gateway import DeliveryFailed
 from bot.storage.store import Ticket
 
@@ -93,7 +93,7 @@ async def claim(desk: Desk, ticket: Ticket, counsellor_id: int, name: str) -> bo
         await desk.send_or_queue(
             f"joined:{ticket.id}:{counsellor_id}",
             user.telegram_id,
-            desk.messages.get("tg_counsellor_joined", lang_of(user)),
+            desk.messages.get("tg_counsellor_joined", await graduate_lang(desk.store, user)),
         )
     return True
 
@@ -111,7 +111,7 @@ async def close(desk: Desk, ticket: Ticket, actor: str, name: str, *, rate: bool
     user = await desk.store.get_user(ticket.user_id)
     if user is None or user.telegram_id is None:
         return True
-    lang = lang_of(user)
+    lang = await graduate_lang(desk.store, user)
     await desk.send_or_queue(
         f"resolved:{ticket.id}", user.telegram_id, desk.messages.get("tg_resolved", lang)
     )

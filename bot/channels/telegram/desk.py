@@ -47,6 +47,17 @@ def lang_of(user: User | None, fallback: Lang = "zh") -> Lang:
     return fallback
 
 
+async def graduate_lang(store: Store, user: User | None) -> Lang:
+    """The graduate's chosen language; else the language they last wrote in; else zh."""
+    if user is None or user.lang in ("zh", "en"):
+        return lang_of(user)
+    conversation = await store.load_conversation(user.id)
+    for turn in reversed(await store.recent_turns(conversation.id, 20)):
+        if turn.role == "graduate" and turn.lang in ("zh", "en"):
+            return "en" if turn.lang == "en" else "zh"
+    return "zh"
+
+
 class Desk:
     def __init__(
         self, settings: Settings, store: Store, gateway: Gateway, messages: Messages
@@ -189,7 +200,7 @@ class Desk:
             priority=ticket.priority,
             reason=ticket.reason,
             student=student,
-            graduate_lang=lang_of(user),
+            graduate_lang=await graduate_lang(self.store, user),
             region=user.region if user else None,
             summary=ticket.summary,
             transcript=tuple((t["role"], t["text"]) for t in ticket.transcript),
@@ -294,7 +305,7 @@ class Desk:
     ) -> bool:
         """A counsellor's message, to the graduate, once: text with the counsellor label,
         media copied as they are."""
-        lang = lang_of(await self.store.get_user(ticket.user_id))
+        lang = await graduate_lang(self.store, await self.store.get_user(ticket.user_id))
         if not await self.store.claim_link(
             ticket.id, "to_graduate", source_chat_id, source_message_id, graduate_chat_id
         ):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from typing import Any, cast
 
@@ -23,17 +24,19 @@ from telegram.ext import (
 from bot.agent.models import Conversation, Intent, Reply
 from bot.channels.telegram import formatting as fmt
 from bot.channels.telegram.app import Services
-from bot.channels.telegram.desk import Desk, lang_of
+from bot.channels.telegram.desk import Desk, graduate_lang, lang_of
 from bot.channels.telegram.gateway import DeliveryFailed
 from bot.errors import GradGuideError, KnowledgeBaseError
 from bot.kb.models import Lang
-from bot.kb.regions import normalise_region
+from bot.kb.regions import REGIONS, normalise_region
 from bot.kb.retriever import detect_lang
 from bot.storage.store import ConversationRecord, User
 
 logger = logging.getLogger(__name__)
 
 PRIVATE = filters.ChatType.PRIVATE
+KNOWN_REGIONS = frozenset(REGIONS.values())
+_LETTERS = re.compile(r"[A-Za-z\u3400-\u4dbf\u4e00-\u9fff]")
 
 
 def services_of(context: ContextTypes.DEFAULT_TYPE) -> Services:
@@ -183,8 +186,8 @@ async def handle_question(
             await s.store.set_owner(conversation.id, "bot")  # no open ticket: repair
         typing = asyncio.create_task(_typing(s, chat_id))
         state = _state(conversation, user)
-        if state.lang is None and text.startswith("/"):
-            # A command has no language of its own: keep the one of the conversation.
+        if state.lang is None and (text.startswith("/") or not _LETTERS.search(text)):
+            # A command or an emoji has no language of its own: keep the conversation's.
             earlier = await s.store.recent_turns(conversation.id, 10)
             langs = [t.lang for t in earlier if t.lang in ("zh", "en")]
             state.lang = (
@@ -270,7 +273,7 @@ async def _record_exchange(
             session=tx,
         )
         await store.save_state(conversation_id, dumped, fresh.version, session=tx)
-        if reply.intent is Intent.UNCLEAR and not reply.handoff and text.strip():
+        if reply.intent is Intent.UNCLEAR and not reply.handoff and _LETTERS.search(text):
             await store.add_unanswered(
                 user_id, text, reply.lang, reply.confidence, "low_confidence", session=tx
             )
@@ -377,7 +380,7 @@ async def on_region(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await say(s, chat, s.messages.get("tg_region_cleared", lang))
         return
     region = normalise_region(value)
-    if region is None or region == "national":
+    if region is None or region == "national" or region not in KNOWN_REGIONS:
         text = s.messages.get("tg_region_unknown", lang, value=fmt.escape(value[:40]))
         await say(s, chat, text)
         return
@@ -403,7 +406,22 @@ async def on_reset(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 async def on_human(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     s = services_of(context)
     user = await _user(s, update)
-    await handle_question(s, update, user, "/human", None)
+    await ask_for_human(s, update, user)
+
+
+async def ask_for_human(s: Services, update: Update, user: User) -> None:
+    """/human or the button: a ticket — or, when one is already open, where they are."""
+    conversation = await s.store.load_conversation(user.id)
+    ticket = await s.store.open_ticket_for(conversation.id)
+    if ticket is None:
+        await handle_question(s, update, user, "/human", None)
+        return
+    lang = await graduate_lang(s.store, user)
+    position = await s.store.queue_position(ticket.id)
+    chat_id = update.effective_chat.id if update.effective_chat else user.telegram_id
+    assert chat_id is not None
+    key = "tg_handoff_already" if position else "tg_counsellor_joined"
+    await say(s, chat_id, s.messages.get(key, lang, position=position))
 
 
 async def on_cancel(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -448,8 +466,11 @@ async def on_contact(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
     contact = " ".join(context.args or []).strip()[:200]
     conversation = await s.store.load_conversation(user.id)
     ticket = await s.store.open_ticket_for(conversation.id)
-    if ticket is None or not contact:
-        await say(s, update.effective_chat.id, s.messages.get("tg_cancel_nothing", lang))
+    if ticket is None:
+        await say(s, update.effective_chat.id, s.messages.get("tg_contact_nothing", lang))
+        return
+    if not contact:
+        await say(s, update.effective_chat.id, s.messages.get("tg_contact_usage", lang))
         return
     await s.store.set_contact(ticket.id, contact)
     desk = s.need_desk
@@ -547,6 +568,8 @@ async def _graduate_button(
         turns = await s.store.recent_turns(conversation.id, 200)
         if not any(t.id == turn_id and t.role == "bot" for t in turns):
             return False
+        if await s.store.has_feedback(user.id, turn_id):
+            return True  # a double tap counts once
         await s.store.add_feedback(
             user.id,
             "thumb",
@@ -568,7 +591,7 @@ async def _graduate_button(
             await say(s, chat_id, s.messages.get(key, lang))
         return True
     if action == "human":
-        await handle_question(s, update, user, "/human", None)
+        await ask_for_human(s, update, user)
         return True
     if action == "forget":
         if callback.args[0] != "yes":

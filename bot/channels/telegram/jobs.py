@@ -13,7 +13,7 @@ from telegram.ext import Application, ContextTypes
 
 from bot.channels.telegram import formatting as fmt
 from bot.channels.telegram.app import Services
-from bot.channels.telegram.desk import lang_of
+from bot.channels.telegram.desk import graduate_lang
 from bot.channels.telegram.gateway import DeliveryFailed
 from bot.handoff.policy import minutes_waiting
 
@@ -90,7 +90,7 @@ async def run_sla(s: Services) -> None:
             await desk.send_or_queue(
                 f"long-wait:{ticket.id}",
                 graduate,
-                s.messages.get("tg_long_wait", lang_of(user), minutes=minutes),
+                s.messages.get("tg_long_wait", await graduate_lang(store, user), minutes=minutes),
             )
     giveup_after = dt.timedelta(hours=settings.sla_giveup_hours)
     for ticket in await store.tickets_needing_giveup_offer(now, giveup_after):
@@ -99,7 +99,7 @@ async def run_sla(s: Services) -> None:
         user = await store.get_user(ticket.user_id)
         if user is None or user.telegram_id is None:
             continue
-        lang = lang_of(user)
+        lang = await graduate_lang(store, user)
         try:
             await desk.send(
                 user.telegram_id,
