@@ -32,6 +32,7 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         if name.startswith(("GRADGUIDE_", "OPENAI_")) or name.lower().endswith("_proxy"):
             monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PTB_TIMEDELTA", "1")  # as `gradguide serve` does: no PTB 22 warnings
 
 
 @pytest.fixture

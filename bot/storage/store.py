@@ -934,6 +934,7 @@ class Store:
             select(TicketRow)
             .where(
                 TicketRow.status == "queued",
+                TicketRow.first_response_at.is_(None),
                 TicketRow.created_at <= now - older_than,
                 column.is_(None),
             )
@@ -1548,6 +1549,7 @@ class Store:
             answered = await scalar(
                 TurnRow.role == "bot",
                 TurnRow.handoff.is_(False),
+                or_(TurnRow.intent.is_(None), TurnRow.intent != "unclear"),
                 window(TurnRow.created_at),
                 of=TurnRow.id,
             )

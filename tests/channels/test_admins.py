@@ -322,12 +322,6 @@ async def test_unanswered_questions_are_listed_without_personal_data(
 
 
 @pytest.mark.parametrize("stack", ["polling-sqlite"], indirect=True)
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: /stats counts the bot's 'not sure' reply as 'answered by the bot' "
-    "(Store.stats counts every bot turn without handoff), so a question is both answered "
-    "and unanswered",
-)
 async def test_a_not_sure_reply_is_not_counted_as_answered(tg: FakeTelegram, bot: Bot) -> None:
     tg.user(ADMIN, "Admin", language_code="zh", started=True)
     alice = tg.user(GRADUATE, "张三", language_code="zh")
@@ -343,12 +337,6 @@ async def test_a_not_sure_reply_is_not_counted_as_answered(tg: FakeTelegram, bot
 
 
 @pytest.mark.parametrize("stack", ["polling-sqlite"], indirect=True)
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an upload recorded but not ingested when the process stopped stays "
-    "'pending' forever: nothing calls Store.pending_uploads()/admins.ingest_upload after a "
-    "restart, although ingest_upload's docstring says a job re-runs them",
-)
 async def test_an_upload_cut_off_by_a_restart_is_ingested_after_it(
     tg: FakeTelegram, stack: Stack
 ) -> None:

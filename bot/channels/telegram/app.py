@@ -9,14 +9,15 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import os
 from collections import defaultdict
 from collections.abc import Awaitable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from telegram import BotCommand, Update
-from telegram.error import InvalidToken, TelegramError
+from telegram import Bot, BotCommand, Update
+from telegram.error import InvalidToken, NetworkError, TelegramError
 from telegram.ext import (
     Application,
     ApplicationHandlerStop,
@@ -178,6 +179,8 @@ def serve(settings: Settings) -> None:
             "TELEGRAM_BOT_TOKEN is not set: create a bot with @BotFather and export its token"
         )
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    os.environ.setdefault("PTB_TIMEDELTA", "1")  # PTB 22: durations as timedelta, no warnings
+    asyncio.run(_check_token(settings))
     services = open_services(settings)
     asyncio.run(services.store.db.migrate())
     application = build_application(services)
@@ -195,6 +198,21 @@ def serve(settings: Settings) -> None:
         else:
             application.run_polling(allowed_updates=Update.ALL_TYPES)
     except InvalidToken as exc:
-        raise TelegramConfigError(
-            f"Telegram rejected the bot token ({exc}); check TELEGRAM_BOT_TOKEN"
-        ) from exc
+        raise TelegramConfigError(REJECTED_TOKEN) from exc
+
+
+REJECTED_TOKEN = "Telegram rejected the bot token; check TELEGRAM_BOT_TOKEN (from @BotFather)"
+
+
+async def _check_token(settings: Settings) -> None:
+    """One getMe before anything else: a wrong token is a clear error (never echoed)."""
+    assert settings.telegram_bot_token is not None
+    api = settings.telegram_api_url.rstrip("/")
+    bot = Bot(settings.telegram_bot_token, base_url=f"{api}/bot", base_file_url=f"{api}/file/bot")
+    try:
+        async with bot:
+            await bot.get_me()
+    except InvalidToken:
+        raise TelegramConfigError(REJECTED_TOKEN) from None
+    except NetworkError as exc:
+        raise TelegramConfigError(f"cannot reach the Telegram Bot API at {api}: {exc}") from None

@@ -20,6 +20,8 @@ from bot.settings import Settings
 from bot.storage.db import Database
 from bot.storage.store import Store, Ticket
 
+CLI_COUNSELLOR_ID = 0
+"""The assignee of a ticket answered from the CLI (a reply claims a queued ticket)."""
 CLI_CHAT_ID = 0
 """Replies typed in the CLI have no Telegram message; they are numbered in their own space."""
 _sequence = itertools.count()
@@ -47,8 +49,8 @@ async def run(settings: Settings, action: str, args: Any, out: Console) -> int:
                     args.text,
                     source_chat_id=CLI_CHAT_ID,
                     source_message_id=message_id,
-                    counsellor_id=None,
-                    name=None,
+                    counsellor_id=CLI_COUNSELLOR_ID,
+                    name="CLI",
                     actor="cli",
                 )
             else:

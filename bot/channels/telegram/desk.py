@@ -310,59 +310,65 @@ class Desk:
             ticket.id, "to_graduate", source_chat_id, source_message_id, graduate_chat_id
         ):
             return False
+        parts: list[str] = []
+        if text is not None:
+            shown = fmt.escape(text)
+            if self.settings.counsellor_names_visible and counsellor_name:
+                body = self.messages.get(
+                    "tg_counsellor_named", lang, name=fmt.escape(counsellor_name), text=shown
+                )
+            else:
+                body = self.messages.get("tg_counsellor_says", lang, text=shown)
+            parts = fmt.split_html(body)
+        sent_id = 0
+        done = 0
         try:
             if text is not None:
-                shown = fmt.escape(text)
-                if self.settings.counsellor_names_visible and counsellor_name:
-                    body = self.messages.get(
-                        "tg_counsellor_named", lang, name=fmt.escape(counsellor_name), text=shown
-                    )
-                else:
-                    body = self.messages.get("tg_counsellor_says", lang, text=shown)
-                parts = fmt.split_html(body)
-                sent_id = 0
                 for part in parts:
                     sent_id = (await self.send(graduate_chat_id, part)).message_id
+                    done += 1
             else:
                 sent_id = await self._copy(
                     source_chat_id, source_message_id, graduate_chat_id, None
                 )
         except DeliveryFailed as exc:
-            await self.store.release_link("to_graduate", source_chat_id, source_message_id)
             await self.store.add_event(ticket.id, "relay_failed", actor, {"error": str(exc)[:500]})
-            if not exc.permanent:
-                payload: dict[str, Any]
-                if text is not None:
-                    payload = {
-                        "chat_id": graduate_chat_id,
-                        "text": self.messages.get(
-                            "tg_counsellor_says", lang, text=fmt.escape(text)
-                        )[: fmt.MESSAGE_LIMIT],
-                        "parse_mode": HTML,
-                    }
-                    method = "sendMessage"
-                else:
-                    payload = {
+            if exc.permanent:
+                await self.store.release_link("to_graduate", source_chat_id, source_message_id)
+                if ticket.topic_id is not None and self.group_id is not None:
+                    await self.send_or_queue(
+                        f"relay-failed:{source_chat_id}:{source_message_id}",
+                        self.group_id,
+                        self.messages.get(
+                            "grp_relay_failed", self.group_lang, error=fmt.escape(str(exc.cause))
+                        ),
+                        thread_id=ticket.topic_id,
+                    )
+                return False
+            # Not delivered yet: what is left goes to the outbox, part by part, and the link
+            # stays claimed so the message is never relayed twice.
+            key = f"to-graduate:{source_chat_id}:{source_message_id}"
+            if text is not None:
+                for index, part in enumerate(parts[done:], start=done):
+                    await self.store.enqueue(
+                        f"{key}:{index}",
+                        "sendMessage",
+                        {"chat_id": graduate_chat_id, "text": part, "parse_mode": HTML},
+                        ticket_id=ticket.id,
+                    )
+            else:
+                await self.store.enqueue(
+                    key,
+                    "copyMessage",
+                    {
                         "chat_id": graduate_chat_id,
                         "from_chat_id": source_chat_id,
                         "message_id": source_message_id,
-                    }
-                    method = "copyMessage"
-                await self.store.enqueue(
-                    f"to-graduate:{source_chat_id}:{source_message_id}",
-                    method,
-                    payload,
+                    },
                     ticket_id=ticket.id,
                 )
-            elif ticket.topic_id is not None and self.group_id is not None:
-                await self.send_or_queue(
-                    f"relay-failed:{source_chat_id}:{source_message_id}",
-                    self.group_id,
-                    self.messages.get(
-                        "grp_relay_failed", self.group_lang, error=fmt.escape(str(exc.cause))
-                    ),
-                    thread_id=ticket.topic_id,
-                )
+            await self.store.mark_first_response(ticket.id)
+            await self.store.add_turn(ticket.conversation_id, "counsellor", text or "[media]")
             return False
         await self.store.complete_link("to_graduate", source_chat_id, source_message_id, sent_id)
         await self.store.mark_first_response(ticket.id)

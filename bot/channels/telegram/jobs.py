@@ -16,6 +16,7 @@ from bot.channels.telegram.app import Services
 from bot.channels.telegram.desk import graduate_lang
 from bot.channels.telegram.gateway import DeliveryFailed
 from bot.handoff.policy import minutes_waiting
+from bot.kb.models import Lang
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ def schedule(application: Application, services: Services) -> None:  # type: ign
         return
     queue.run_repeating(drain_outbox, interval=OUTBOX_EVERY_S, first=1.0, name="outbox")
     queue.run_repeating(check_sla, interval=services.settings.sla_check_s, first=5.0, name="sla")
+    queue.run_repeating(resume_uploads, interval=300.0, first=2.0, name="uploads")
 
 
 def _services(context: ContextTypes.DEFAULT_TYPE) -> Services:
@@ -108,3 +110,17 @@ async def run_sla(s: Services) -> None:
             )
         except DeliveryFailed as exc:
             logger.warning("give-up offer for ticket #%d not sent: %s", ticket.id, exc)
+
+
+async def resume_uploads(context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Uploads recorded but not ingested (the process stopped half-way) are ingested now."""
+    from bot.channels.telegram.admins import ingest_upload
+
+    s = _services(context)
+    for upload in await s.store.pending_uploads():
+        admin = await s.store.get_user(telegram_id=upload.admin_telegram_id)
+        lang: Lang = "en" if admin is not None and admin.lang == "en" else "zh"
+        logger.info("resuming upload %d (%s)", upload.id, upload.file_name)
+        await ingest_upload(
+            s, upload.id, upload.telegram_file_id, upload.file_name, upload.admin_telegram_id, lang
+        )
