@@ -62,6 +62,8 @@ class Services:
     """Per-user locks: one message of a graduate at a time (plus DB constraints across
     replicas)."""
     recent: defaultdict[int, list[float]] = field(default_factory=lambda: defaultdict(list))
+    finished: set[int] = field(default_factory=set)
+    """Updates already marked done in the transaction that stored their answer."""
     """Message times per user, for the rate limit."""
 
     @property
@@ -135,6 +137,9 @@ def build_application(services: Services) -> Application:  # type: ignore[type-a
             raise ApplicationHandlerStop
 
     async def done(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        if update.update_id in services.finished:  # marked in the answer's transaction
+            services.finished.discard(update.update_id)
+            return
         await services.store.finish_update(update.update_id)
 
     application.add_handler(TypeHandler(Update, once), group=-1)

@@ -150,26 +150,35 @@ def student_of(s: Services, tg_user: TgUser | None, desk: Desk) -> str:
 async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     s = services_of(context)
     message = update.effective_message
-    assert message is not None and message.text is not None
-    user = await _user(s, update)
+    tg_user = update.effective_user
+    assert message is not None and message.text is not None and tg_user is not None
+    async with s.store.transaction() as tx:  # one read for the user and the conversation
+        user = await s.store.get_or_create_user(tg_user.id, tg_user.first_name, session=tx)
+        conversation = await s.store.load_conversation(user.id, session=tx)
     wait = _rate_limited(s, user.id)
     if wait:
         lang = guess_lang(user, update.effective_user, message.text)
         await say(s, message.chat_id, s.messages.get("tg_rate_limited", lang, seconds=wait))
         return
-    await handle_question(s, update, user, message.text, message)
+    await handle_question(s, update, user, message.text, message, conversation)
 
 
 async def handle_question(
-    s: Services, update: Update, user: User, text: str, message: Message | None
+    s: Services,
+    update: Update,
+    user: User,
+    text: str,
+    message: Message | None,
+    loaded: ConversationRecord | None = None,
 ) -> None:
     """A graduate's text: to the counsellor while one owns the conversation, else to the
-    agent — and the agent's answer is sent only if the bot still owns the conversation."""
+    agent — and the agent's answer is sent only if the bot still owns the conversation.
+    (Updates of one chat run in order, so a conversation ``loaded`` just before is fresh.)"""
     desk = s.need_desk
     chat_id = update.effective_chat.id if update.effective_chat else user.telegram_id
     assert chat_id is not None
     async with s.locks[user.id]:
-        conversation = await s.store.load_conversation(user.id)
+        conversation = loaded or await s.store.load_conversation(user.id)
         if conversation.owner != "bot":
             ticket = await s.store.open_ticket_for(conversation.id)
             if ticket is not None:
@@ -204,7 +213,9 @@ async def handle_question(
             return
         finally:
             await typing
-        bot_turn = await _record_exchange(s, conversation.id, user.id, text, message, reply, state)
+        bot_turn = await _record_exchange(
+            s, conversation.id, user.id, text, message, reply, state, update.update_id
+        )
         if bot_turn is None:
             return
         if reply.handoff:
@@ -237,12 +248,15 @@ async def _record_exchange(
     message: Message | None,
     reply: Reply,
     state: Conversation,
+    update_id: int,
 ) -> int | None:
     """Store the question, the answer and the agent's state in one transaction — unless a
     counsellor took the conversation over while the agent was thinking: then the bot stays
     silent (None) and the audit trail says its answer was withheld."""
     store = s.store
     async with store.transaction() as tx:
+        await store.finish_update(update_id, session=tx)  # done with the exchange it records
+        s.finished.add(update_id)
         await store.add_turn(
             conversation_id,
             "graduate",
