@@ -271,11 +271,6 @@ async def test_claim_by_card_button_and_who_may_claim(tg: FakeTelegram, bot: Bot
 
 
 @ONCE
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the card's Claim button on a ticket another counsellor holds answers "
-    "'this ticket is closed' instead of 'already claimed'",
-)
 async def test_claim_button_on_a_claimed_ticket_says_who_has_it(tg: FakeTelegram, bot: Bot) -> None:
     graduate, li, wang = people(tg)
     opened = await hand_off(tg, bot, graduate, question=None)
@@ -486,11 +481,6 @@ async def test_a_claim_while_another_replica_is_thinking_withholds_the_bot_answe
 
 
 @WEBHOOKS
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: when the bot's answer is withheld because a counsellor took over, the "
-    "graduate's question itself is dropped: it never reaches the topic",
-)
 async def test_a_question_whose_answer_was_withheld_reaches_the_counsellor(
     tg: FakeTelegram, stack: Stack
 ) -> None:
@@ -767,7 +757,8 @@ async def test_sla_reminds_once_then_offers_the_way_back(tg: FakeTelegram, stack
     other = await replica(stack, **SLA)
     graduate, _, _ = people(tg)
     opened = await hand_off(tg, bot, graduate, question=None)
-    reminder = said(bot, "grp_sla_reminder", ticket_id=1, minutes=2, link=opened.ticket.topic_name)
+    link = f"https://t.me/c/{str(FORUM)[4:]}/{opened.ticket.topic_id}"  # opens the topic
+    reminder = said(bot, "grp_sla_reminder", ticket_id=1, minutes=2, link=link)
     long_wait = said(bot, "tg_long_wait", minutes=2)
 
     mark = tg.mark()
@@ -844,15 +835,10 @@ async def test_outside_office_hours_the_queue_message_gives_the_hours(
     assert len(tg.topics(FORUM)) == 1, "the ticket still reaches the counsellors"
 
 
-# -- bugs found (xfail until fixed) ------------------------------------------------------------
+# -- found by these tests and fixed ------------------------------------------------------------
 
 
 @ONCE
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the draft is the agent's whole handoff reply: 'Send draft' repeats, word for "
-    "word, the message the graduate already got, including 'I've asked a counsellor to follow up'",
-)
 async def test_send_draft_sends_an_answer_not_the_handoff_notice_again(
     tg: FakeTelegram, bot: Bot
 ) -> None:
@@ -869,11 +855,6 @@ async def test_send_draft_sends_an_answer_not_the_handoff_notice_again(
 
 
 @ONCE
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: pressing 'Send draft' twice (a double tap, or two counsellors) sends the "
-    "graduate the draft twice",
-)
 async def test_the_draft_is_sent_once(tg: FakeTelegram, bot: Bot) -> None:
     graduate, li, wang = people(tg)
     opened = await wages_ticket(tg, bot, graduate)
@@ -886,9 +867,6 @@ async def test_the_draft_is_sent_once(tg: FakeTelegram, bot: Bot) -> None:
 
 
 @ONCE
-@pytest.mark.xfail(
-    strict=True, reason="BUG: /note keeps only that a note was made, not what it says"
-)
 async def test_a_note_is_kept_in_the_audit_trail(tg: FakeTelegram, bot: Bot) -> None:
     graduate, li, _ = people(tg)
     opened = await hand_off(tg, bot, graduate, question=None)
@@ -900,11 +878,6 @@ async def test_a_note_is_kept_in_the_audit_trail(tg: FakeTelegram, bot: Bot) -> 
 
 
 @ONCE
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: /transfer (back to the queue) on a ticket that is already queued answers "
-    "'this ticket is closed'",
-)
 async def test_transfer_to_the_queue_of_a_queued_ticket_does_not_say_closed(
     tg: FakeTelegram, bot: Bot
 ) -> None:
@@ -919,11 +892,6 @@ async def test_transfer_to_the_queue_of_a_queued_ticket_does_not_say_closed(
 
 
 @ONCE
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a counsellor writing in a resolved (closed) topic is never told the ticket "
-    "is closed: the notice is refused with TOPIC_CLOSED and dropped",
-)
 async def test_writing_in_a_resolved_topic_says_the_ticket_is_closed(
     tg: FakeTelegram, bot: Bot
 ) -> None:
@@ -940,11 +908,6 @@ async def test_writing_in_a_resolved_topic_says_the_ticket_is_closed(
 
 
 @ONCE
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a counsellor who claims while the handoff is still being sent (here the queue "
-    "message is slowed by a 429) is followed by 'you are number 1 in the queue' to the graduate",
-)
 async def test_a_claim_during_the_handoff_is_not_followed_by_queue_talk(
     tg: FakeTelegram, bot: Bot
 ) -> None:

@@ -7,6 +7,7 @@ functions of a :class:`Desk`, so ``gradguide handoffs`` uses the very same path.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import cast
 
@@ -16,7 +17,7 @@ from telegram.ext import Application, CommandHandler, ContextTypes, MessageHandl
 from bot.channels.telegram import formatting as fmt
 from bot.channels.telegram.app import Services
 from bot.channels.telegram.desk import Desk, graduate_lang
-from bot.channels.telegram.gateway import DeliveryFailed
+from bot.channels.telegram.gateway import DeliveryFailed, is_topic_closed
 from bot.storage.store import Ticket
 
 logger = logging.getLogger(__name__)
@@ -71,10 +72,21 @@ async def _ticket_here(s: Services, update: Update) -> Ticket | None:
 
 
 async def _reply(s: Services, message: Message, text: str) -> None:
+    """A notice in the topic the message came from (reopened for it if it is closed)."""
+    desk = s.need_desk
+    chat, thread = message.chat_id, message.message_thread_id
     try:
-        await s.need_desk.send(message.chat_id, text, thread_id=message.message_thread_id)
+        await desk.send(chat, text, thread_id=thread)
+        return
     except DeliveryFailed as exc:
-        logger.warning("group notice failed: %s", exc)
+        if not is_topic_closed(exc) or thread is None:
+            logger.warning("group notice failed: %s", exc)
+            return
+    bot = desk.gateway.bot
+    with contextlib.suppress(DeliveryFailed):
+        await desk.gateway.run("reopenForumTopic", lambda: bot.reopen_forum_topic(chat, thread))
+        await desk.send(chat, text, thread_id=thread)
+        await desk.gateway.run("closeForumTopic", lambda: bot.close_forum_topic(chat, thread))
 
 
 # -- the ticket operations, shared with the CLI -------------------------------------------
@@ -130,6 +142,8 @@ async def close(desk: Desk, ticket: Ticket, actor: str, name: str, *, rate: bool
 async def send_draft(desk: Desk, ticket: Ticket, actor: str, name: str) -> bool:
     if not ticket.is_open or not ticket.draft_answer:
         return False
+    if any(event.kind == "draft_sent" for event in await desk.store.events(ticket.id)):
+        return False  # a double tap (button presses of one topic are handled in order)
     user = await desk.store.get_user(ticket.user_id)
     if user is None or user.telegram_id is None:
         return False
@@ -263,6 +277,12 @@ async def on_transfer(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
             return
     actor = f"counsellor:{update.effective_user.id}"
     if not await s.store.transfer(ticket.id, target, actor):
+        fresh = await s.store.get_ticket(ticket.id)
+        if fresh is not None and fresh.is_open:  # already where it was asked to go
+            already = target is None and fresh.status == "queued"
+            key = "grp_released" if already else "grp_not_counsellor"
+            await _reply(s, message, s.messages.get(key, desk.group_lang))
+            return
         await _reply(s, message, s.messages.get("grp_ticket_closed", desk.group_lang))
         return
     text = (
@@ -280,10 +300,13 @@ async def on_note(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     message = update.effective_message
     if ticket is None or message is None or update.effective_user is None:
         return
-    note = " ".join(context.args or [])
-    await s.store.add_event(ticket.id, "note", f"counsellor:{update.effective_user.id}", {})
-    if note:
-        await _reply(s, message, s.messages.get("grp_note_saved", s.need_desk.group_lang))
+    note = " ".join(context.args or []).strip()
+    if not note:
+        await _reply(s, message, s.messages.get("grp_topic_help", s.need_desk.group_lang))
+        return
+    actor = f"counsellor:{update.effective_user.id}"
+    await s.store.add_event(ticket.id, "note", actor, {"text": note[:4000]})
+    await _reply(s, message, s.messages.get("grp_note_saved", s.need_desk.group_lang))
 
 
 async def on_topic_help(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -332,7 +355,20 @@ async def on_card_button(
         done = await send_draft(desk, ticket, actor, name)
     else:
         done = await close(desk, ticket, actor, name)
-    await _answer(query, None if done else s.messages.get("grp_ticket_closed", desk.group_lang))
+    await _answer(query, None if done else await _why_not(s, ticket, callback.action))
+
+
+async def _why_not(s: Services, ticket: Ticket, action: str) -> str:
+    """Why a ticket action did nothing: closed, already claimed, or the draft already sent."""
+    fresh = await s.store.get_ticket(ticket.id)
+    lang = s.need_desk.group_lang
+    if fresh is None or not fresh.is_open:
+        return s.messages.get("grp_ticket_closed", lang)
+    if action == "claim" and fresh.assignee_telegram_id is not None:
+        return s.messages.get("grp_already_claimed", lang, name=str(fresh.assignee_telegram_id))
+    if action == "draft":
+        return s.messages.get("grp_draft_already_sent", lang)
+    return s.messages.get("grp_ticket_closed", lang)
 
 
 async def _answer(query: object, text: str | None) -> None:

@@ -126,8 +126,8 @@ class Desk:
         draft: Reply | None = None,
         student: str,
     ) -> Handoff:
-        """Store a ticket (one open ticket per conversation), give it a topic with a card,
-        and say where the graduate is in the queue."""
+        """Store a ticket (one open ticket per conversation) and say where the graduate is
+        in the queue; the caller then gives it a topic (``ensure_topic``)."""
         turns = await self.store.recent_turns(conversation_id, 12)
         sort = triage(reply)
         if sort.category == "other":  # "/human": the subject is what they asked before
@@ -148,8 +148,6 @@ class Desk:
             citations,
             transcript(turns),
         )
-        if created:
-            await self.ensure_topic(ticket, student=student, user=user)
         position = await self.store.queue_position(ticket.id)
         return Handoff(ticket, created, position)
 
@@ -183,9 +181,6 @@ class Desk:
             )
             fresh = await self.store.get_ticket(ticket.id)
             return fresh if fresh is not None else ticket
-        await self.store.add_event(
-            ticket.id, "topic_created", "bot", {"topic_id": topic.message_thread_id}
-        )
         ticket = await self._require(ticket.id)
         await self.post_card(ticket, student=student, user=user)
         return await self._require(ticket.id)
@@ -411,6 +406,13 @@ class Desk:
         await self._quietly(
             "closeForumTopic", lambda: self.gateway.bot.close_forum_topic(group, thread)
         )
+
+    def topic_link(self, ticket: Ticket) -> str:
+        """A t.me link that opens the ticket's topic (for a supergroup id -100…)."""
+        group = str(self.group_id or "")
+        if ticket.topic_id is None or not group.startswith("-100"):
+            return f"#{ticket.id}"
+        return f"https://t.me/c/{group[4:]}/{ticket.topic_id}"
 
     async def waiting_since(self, ticket: Ticket) -> dt.timedelta:
         return self.store.now() - ticket.created_at

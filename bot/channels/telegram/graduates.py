@@ -21,7 +21,7 @@ from telegram.ext import (
     filters,
 )
 
-from bot.agent.models import Conversation, Intent, Reply
+from bot.agent.models import Conversation, HandoffReason, Intent, Reply
 from bot.channels.telegram import formatting as fmt
 from bot.channels.telegram.app import Services
 from bot.channels.telegram.desk import Desk, graduate_lang, lang_of
@@ -217,6 +217,16 @@ async def handle_question(
             s, conversation.id, user.id, text, message, reply, state, update.update_id
         )
         if bot_turn is None:
+            # A counsellor took over while the agent was thinking: the question goes to them.
+            ticket = await s.store.open_ticket_for(conversation.id)
+            if ticket is not None and message is not None:
+                await desk.relay_to_counsellors(
+                    ticket,
+                    chat_id,
+                    message.message_id,
+                    student=student_of(s, update.effective_user, desk),
+                    user=user,
+                )
             return
         if reply.handoff:
             await start_handoff(s, update, user, conversation.id, reply, chat_id)
@@ -272,7 +282,8 @@ async def _record_exchange(
         if fresh.owner != "bot":
             ticket = await store.open_ticket_for(conversation_id, session=tx)
             if ticket is not None:
-                await store.add_event(ticket.id, "bot_reply_withheld", "bot", {}, session=tx)
+                withheld = {"answer": reply.text[:2000]}
+                await store.add_event(ticket.id, "bot_reply_withheld", "bot", withheld, session=tx)
             await store.save_state(conversation_id, dumped, fresh.version, session=tx)
             return None
         bot_turn = await store.add_turn(
@@ -304,29 +315,41 @@ async def _typing(s: Services, chat_id: int) -> None:
 async def start_handoff(
     s: Services, update: Update, user: User, conversation_id: int, reply: Reply, chat_id: int
 ) -> None:
-    """Tell the graduate (the agent's handoff message), open the ticket and its topic, then
-    say where they are in the queue (and when counsellors are in, outside office hours)."""
+    """Tell the graduate (the agent's handoff message), open the ticket with its topic and
+    card, then say where they are in the queue (and when counsellors are in, outside office
+    hours) — unless a counsellor has claimed it in the meantime."""
     desk = s.need_desk
     lang = reply.lang
-    await say(s, chat_id, fmt.escape(reply.text), key=f"handoff-msg:{conversation_id}")
-    handoff = await desk.open(
-        user,
-        conversation_id,
-        reply,
-        draft=reply if reply.citations else None,
-        student=student_of(s, update.effective_user, desk),
-    )
+    notice = s.messages.get("handoff_sensitive", lang)
+    draft: Reply | None = None
+    if reply.handoff_reason is HandoffReason.SENSITIVE and reply.citations:
+        # A rights violation happening now: a counsellor checks the answer before it goes
+        # out (Send draft); the graduate hears that someone is on it.
+        draft = reply.model_copy(update={"text": reply.text.replace(notice, "", 1).strip()})
+        shown = notice
+    else:
+        shown = reply.text
+    await say(s, chat_id, fmt.escape(shown), key=f"handoff-msg:{conversation_id}")
+    student = student_of(s, update.effective_user, desk)
+    handoff = await desk.open(user, conversation_id, reply, draft=draft, student=student)
+    if handoff.created:
+        await desk.ensure_topic(handoff.ticket, student=student, user=user)
     if reply.intent is Intent.CRISIS:
         text = s.messages.get("tg_handoff_crisis_queued", lang)
-    elif not handoff.created:
-        text = s.messages.get("tg_handoff_already", lang, position=handoff.position)
-    elif _office_open(s):
-        text = s.messages.get("tg_handoff_queued", lang, position=handoff.position)
     else:
-        hours = fmt.format_office_hours(s.settings.office_hours, lang)
-        text = s.messages.get(
-            "tg_handoff_queued_offhours", lang, position=handoff.position, hours=hours
-        )
+        fresh = await s.store.get_ticket(handoff.ticket.id)
+        if fresh is None or fresh.status != "queued":
+            return  # a counsellor claimed it already (and said so): no queue talk
+        position = await s.store.queue_position(fresh.id)
+        if not handoff.created:
+            text = s.messages.get("tg_handoff_already", lang, position=position)
+        elif _office_open(s):
+            text = s.messages.get("tg_handoff_queued", lang, position=position)
+        else:
+            hours = fmt.format_office_hours(s.settings.office_hours, lang)
+            text = s.messages.get(
+                "tg_handoff_queued_offhours", lang, position=position, hours=hours
+            )
     await say(s, chat_id, text, key=f"queued:{handoff.ticket.id}:{handoff.created}")
 
 

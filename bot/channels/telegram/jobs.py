@@ -83,7 +83,7 @@ async def run_sla(s: Services) -> None:
                     desk.group_lang,
                     ticket_id=ticket.id,
                     minutes=minutes,
-                    link=fmt.escape(ticket.topic_name or f"#{ticket.id}"),
+                    link=fmt.escape(desk.topic_link(ticket)),
                 ),
             )
         user = await store.get_user(ticket.user_id)
