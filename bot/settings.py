@@ -153,6 +153,11 @@ class Settings(BaseSettings):
         "go back to the bot.",
     )
     sla_check_s: float = Field(default=60.0, gt=0, description="How often the SLA job runs.")
+    typing_after_s: float = Field(
+        default=0.3,
+        ge=0,
+        description="Show Telegram's typing indicator when an answer takes longer than this.",
+    )
     rate_limit_per_minute: int = Field(
         default=20, ge=0, description="Messages a graduate may send per minute (0: no limit)."
     )

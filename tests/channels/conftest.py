@@ -110,6 +110,7 @@ class Stack:
             "admin_ids": [ADMIN],
             "office_hours": "daily 00:00-23:59",
             "rate_limit_per_minute": 0,
+            "typing_after_s": 0.0,  # always show it, so tests can see it
         }
         values.update(overrides)
         return Settings(**values)

@@ -165,6 +165,8 @@ def split_html(text: str, limit: int = MESSAGE_LIMIT) -> list[str]:
     """
     if limit < 1:
         raise ValueError(f"limit must be positive, not {limit}")
+    if text.strip() and text_length(text) <= limit and text == text.strip():
+        return [text]  # most messages: nothing to cut
     atoms = _atoms(text)
     stacks = _open_tags(atoms)
     sizes = [text_length(atom.text) for atom in atoms]

@@ -193,7 +193,11 @@ async def handle_question(
                     )
                 return
             await s.store.set_owner(conversation.id, "bot")  # no open ticket: repair
-        typing = asyncio.create_task(_typing(s, chat_id))
+        typing: asyncio.Task[None] | None = None
+        if s.settings.typing_after_s > 0:
+            typing = asyncio.create_task(_typing(s, chat_id, s.settings.typing_after_s))
+        else:
+            await _typing(s, chat_id, 0)
         state = _state(conversation, user)
         if state.lang is None and (text.startswith("/") or not _LETTERS.search(text)):
             # A command or an emoji has no language of its own: keep the conversation's.
@@ -212,7 +216,10 @@ async def handle_question(
             await say(s, chat_id, s.messages.get("tg_unavailable", lang))
             return
         finally:
-            await typing
+            if typing is not None:
+                typing.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await typing
         bot_turn = await _record_exchange(
             s, conversation.id, user.id, text, message, reply, state, update.update_id
         )
@@ -305,7 +312,11 @@ async def _record_exchange(
         return bot_turn
 
 
-async def _typing(s: Services, chat_id: int) -> None:
+async def _typing(s: Services, chat_id: int, after_s: float) -> None:
+    """The typing indicator, once the answer takes noticeably long (a quick answer needs no
+    indicator, and skipping it halves the requests per question)."""
+    if after_s > 0:
+        await asyncio.sleep(after_s)
     try:
         await s.need_desk.gateway.bot.send_chat_action(chat_id, ChatAction.TYPING)
     except Exception as exc:  # a typing indicator is a nicety, never a failure
