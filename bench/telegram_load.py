@@ -4,7 +4,7 @@ the bundled knowledge base). Prints throughput, update-to-reply latency, lost an
 replies — once with the rate limiter off, once with it on to show it holds the limit.
 
 Usage:
-    python bench/telegram_load.py [--graduates 500] [--questions 3] [--rate 80]
+    python bench/telegram_load.py [--graduates 500] [--questions 3] [--rate 50]
 
 Arrivals are open-loop at ``--rate`` messages per second (graduates do not wait for each
 other), so latency includes any queueing when the bot falls behind.
@@ -152,7 +152,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--graduates", type=int, default=500)
     parser.add_argument("--questions", type=int, default=3)
-    parser.add_argument("--rate", type=float, default=80.0, help="arrivals per second")
+    parser.add_argument("--rate", type=float, default=50.0, help="arrivals per second")
     parser.add_argument("--limit", type=int, default=2, help="per-minute limit for the second run")
     args = parser.parse_args()
     console = Console(width=120)
