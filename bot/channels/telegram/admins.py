@@ -8,6 +8,7 @@ import asyncio
 import datetime as dt
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import cast
 
@@ -60,6 +61,23 @@ async def _admin(
     if user.id in s.settings.admin_ids:
         return s, lang
     return None
+
+
+AdminAction = Callable[[Services, Lang, Update, ContextTypes.DEFAULT_TYPE], Awaitable[None]]
+Handler = Callable[[Update, ContextTypes.DEFAULT_TYPE], Coroutine[Any, Any, None]]
+
+
+def admin_only(action: AdminAction) -> Handler:
+    """The role check every admin command goes through: anyone else is refused (logged)."""
+
+    async def handler(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        admin = await _admin(update, context)
+        if admin is None:
+            await _refuse(update, context)
+            return
+        await action(admin[0], admin[1], update, context)
+
+    return handler
 
 
 async def _refuse(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -163,12 +181,10 @@ async def ingest_upload(
         await _send(s, chat_id, s.messages.get("adm_ingest_failures", lang, details=details))
 
 
-async def on_kb(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    admin = await _admin(update, context)
-    if admin is None:
-        await _refuse(update, context)
-        return
-    s, lang = admin
+@admin_only
+async def on_kb(
+    s: Services, lang: Lang, update: Update, context: ContextTypes.DEFAULT_TYPE
+) -> None:
     assert update.effective_chat is not None
     documents = s.kb.documents()
     if not documents:
@@ -185,12 +201,10 @@ async def on_kb(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     await _send(s, update.effective_chat.id, "\n".join(lines))
 
 
-async def on_kb_remove(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    admin = await _admin(update, context)
-    if admin is None:
-        await _refuse(update, context)
-        return
-    s, lang = admin
+@admin_only
+async def on_kb_remove(
+    s: Services, lang: Lang, update: Update, context: ContextTypes.DEFAULT_TYPE
+) -> None:
     assert update.effective_chat is not None
     chat = update.effective_chat.id
     if not context.args:
@@ -211,12 +225,10 @@ async def on_kb_remove(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
     await _send(s, chat, s.messages.get("adm_kb_removed", lang, doc_id=fmt.escape(doc_id)))
 
 
-async def on_stats(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    admin = await _admin(update, context)
-    if admin is None:
-        await _refuse(update, context)
-        return
-    s, lang = admin
+@admin_only
+async def on_stats(
+    s: Services, lang: Lang, update: Update, context: ContextTypes.DEFAULT_TYPE
+) -> None:
     assert update.effective_chat is not None
     stats = await s.store.stats(s.store.now() - dt.timedelta(days=STATS_DAYS))
     median = (
@@ -241,12 +253,10 @@ async def on_stats(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     await _send(s, update.effective_chat.id, text)
 
 
-async def on_unanswered(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    admin = await _admin(update, context)
-    if admin is None:
-        await _refuse(update, context)
-        return
-    s, lang = admin
+@admin_only
+async def on_unanswered(
+    s: Services, lang: Lang, update: Update, context: ContextTypes.DEFAULT_TYPE
+) -> None:
     assert update.effective_chat is not None
     rows = await s.store.list_unanswered(s.store.now() - dt.timedelta(days=STATS_DAYS), 50)
     if not rows:
