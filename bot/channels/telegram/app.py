@@ -36,7 +36,7 @@ from bot.kb.service import KnowledgeBase
 from bot.prompts import Messages
 from bot.settings import Settings
 from bot.storage.db import Database
-from bot.storage.store import Store
+from bot.storage.store import ConversationRecord, Store, User
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +63,8 @@ class Services:
     replicas)."""
     recent: defaultdict[int, list[float]] = field(default_factory=lambda: defaultdict(list))
     finished: set[int] = field(default_factory=set)
+    preloaded: dict[int, tuple[User, ConversationRecord]] = field(default_factory=dict)
+    """A text update's user and conversation, read when the update was claimed."""
     """Updates already marked done in the transaction that stored their answer."""
     """Message times per user, for the rate limit."""
 
@@ -129,14 +131,30 @@ def build_application(services: Services) -> Application:  # type: ignore[type-a
     application.bot_data["services"] = services
 
     async def once(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        """Each update is processed once, even when a webhook is replayed."""
-        claimed = await services.store.claim_update(
-            update.update_id, services.store.now(), UPDATE_STALE_AFTER
+        """Each update is processed once, even when a webhook is replayed. A graduate's
+        text also has its user and conversation read in the same transaction."""
+        store = services.store
+        message, sender = update.message, update.effective_user
+        private_text = (
+            message is not None
+            and message.text is not None
+            and message.chat.type == "private"
+            and sender is not None
         )
+        async with store.transaction() as tx:
+            claimed = await store.claim_update(
+                update.update_id, store.now(), UPDATE_STALE_AFTER, session=tx
+            )
+            if claimed and private_text:
+                assert sender is not None
+                user = await store.get_or_create_user(sender.id, sender.first_name, session=tx)
+                conversation = await store.load_conversation(user.id, session=tx)
+                services.preloaded[update.update_id] = (user, conversation)
         if not claimed:
             raise ApplicationHandlerStop
 
     async def done(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        services.preloaded.pop(update.update_id, None)
         if update.update_id in services.finished:  # marked in the answer's transaction
             services.finished.discard(update.update_id)
             return

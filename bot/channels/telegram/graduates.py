@@ -152,9 +152,13 @@ async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     message = update.effective_message
     tg_user = update.effective_user
     assert message is not None and message.text is not None and tg_user is not None
-    async with s.store.transaction() as tx:  # one read for the user and the conversation
-        user = await s.store.get_or_create_user(tg_user.id, tg_user.first_name, session=tx)
-        conversation = await s.store.load_conversation(user.id, session=tx)
+    preloaded = s.preloaded.pop(update.update_id, None)  # read when the update was claimed
+    if preloaded is not None:
+        user, conversation = preloaded
+    else:
+        async with s.store.transaction() as tx:
+            user = await s.store.get_or_create_user(tg_user.id, tg_user.first_name, session=tx)
+            conversation = await s.store.load_conversation(user.id, session=tx)
     wait = _rate_limited(s, user.id)
     if wait:
         lang = guess_lang(user, update.effective_user, message.text)
