@@ -95,6 +95,9 @@ async def _reply(s: Services, message: Message, text: str) -> None:
 async def claim(desk: Desk, ticket: Ticket, counsellor_id: int, name: str) -> bool:
     if not await desk.store.claim(ticket.id, counsellor_id):
         return False
+    if counsellor_id:  # remember the counsellor's name for "already claimed by …"
+        record = await desk.store.get_or_create_user(counsellor_id, name)
+        await desk.store.set_role(record.id, "counsellor")
     await desk.notify_topic(
         ticket,
         f"claimed:{ticket.id}:{counsellor_id}",
@@ -231,7 +234,7 @@ async def _already(s: Services, message: Message, ticket: Ticket) -> None:
     if fresh is None or not fresh.is_open:
         await _reply(s, message, s.messages.get("grp_ticket_closed", desk.group_lang))
         return
-    name = str(fresh.assignee_telegram_id or "?")
+    name = await assignee_name(s, fresh)
     await _reply(s, message, s.messages.get("grp_already_claimed", desk.group_lang, name=name))
 
 
@@ -358,6 +361,17 @@ async def on_card_button(
     await _answer(query, None if done else await _why_not(s, ticket, callback.action))
 
 
+async def assignee_name(s: Services, ticket: Ticket) -> str:
+    """Who holds the ticket, by first name (escaped), else by id."""
+    if ticket.assignee_telegram_id is None:
+        return "?"
+    if ticket.assignee_telegram_id == 0:
+        return "CLI"
+    user = await s.store.get_user(telegram_id=ticket.assignee_telegram_id)
+    name = user.display_name if user is not None and user.display_name else None
+    return fmt.escape(name) if name else str(ticket.assignee_telegram_id)
+
+
 async def _why_not(s: Services, ticket: Ticket, action: str) -> str:
     """Why a ticket action did nothing: closed, already claimed, or the draft already sent."""
     fresh = await s.store.get_ticket(ticket.id)
@@ -365,7 +379,7 @@ async def _why_not(s: Services, ticket: Ticket, action: str) -> str:
     if fresh is None or not fresh.is_open:
         return s.messages.get("grp_ticket_closed", lang)
     if action == "claim" and fresh.assignee_telegram_id is not None:
-        return s.messages.get("grp_already_claimed", lang, name=str(fresh.assignee_telegram_id))
+        return s.messages.get("grp_already_claimed", lang, name=await assignee_name(s, fresh))
     if action == "draft":
         return s.messages.get("grp_draft_already_sent", lang)
     return s.messages.get("grp_ticket_closed", lang)

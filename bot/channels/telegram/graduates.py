@@ -351,11 +351,16 @@ async def start_handoff(
         await desk.ensure_topic(handoff.ticket, student=student, user=user)
     if reply.intent is Intent.CRISIS:
         text = s.messages.get("tg_handoff_crisis_queued", lang)
-    else:
+        await say(s, chat_id, text, key=f"queued:{handoff.ticket.id}:{handoff.created}")
+        return
+
+    async def queue_message() -> Message | None:
+        """Checked again on every attempt (a 429 may delay it): once a counsellor has
+        claimed the ticket (and said so), there is no queue to talk about."""
         fresh = await s.store.get_ticket(handoff.ticket.id)
-        if fresh is None or fresh.status != "queued":
-            return  # a counsellor claimed it already (and said so): no queue talk
-        position = await s.store.queue_position(fresh.id)
+        position = await s.store.queue_position(fresh.id) if fresh is not None else 0
+        if fresh is None or fresh.status != "queued" or position == 0:
+            return None
         if not handoff.created:
             text = s.messages.get("tg_handoff_already", lang, position=position)
         elif _office_open(s):
@@ -365,7 +370,12 @@ async def start_handoff(
             text = s.messages.get(
                 "tg_handoff_queued_offhours", lang, position=position, hours=hours
             )
-    await say(s, chat_id, text, key=f"queued:{handoff.ticket.id}:{handoff.created}")
+        return await desk.gateway.bot.send_message(chat_id, text, parse_mode="HTML")
+
+    try:
+        await desk.gateway.run("sendMessage", queue_message)
+    except DeliveryFailed as exc:  # the graduate was already told a counsellor will reply
+        logger.warning("queue position for ticket #%d not sent: %s", handoff.ticket.id, exc)
 
 
 def _office_open(s: Services) -> bool:
