@@ -254,6 +254,8 @@ async def test_a_relay_that_keeps_failing_is_kept_in_the_outbox_and_delivered_on
     assert len(copies) == 1 and copies[0].method == "copyMessage"
     (item,) = await outbox(bot)
     assert item.status == "sent" and item.sent
+    events = [e.kind for e in await bot.store.events(ticket.id)]
+    assert events.count("outbox_delivered") == 1, "the audit trail shows the late delivery"
 
 
 @pytest.mark.parametrize("stack", ["polling-sqlite"], indirect=True)

@@ -58,6 +58,13 @@ async def deliver_due(s: Services) -> int:
                 logger.error("outbox item %s given up: %s", item.dedupe_key, exc)
             continue
         await store.mark_sent(item.id)
+        if item.ticket_id is not None:  # the audit trail shows the late delivery too
+            await store.add_event(
+                item.ticket_id,
+                "outbox_delivered",
+                "bot",
+                {"method": item.method, "attempts": item.attempts + 1},
+            )
         delivered += 1
     return delivered
 
