@@ -92,12 +92,7 @@ async def _refuse(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 
 async def _send(s: Services, chat_id: int, text: str) -> None:
-    for part in fmt.split_html(text):
-        try:
-            await s.need_desk.send(chat_id, part)
-        except DeliveryFailed as exc:
-            logger.warning("admin reply not sent: %s", exc)
-            return
+    await s.need_desk.say(chat_id, text)
 
 
 async def on_document(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

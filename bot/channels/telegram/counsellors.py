@@ -7,7 +7,6 @@ functions of a :class:`Desk`, so ``gradguide handoffs`` uses the very same path.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from typing import cast
 
@@ -17,7 +16,7 @@ from telegram.ext import Application, CommandHandler, ContextTypes, MessageHandl
 from bot.channels.telegram import formatting as fmt
 from bot.channels.telegram.app import Services
 from bot.channels.telegram.desk import Desk, graduate_lang
-from bot.channels.telegram.gateway import DeliveryFailed, is_topic_closed
+from bot.channels.telegram.gateway import DeliveryFailed
 from bot.storage.store import Ticket
 
 logger = logging.getLogger(__name__)
@@ -73,20 +72,13 @@ async def _ticket_here(s: Services, update: Update) -> Ticket | None:
 
 async def _reply(s: Services, message: Message, text: str) -> None:
     """A notice in the topic the message came from (reopened for it if it is closed)."""
-    desk = s.need_desk
-    chat, thread = message.chat_id, message.message_thread_id
-    try:
-        await desk.send(chat, text, thread_id=thread)
-        return
-    except DeliveryFailed as exc:
-        if not is_topic_closed(exc) or thread is None:
+    if message.message_thread_id is None:
+        try:
+            await s.need_desk.send(message.chat_id, text)
+        except DeliveryFailed as exc:
             logger.warning("group notice failed: %s", exc)
-            return
-    bot = desk.gateway.bot
-    with contextlib.suppress(DeliveryFailed):
-        await desk.gateway.run("reopenForumTopic", lambda: bot.reopen_forum_topic(chat, thread))
-        await desk.send(chat, text, thread_id=thread)
-        await desk.gateway.run("closeForumTopic", lambda: bot.close_forum_topic(chat, thread))
+        return
+    await s.need_desk.send_to_topic(message.chat_id, message.message_thread_id, text)
 
 
 # -- the ticket operations, shared with the CLI -------------------------------------------

@@ -7,6 +7,7 @@ the bot without running it).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 from dataclasses import dataclass
@@ -96,6 +97,40 @@ class Desk:
                 disable_web_page_preview=True,
             ),
         )
+
+    async def say(
+        self, chat_id: int, html: str, *, reply_markup: Any = None, key: str | None = None
+    ) -> Message | None:
+        """A message of any length: split below Telegram's limit (``say_parts``)."""
+        return await self.say_parts(
+            chat_id, fmt.split_html(html), reply_markup=reply_markup, key=key
+        )
+
+    async def say_parts(
+        self,
+        chat_id: int,
+        parts: list[str],
+        *,
+        reply_markup: Any = None,
+        key: str | None = None,
+    ) -> Message | None:
+        """The parts in order, the keyboard on the last one. When Telegram keeps failing,
+        the part and the ones after it go to the outbox under ``key`` (without ``key``, or
+        when Telegram refuses the message outright, the failure is logged)."""
+        sent: Message | None = None
+        for index, part in enumerate(parts):
+            markup = reply_markup if index == len(parts) - 1 else None
+            try:
+                sent = await self.send(chat_id, part, reply_markup=markup)
+            except DeliveryFailed as exc:
+                if exc.permanent or key is None:
+                    logger.warning("could not send to chat %s: %s", chat_id, exc)
+                    return None
+                for later, rest in enumerate(parts[index:], start=index):
+                    payload = {"chat_id": chat_id, "text": rest, "parse_mode": HTML}
+                    await self.store.enqueue(f"{key}:{later}", "sendMessage", payload)
+                return None
+        return sent
 
     async def send_or_queue(
         self, key: str, chat_id: int, text: str, *, thread_id: int | None = None, **extra: Any
@@ -387,25 +422,33 @@ class Desk:
         )
 
     async def notify_topic(self, ticket: Ticket, key: str, text: str) -> None:
-        """A notice in the ticket's topic; a closed topic is reopened for it and closed
-        again (a rating arrives after the resolve)."""
-        group, thread = self.group_id, ticket.topic_id
-        if group is None or thread is None:
-            return
+        """A notice in the ticket's topic (a rating arrives after the resolve)."""
+        if self.group_id is not None and ticket.topic_id is not None:
+            await self.send_to_topic(self.group_id, ticket.topic_id, text, key=key)
+
+    async def send_to_topic(
+        self, group: int, thread: int, text: str, *, key: str | None = None
+    ) -> None:
+        """A notice in a topic; a closed topic is reopened for it and closed again. What
+        Telegram keeps failing goes to the outbox under ``key`` (else it is logged)."""
         try:
             await self.send(group, text, thread_id=thread)
             return
         except DeliveryFailed as exc:
             if not is_topic_closed(exc):
-                await self.send_or_queue(key, group, text, thread_id=thread)
+                if key is not None:
+                    await self.send_or_queue(key, group, text, thread_id=thread)
+                else:
+                    logger.warning("topic notice failed: %s", exc)
                 return
-        await self._quietly(
-            "reopenForumTopic", lambda: self.gateway.bot.reopen_forum_topic(group, thread)
-        )
-        await self.send_or_queue(key, group, text, thread_id=thread)
-        await self._quietly(
-            "closeForumTopic", lambda: self.gateway.bot.close_forum_topic(group, thread)
-        )
+        bot = self.gateway.bot
+        await self._quietly("reopenForumTopic", lambda: bot.reopen_forum_topic(group, thread))
+        if key is not None:
+            await self.send_or_queue(key, group, text, thread_id=thread)
+        else:
+            with contextlib.suppress(DeliveryFailed):
+                await self.send(group, text, thread_id=thread)
+        await self._quietly("closeForumTopic", lambda: bot.close_forum_topic(group, thread))
 
     def topic_link(self, ticket: Ticket) -> str:
         """A t.me link that opens the ticket's topic (for a supergroup id -100…)."""

@@ -30,7 +30,7 @@ from bot.errors import GradGuideError, KnowledgeBaseError
 from bot.kb.models import Lang
 from bot.kb.regions import REGIONS, normalise_region
 from bot.kb.retriever import detect_lang
-from bot.storage.store import ConversationRecord, User
+from bot.storage.store import ConversationRecord, Ticket, User
 
 logger = logging.getLogger(__name__)
 
@@ -87,24 +87,27 @@ async def _user(s: Services, update: Update) -> User:
 async def say(
     s: Services, chat_id: int, text: str, *, reply_markup: Any = None, key: str | None = None
 ) -> Message | None:
-    """Send a catalogue message (HTML), split if long; the keyboard goes on the last part."""
-    parts = fmt.split_html(text)
-    sent: Message | None = None
-    for index, part in enumerate(parts):
-        markup = reply_markup if index == len(parts) - 1 else None
-        try:
-            sent = await s.need_desk.send(chat_id, part, reply_markup=markup)
-        except DeliveryFailed as exc:
-            if exc.permanent or key is None:
-                logger.warning("could not send to chat %s: %s", chat_id, exc)
-                return None
-            await s.store.enqueue(
-                f"{key}:{index}",
-                "sendMessage",
-                {"chat_id": chat_id, "text": part, "parse_mode": "HTML"},
-            )
-            return None
-    return sent
+    """A catalogue message (HTML) to the graduate (``Desk.say``)."""
+    return await s.need_desk.say(chat_id, text, reply_markup=reply_markup, key=key)
+
+
+async def _who(
+    update: Update, context: ContextTypes.DEFAULT_TYPE
+) -> tuple[Services, User, int, Lang]:
+    """What every graduate command starts with: the services, the user, the chat, the
+    language to answer in."""
+    s = services_of(context)
+    user = await _user(s, update)
+    assert update.effective_chat is not None
+    return s, user, update.effective_chat.id, guess_lang(user, update.effective_user)
+
+
+async def _to_counsellor(
+    s: Services, update: Update, user: User, ticket: Ticket, chat_id: int, message_id: int
+) -> bool:
+    desk = s.need_desk
+    student = student_of(s, update.effective_user, desk)
+    return await desk.relay_to_counsellors(ticket, chat_id, message_id, student=student, user=user)
 
 
 def _state(conversation: ConversationRecord, user: User) -> Conversation:
@@ -188,13 +191,7 @@ async def handle_question(
             if ticket is not None:
                 await s.store.add_turn(conversation.id, "graduate", text)
                 if message is not None:
-                    await desk.relay_to_counsellors(
-                        ticket,
-                        chat_id,
-                        message.message_id,
-                        student=student_of(s, update.effective_user, desk),
-                        user=user,
-                    )
+                    await _to_counsellor(s, update, user, ticket, chat_id, message.message_id)
                 return
             await s.store.set_owner(conversation.id, "bot")  # no open ticket: repair
         typing: asyncio.Task[None] | None = None
@@ -231,34 +228,20 @@ async def handle_question(
             # A counsellor took over while the agent was thinking: the question goes to them.
             ticket = await s.store.open_ticket_for(conversation.id)
             if ticket is not None and message is not None:
-                await desk.relay_to_counsellors(
-                    ticket,
-                    chat_id,
-                    message.message_id,
-                    student=student_of(s, update.effective_user, desk),
-                    user=user,
-                )
+                await _to_counsellor(s, update, user, ticket, chat_id, message.message_id)
             return
         if reply.handoff:
             await start_handoff(s, update, user, conversation.id, reply, chat_id)
             return
-        parts = fmt.render_reply(reply, s.messages)
         keyboard = (
             fmt.answer_keyboard(bot_turn, reply.lang, s.messages) if reply.citations else None
         )
-        for index, part in enumerate(parts):
-            markup = keyboard if index == len(parts) - 1 else None
-            try:
-                await desk.send(chat_id, part, reply_markup=markup)
-            except DeliveryFailed as exc:
-                if exc.permanent:
-                    logger.warning("answer refused by Telegram: %s", exc)
-                    return
-                await s.store.enqueue(
-                    f"answer:{bot_turn}:{index}",
-                    "sendMessage",
-                    {"chat_id": chat_id, "text": part, "parse_mode": "HTML"},
-                )
+        await desk.say_parts(
+            chat_id,
+            fmt.render_reply(reply, s.messages),
+            reply_markup=keyboard,
+            key=f"answer:{bot_turn}",
+        )
 
 
 async def _record_exchange(
@@ -387,52 +370,39 @@ def _office_open(s: Services) -> bool:
 
 
 async def on_start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    s = services_of(context)
-    user = await _user(s, update)
+    s, user, chat, lang = await _who(update, context)
     await s.store.set_consent(user.id)
-    lang = guess_lang(user, update.effective_user)
-    assert update.effective_chat is not None
     await say(
         s,
-        update.effective_chat.id,
+        chat,
         s.messages.get("tg_welcome", lang),
         reply_markup=fmt.language_keyboard(s.messages),
     )
 
 
 async def on_help(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    s = services_of(context)
-    user = await _user(s, update)
-    assert update.effective_chat is not None
-    lang = guess_lang(user, update.effective_user)
-    await say(s, update.effective_chat.id, s.messages.get("tg_help", lang))
+    s, _, chat, lang = await _who(update, context)
+    await say(s, chat, s.messages.get("tg_help", lang))
 
 
 async def on_lang(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    s = services_of(context)
-    user = await _user(s, update)
-    assert update.effective_chat is not None
-    lang = guess_lang(user, update.effective_user)
+    s, user, chat, lang = await _who(update, context)
     arg = (context.args or [""])[0].lower()
     if arg in ("zh", "en"):
         choice: Lang = "zh" if arg == "zh" else "en"
         await s.store.set_user_lang(user.id, choice)
-        await say(s, update.effective_chat.id, s.messages.get("tg_lang_set", choice))
+        await say(s, chat, s.messages.get("tg_lang_set", choice))
         return
     await say(
         s,
-        update.effective_chat.id,
+        chat,
         s.messages.get("tg_lang_choose", lang),
         reply_markup=fmt.language_keyboard(s.messages),
     )
 
 
 async def on_region(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    s = services_of(context)
-    user = await _user(s, update)
-    assert update.effective_chat is not None
-    chat = update.effective_chat.id
-    lang = guess_lang(user, update.effective_user)
+    s, user, chat, lang = await _who(update, context)
     value = " ".join(context.args or []).strip()
     if not value:
         await say(s, chat, s.messages.get("tg_region_ask", lang))
@@ -487,14 +457,11 @@ async def ask_for_human(s: Services, update: Update, user: User) -> None:
 
 
 async def on_cancel(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    s = services_of(context)
-    user = await _user(s, update)
-    assert update.effective_chat is not None
-    lang = guess_lang(user, update.effective_user)
+    s, user, chat, lang = await _who(update, context)
     conversation = await s.store.load_conversation(user.id)
     ticket = await s.store.open_ticket_for(conversation.id)
     if ticket is None or not await s.store.cancel(ticket.id, "graduate"):
-        await say(s, update.effective_chat.id, s.messages.get("tg_cancel_nothing", lang))
+        await say(s, chat, s.messages.get("tg_cancel_nothing", lang))
         return
     desk = s.need_desk
     await desk.notify_topic(
@@ -503,17 +470,14 @@ async def on_cancel(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         s.messages.get("grp_graduate_cancelled", desk.group_lang),
     )
     await desk.close_topic(ticket)
-    await say(s, update.effective_chat.id, s.messages.get("tg_cancel_done", lang))
+    await say(s, chat, s.messages.get("tg_cancel_done", lang))
 
 
 async def on_forget(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    s = services_of(context)
-    user = await _user(s, update)
-    assert update.effective_chat is not None
-    lang = guess_lang(user, update.effective_user)
+    s, _, chat, lang = await _who(update, context)
     await say(
         s,
-        update.effective_chat.id,
+        chat,
         s.messages.get("tg_forget_confirm", lang),
         reply_markup=fmt.forget_keyboard(lang, s.messages),
     )
@@ -521,18 +485,15 @@ async def on_forget(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 async def on_contact(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """/contact <phone or e-mail>: left for a counsellor when the wait is long."""
-    s = services_of(context)
-    user = await _user(s, update)
-    assert update.effective_chat is not None
-    lang = guess_lang(user, update.effective_user)
+    s, user, chat, lang = await _who(update, context)
     contact = " ".join(context.args or []).strip()[:200]
     conversation = await s.store.load_conversation(user.id)
     ticket = await s.store.open_ticket_for(conversation.id)
     if ticket is None:
-        await say(s, update.effective_chat.id, s.messages.get("tg_contact_nothing", lang))
+        await say(s, chat, s.messages.get("tg_contact_nothing", lang))
         return
     if not contact:
-        await say(s, update.effective_chat.id, s.messages.get("tg_contact_usage", lang))
+        await say(s, chat, s.messages.get("tg_contact_usage", lang))
         return
     await s.store.set_contact(ticket.id, contact)
     desk = s.need_desk
@@ -541,7 +502,7 @@ async def on_contact(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
         f"contact:{ticket.id}:{update.update_id}",
         s.messages.get("grp_contact", desk.group_lang, contact=fmt.escape(contact)),
     )
-    await say(s, update.effective_chat.id, s.messages.get("tg_contact_saved", lang))
+    await say(s, chat, s.messages.get("tg_contact_saved", lang))
 
 
 async def on_unknown_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -570,15 +531,8 @@ async def on_media(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if ticket is None:
         await say(s, message.chat_id, s.messages.get("tg_media_note", lang))
         return
-    desk = s.need_desk
     await s.store.add_turn(conversation.id, "graduate", message.caption or "[media]")
-    relayed = await desk.relay_to_counsellors(
-        ticket,
-        message.chat_id,
-        message.message_id,
-        student=student_of(s, update.effective_user, desk),
-        user=user,
-    )
+    relayed = await _to_counsellor(s, update, user, ticket, message.chat_id, message.message_id)
     if relayed:
         await say(s, message.chat_id, s.messages.get("tg_media_relayed", lang))
 
