@@ -6,6 +6,7 @@ real python-telegram-bot Application, the bundled knowledge base, and a real dat
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import shutil
 import socket
@@ -52,6 +53,18 @@ class Clock:
 
     def advance(self, **delta: float) -> None:
         self.offset += dt.timedelta(**delta)
+
+
+async def wait_until(
+    check: Callable[[], Awaitable[bool]], timeout: float = 15.0, what: str = "a condition"
+) -> None:
+    """Poll ``check`` (a database read) until it holds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await check():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        await asyncio.sleep(0.05)
 
 
 def free_port() -> int:

@@ -7,11 +7,10 @@ test adds is removed again in a ``finally``, and the ids are used by no other te
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import html
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import select
@@ -64,18 +63,6 @@ region: national
 
 NOT_SURE_QUESTION = "宁夏2026年博士后安家费是多少？我的手机号是13812345678"
 PHONE = "13812345678"
-
-
-async def wait_until(
-    check: Callable[[], Awaitable[bool]], timeout: float = 10.0, what: str = "a condition"
-) -> None:
-    """Poll ``check`` (a database read) until it holds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not await check():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 def shown(bot: Bot, key: str, lang: str = "zh", **values: object) -> str:

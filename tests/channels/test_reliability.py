@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import warnings
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,23 +35,12 @@ from tests.channels.conftest import (
     WEBHOOK_SECRET,
     Bot,
     Stack,
+    wait_until,
 )
 from tests.fakes.telegram_server import FakeTelegram, FakeUser, SentRecord
 
 QUESTION = "试用期最长多久？"
 ANSWER = "六个月"
-
-
-async def wait_until(
-    check: Callable[[], Awaitable[bool]], timeout: float = 15.0, what: str = "a condition"
-) -> None:
-    """Poll ``check`` (a database read) until it holds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not await check():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 def answers(tg: FakeTelegram, chat: int, text: str) -> list[SentRecord]:
