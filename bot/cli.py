@@ -7,6 +7,8 @@ Usage:
     gradguide chat
     gradguide ask "question" [--json] | ask --jsonl FILE|-
     gradguide eval tests/eval/answers.jsonl
+    gradguide users add NAME --role counsellor|admin | users passwd NAME | users list
+    gradguide web [--host H] [--port P]
 """
 
 from __future__ import annotations
@@ -123,6 +125,13 @@ def build_parser() -> argparse.ArgumentParser:
     reply = handoffs.add_parser("reply", help="answer the graduate through the bot")
     reply.add_argument("id", type=int)
     reply.add_argument("text")
+
+    from bot.web.users import add_parser as add_users_parser
+
+    add_users_parser(commands)
+    web = commands.add_parser("web", help="run the web console for counsellors and admins")
+    web.add_argument("--host", default=None, help="default: GRADGUIDE_WEB_HOST")
+    web.add_argument("--port", type=int, default=None, help="default: GRADGUIDE_WEB_PORT")
     return parser
 
 
@@ -155,6 +164,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             from bot.channels.telegram import console
 
             return asyncio.run(console.run(settings, args.handoffs_command, args, out))
+        if args.command == "users":
+            from bot.web import users
+
+            return asyncio.run(users.run(settings, args, out))
+        if args.command == "web":
+            from bot.web.app import serve as serve_web
+
+            overrides = {"web_host": args.host, "web_port": args.port}
+            serve_web(settings.model_copy(update={k: v for k, v in overrides.items() if v}))
+            return 0
         return _kb(args, settings, out, err)
     except GradGuideError as exc:
         err.print(f"[red]error:[/] {escape(str(exc))}")

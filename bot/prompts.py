@@ -1,7 +1,7 @@
 """User-facing messages (zh and en for every key).
 
 ``prompts/messages.yaml`` holds the agent's and the terminal's messages; ``prompts/telegram.yaml``
-the Telegram channel's. A key may be defined once only.
+the Telegram channel's; ``prompts/web.yaml`` the web console's. A key may be defined once only.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from bot.errors import ConfigError
 from bot.kb.models import Lang
 
 BUNDLED_PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
-MESSAGE_FILES = ("messages.yaml", "telegram.yaml")
+MESSAGE_FILES = ("messages.yaml", "telegram.yaml", "web.yaml")
 LANGS: tuple[Lang, ...] = ("zh", "en")
 
 

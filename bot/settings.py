@@ -162,6 +162,41 @@ class Settings(BaseSettings):
         default=20, ge=0, description="Messages a graduate may send per minute (0: no limit)."
     )
 
+    web_host: str = Field(default="127.0.0.1", description="Where `gradguide web` listens.")
+    web_port: int = Field(default=8080, ge=1, le=65535, description="The web console's port.")
+    web_session_hours: float = Field(
+        default=12.0, gt=0, description="A console login lasts this long (then log in again)."
+    )
+    web_cookie_secure: bool = Field(
+        default=False,
+        description="Send the session cookie over HTTPS only (set it behind a TLS proxy).",
+    )
+    web_login_attempts: int = Field(
+        default=5,
+        ge=1,
+        description="Failed console logins allowed per account name and per address in "
+        "`web_login_window_minutes`; then logins are refused until the window passes.",
+    )
+    web_login_window_minutes: float = Field(
+        default=15.0, gt=0, description="The window of the console's login rate limit."
+    )
+    web_queue_refresh_s: float = Field(
+        default=5.0, gt=0, description="How often the console's queue page refreshes itself."
+    )
+    curated_threshold: float = Field(
+        default=0.88,
+        ge=0.0,
+        le=1.0,
+        description="A question this similar (cosine of embeddings) to an approved curated "
+        "answer's question gets that answer, citing its document.",
+    )
+    unanswered_group_similarity: float = Field(
+        default=0.75,
+        ge=0.0,
+        le=1.0,
+        description="Unanswered questions at least this similar are shown as one group.",
+    )
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("counsellor_ids", "admin_ids", mode="before")

@@ -14,13 +14,14 @@ import time
 
 from bot.agent import guardrails as g
 from bot.agent.compose import Composed, ExtractiveComposer, citation_for, overlap_terms
+from bot.agent.curated import CuratedAnswers
 from bot.agent.llm_composer import LlmComposer, LlmUnavailable
 from bot.agent.models import Conversation, HandoffReason, Intent, Reply, Turn
 from bot.agent.redact import redact
 from bot.components.llm import build_chat_model
 from bot.kb.chunking import split_sentences
 from bot.kb.lexical import expand_pinyin
-from bot.kb.models import Lang
+from bot.kb.models import Lang, Validity
 from bot.kb.retriever import Hit, detect_lang
 from bot.kb.service import KnowledgeBase
 from bot.prompts import Messages
@@ -69,9 +70,14 @@ def confidence(query: str, hits: list[Hit]) -> float:
 
 class Agent:
     def __init__(
-        self, kb: KnowledgeBase, settings: Settings, messages: Messages | None = None
+        self,
+        kb: KnowledgeBase,
+        settings: Settings,
+        messages: Messages | None = None,
+        curated: CuratedAnswers | None = None,
     ) -> None:
         self._kb = kb
+        self._curated = curated
         self._settings = settings
         self._messages = messages or Messages.load()
         self._composer = ExtractiveComposer(kb.retriever, self._messages)
@@ -149,6 +155,11 @@ class Agent:
             return self._special("greeting", lang, Intent.GREETING), None
         if g.is_out_of_scope(focus):
             return self._special("out_of_scope", lang, Intent.OUT_OF_SCOPE), None
+
+        curated = self._curated_reply(focus, lang)
+        if curated is not None:
+            conversation.low_confidence_streak = 0
+            return curated, focus
 
         region = g.mentioned_region(focus) or conversation.region
         query = focus
@@ -237,6 +248,38 @@ class Agent:
                 composer="llm" if used_llm else "extractive",
             ),
             query,
+        )
+
+    def _curated_reply(self, question: str, lang: Lang) -> Reply | None:
+        """An admin-approved counsellor answer whose question matches this one, citing its
+        document — only while that document is in the index and in force."""
+        if self._curated is None:
+            return None
+        match = self._curated.match(question, lang)
+        if match is None:
+            return None
+        doc = self._kb.retriever.documents().get(match.entry.doc_id)
+        if doc is None or self._kb.validity(doc) is not Validity.ACTIVE:
+            return None
+        hits = [
+            h
+            for h in self._kb.search(question, k=self._settings.answer_candidates * 3, lang=lang)
+            if h.doc_id == doc.meta.id
+        ]
+        if not hits:
+            chunks = self._kb.retriever.doc_chunks(doc.meta.id)
+            if not chunks:
+                return None
+            hits = [Hit(chunks[0].chunk_id, doc, chunks[0].heading, chunks[0].text, 0.0)]
+        citations = [citation_for(hits[0], hits[0].text[:200])]
+        category = doc.meta.topics[0] if doc.meta.topics else ""
+        return Reply(
+            text=self._composer.finish(match.entry.answer, citations, lang),
+            lang=lang,
+            intent=_CATEGORY_INTENT.get(category, Intent.POLICY),
+            citations=citations,
+            confidence=match.similarity,
+            composer="curated",
         )
 
     def _llm_answer(self, question: str, hits: list[Hit], lang: Lang) -> Composed | None:

@@ -53,8 +53,9 @@ class Reply(BaseModel):
     handoff_reason: HandoffReason | None = None
     suggestions: list[str] = Field(default_factory=list)
     latency_ms: float = 0.0
-    composer: Literal["extractive", "llm", "none"] = "none"
-    """What wrote the text: the extractive composer, the LLM, or a fixed message."""
+    composer: Literal["extractive", "llm", "curated", "none"] = "none"
+    """What wrote the text: the extractive composer, the LLM, an approved curated answer
+    (``bot.agent.curated``), or a fixed message."""
     summary: str = ""
     """One line for a counsellor: what the graduate asked, redacted."""
 

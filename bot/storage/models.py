@@ -301,3 +301,111 @@ class KbUploadRow(Base):
     report: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
     created_at: Mapped[dt.datetime]
     finished_at: Mapped[dt.datetime | None]
+
+
+# --- the web console (``bot.storage.console_store``) ----------------------------------
+
+WEB_ROLES = ("counsellor", "admin")
+CURATED_STATUSES = ("proposed", "approved", "rejected")
+
+
+class WebAccountRow(Base):
+    """A counsellor's or admin's console login (graduates never have one)."""
+
+    __tablename__ = "web_accounts"
+    __table_args__ = (_one_of("role", WEB_ROLES, "role"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str] = mapped_column(Text)
+    role: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str] = mapped_column(Text)
+    telegram_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+    """Set when the counsellor also works in the Telegram group: one identity on tickets."""
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime]
+    last_login_at: Mapped[dt.datetime | None]
+
+
+class WebSessionRow(Base):
+    """A logged-in browser: the cookie holds a random token, the table its SHA-256."""
+
+    __tablename__ = "web_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("web_accounts.id", ondelete="CASCADE"), index=True
+    )
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime]
+    expires_at: Mapped[dt.datetime] = mapped_column(index=True)
+
+
+class WebLoginAttemptRow(Base):
+    """Failed logins, per account name and per client address (the rate limit)."""
+
+    __tablename__ = "web_login_attempts"
+    __table_args__ = (Index(None, "key", "created_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(160))
+    created_at: Mapped[dt.datetime]
+
+
+class WebAuditRow(Base):
+    """Every console action of a counsellor or admin (and every login, failed or not)."""
+
+    __tablename__ = "web_audit"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int | None] = mapped_column(
+        ForeignKey("web_accounts.id", ondelete="SET NULL"), index=True
+    )
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str | None] = mapped_column(String(200))
+    data: Mapped[dict[str, Any]]
+    created_at: Mapped[dt.datetime] = mapped_column(index=True)
+
+
+class CannedReplyRow(Base):
+    __tablename__ = "canned_replies"
+    __table_args__ = (_one_of("lang", LANGS, "lang"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    title: Mapped[str] = mapped_column(Text)
+    text: Mapped[str] = mapped_column(Text)
+    lang: Mapped[str] = mapped_column(String(8))
+    created_by: Mapped[int | None] = mapped_column(
+        ForeignKey("web_accounts.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[dt.datetime]
+
+
+class CuratedAnswerRow(Base):
+    """A counsellor's reply proposed as the answer to a question pattern; used by the agent
+    once an admin approves it. Question and answer are redacted before they are written."""
+
+    __tablename__ = "curated_answers"
+    __table_args__ = (
+        _one_of("status", CURATED_STATUSES, "status"),
+        _one_of("lang", LANGS, "lang"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    question: Mapped[str] = mapped_column(Text)
+    answer: Mapped[str] = mapped_column(Text)
+    lang: Mapped[str] = mapped_column(String(8))
+    doc_id: Mapped[str] = mapped_column(String(128))
+    ticket_id: Mapped[int | None] = mapped_column(
+        ForeignKey("tickets.id", ondelete="SET NULL"), index=True
+    )
+    status: Mapped[str] = mapped_column(String(16), default="proposed", index=True)
+    proposed_by: Mapped[int | None] = mapped_column(
+        ForeignKey("web_accounts.id", ondelete="SET NULL")
+    )
+    decided_by: Mapped[int | None] = mapped_column(
+        ForeignKey("web_accounts.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[dt.datetime]
+    decided_at: Mapped[dt.datetime | None]

@@ -1,0 +1,528 @@
+"""The admins' pages: documents (list, upload with a chunk preview, replace, expire, remove),
+hit testing, unanswered questions grouped by similarity, curated answers, analytics with
+CSV export, and the audit log."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import logging
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
+from fastapi.responses import Response
+
+from bot.agent.models import Conversation, Reply
+from bot.errors import DocumentNotFoundError, GradGuideError
+from bot.kb.chunking import chunk_sections
+from bot.kb.ingest import IngestReport
+from bot.kb.loaders import SUPPORTED_SUFFIXES, load_file
+from bot.kb.models import Chunk, ParsedDocument
+from bot.kb.retriever import Hit
+from bot.storage.store import UnansweredQuestion
+from bot.web import charts
+from bot.web.app import Viewer, WebServices, admin, lang_of, redirect, render, services_of
+from bot.web.security import new_token
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/admin")
+
+META_FIELDS = (
+    "id",
+    "title",
+    "lang",
+    "authority",
+    "doc_number",
+    "issued",
+    "effective_from",
+    "expires",
+    "region",
+    "topics",
+    "source_url",
+    "summary",
+)
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]{20,64}$")
+
+
+def _staging(s: WebServices) -> Path:
+    return s.settings.data_dir / "uploads" / "web-staging"
+
+
+def _safe_name(name: str) -> str:
+    return re.sub(r"[^\w.\-]+", "_", Path(name).name)[:120] or "document"
+
+
+# -- documents ---------------------------------------------------------------------------
+
+
+@router.get("/documents")
+async def documents(request: Request, viewer: Viewer = admin) -> Response:
+    s = services_of(request)
+    docs = await s.run(s.kb.documents)
+    rows = sorted(
+        ((d, s.kb.validity(d).value) for d in docs),
+        key=lambda row: (row[1] == "active", row[0].meta.id),
+    )
+    return render(request, "documents.html", rows=rows, flash=request.query_params.get("msg"))
+
+
+@router.get("/documents/upload")
+async def upload_form(request: Request, viewer: Viewer = admin) -> Response:
+    params = request.query_params
+    meta = {name: params.get(name, "") for name in META_FIELDS}
+    replace = params.get("replace", "")
+    if replace:
+        s = services_of(request)
+        try:
+            doc = await s.run(s.kb.document, replace)
+        except DocumentNotFoundError as exc:
+            raise HTTPException(404) from exc
+        meta.update(_meta_form(doc.meta.model_dump(mode="json")))
+    return render(
+        request,
+        "upload.html",
+        meta=meta,
+        replace=replace,
+        body=params.get("body", ""),
+        error=None,
+        token="",
+        file_name="",
+    )
+
+
+def _meta_form(values: dict[str, Any]) -> dict[str, str]:
+    form: dict[str, str] = {}
+    for name in META_FIELDS:
+        value = values.get(name)
+        if isinstance(value, list):
+            value = ", ".join(str(v) for v in value)
+        form[name] = "" if value is None else str(value)
+    return form
+
+
+@dataclass(frozen=True)
+class Preview:
+    document: ParsedDocument
+    chunks: list[Chunk]
+
+
+def _preview(s: WebServices, path: Path, overrides: dict[str, str]) -> Preview:
+    """Parse and chunk the file exactly as ingestion would, without writing the index."""
+    max_bytes = int(s.settings.max_file_mb * 1_048_576)
+    document = load_file(path, overrides, max_bytes=max_bytes)
+    chunks = chunk_sections(
+        document.sections, s.settings.chunk_max_chars, s.settings.chunk_overlap_chars
+    )
+    return Preview(document, chunks)
+
+
+async def _form_overrides(request: Request) -> dict[str, str]:
+    form = await request.form()
+    overrides: dict[str, str] = {}
+    for name in META_FIELDS:
+        value = form.get(name)
+        if isinstance(value, str) and value.strip():
+            overrides[name] = value.strip()[:2000]
+    return overrides
+
+
+@router.post("/documents/preview")
+async def upload_preview(
+    request: Request,
+    file: Annotated[UploadFile | None, File()] = None,
+    text: Annotated[str, Form(max_length=2_000_000)] = "",
+    token: Annotated[str, Form()] = "",
+    replace: Annotated[str, Form()] = "",
+    viewer: Viewer = admin,
+) -> Response:
+    """Step 1: keep the upload in a staging folder and show its metadata and chunks."""
+    s = services_of(request)
+    overrides = await _form_overrides(request)
+    if replace:
+        overrides["id"] = replace
+    folder: Path
+    if token:
+        if not _TOKEN.match(token) or not (_staging(s) / token).is_dir():
+            return redirect("/admin/documents/upload")
+        folder = _staging(s) / token
+    else:
+        token = new_token()
+        folder = _staging(s) / token
+        folder.mkdir(parents=True, exist_ok=True)
+        if file is not None and file.filename:
+            target = folder / _safe_name(file.filename)
+            limit = int(s.settings.max_file_mb * 1_048_576) + 1
+            data = await file.read(limit + 1)
+            target.write_bytes(data[: limit + 1])
+        elif text.strip():
+            (folder / "document.md").write_text(text, encoding="utf-8")
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+            return _upload_error(request, overrides, replace, "", "", "web_upload_nothing")
+    files = sorted(p for p in folder.iterdir() if p.is_file())
+    if not files:
+        return redirect("/admin/documents/upload")
+    path = files[0]
+    if path.suffix.lower() not in SUPPORTED_SUFFIXES:
+        shutil.rmtree(folder, ignore_errors=True)
+        return _upload_error(request, overrides, replace, "", "", "web_upload_unsupported")
+    try:
+        preview = await s.run(_preview, s, path, overrides)
+    except GradGuideError as exc:
+        reason = getattr(exc, "reason", str(exc))
+        return _upload_error(request, overrides, replace, token, path.name, None, reason)
+    existing = {d.meta.id for d in await s.run(s.kb.documents)}
+    return render(
+        request,
+        "preview.html",
+        token=token,
+        file_name=path.name,
+        meta=preview.document.meta,
+        form=_meta_form(preview.document.meta.model_dump(mode="json")),
+        chunks=preview.chunks,
+        replaces=preview.document.meta.id in existing,
+        replace=replace,
+    )
+
+
+def _upload_error(
+    request: Request,
+    overrides: dict[str, str],
+    replace: str,
+    token: str,
+    file_name: str,
+    key: str | None,
+    reason: str | None = None,
+) -> Response:
+    return render(
+        request,
+        "upload.html",
+        422,
+        meta=_meta_form(dict(overrides)),
+        replace=replace,
+        body="",
+        error=reason,
+        error_key=key,
+        token=token,
+        file_name=file_name,
+    )
+
+
+@router.post("/documents/commit")
+async def upload_commit(
+    request: Request,
+    token: Annotated[str, Form()] = "",
+    viewer: Viewer = admin,
+) -> Response:
+    """Step 2: move the staged file under the data dir and ingest it (a known id replaces
+    that document atomically)."""
+    s = services_of(request)
+    folder = _staging(s) / token
+    if not _TOKEN.match(token) or not folder.is_dir():
+        return redirect("/admin/documents?msg=web_upload_expired")
+    overrides = await _form_overrides(request)
+    files = sorted(p for p in folder.iterdir() if p.is_file())
+    if not files:
+        return redirect("/admin/documents?msg=web_upload_expired")
+    doc_id = overrides.get("id") or "doc"
+    final = s.settings.data_dir / "uploads" / "web" / re.sub(r"[^\w.\-]+", "_", doc_id)
+    final.mkdir(parents=True, exist_ok=True)
+    target = final / files[0].name
+    shutil.move(str(files[0]), target)
+    shutil.rmtree(folder, ignore_errors=True)
+    report: IngestReport = await s.run(s.kb.ingest, [target], overrides)
+    outcome = report.outcomes[0] if report.outcomes else None
+    await s.console.audit(
+        viewer.account,
+        "document_uploaded",
+        f"doc:{outcome.doc_id if outcome else doc_id}",
+        {"status": outcome.status if outcome else "failed", "file": target.name},
+    )
+    if outcome is None or outcome.status == "failed":
+        return render(
+            request,
+            "upload.html",
+            422,
+            meta=_meta_form(dict(overrides)),
+            replace="",
+            body="",
+            error=outcome.error if outcome else "?",
+            error_key=None,
+            token="",
+            file_name="",
+        )
+    return redirect(f"/admin/documents?msg=web_upload_{outcome.status}")
+
+
+@router.post("/documents/{doc_id}/expire")
+async def expire(request: Request, doc_id: str, viewer: Viewer = admin) -> Response:
+    """Expire from yesterday: re-ingest the source with its metadata and that date."""
+    s = services_of(request)
+    try:
+        doc = await s.run(s.kb.document, doc_id)
+    except DocumentNotFoundError as exc:
+        raise HTTPException(404) from exc
+    source = Path(doc.source)
+    if not source.is_file():
+        return redirect("/admin/documents?msg=web_expire_no_source")
+    overrides = doc.meta.model_dump()
+    overrides["expires"] = s.kb.clock() - dt.timedelta(days=1)
+    if overrides["effective_from"] and overrides["effective_from"] > overrides["expires"]:
+        overrides["effective_from"] = overrides["expires"]
+    report = await s.run(s.kb.ingest, [source], overrides)
+    failed = bool(report.failed)
+    await s.console.audit(viewer.account, "document_expired", f"doc:{doc_id}", {"ok": not failed})
+    return redirect(f"/admin/documents?msg={'web_expire_failed' if failed else 'web_expired'}")
+
+
+@router.post("/documents/{doc_id}/remove")
+async def remove(request: Request, doc_id: str, viewer: Viewer = admin) -> Response:
+    s = services_of(request)
+    try:
+        await s.run(s.kb.remove, doc_id)
+    except DocumentNotFoundError as exc:
+        raise HTTPException(404) from exc
+    await s.console.audit(viewer.account, "document_removed", f"doc:{doc_id}")
+    return redirect("/admin/documents?msg=web_removed")
+
+
+@router.get("/documents/{doc_id}")
+async def document_page(request: Request, doc_id: str, viewer: Viewer = admin) -> Response:
+    s = services_of(request)
+    try:
+        doc = await s.run(s.kb.document, doc_id)
+        chunks = await s.run(s.kb.chunks_of, doc_id)
+    except DocumentNotFoundError as exc:
+        raise HTTPException(404) from exc
+    return render(
+        request, "document.html", doc=doc, validity=s.kb.validity(doc).value, chunks=chunks
+    )
+
+
+# -- hit testing -------------------------------------------------------------------------
+
+
+def _hit_test(
+    s: WebServices, question: str, lang: str | None, region: str | None, mode: str
+) -> tuple[list[Hit], Reply]:
+    hits = s.kb.search(question, k=10, lang=lang, region=region, mode=mode)
+    conversation = Conversation(lang="en" if lang == "en" else "zh" if lang else None)
+    conversation.region = region
+    return hits, s.agent.reply(conversation, question)
+
+
+@router.get("/hits")
+async def hit_testing(request: Request, viewer: Viewer = admin) -> Response:
+    s = services_of(request)
+    params = request.query_params
+    question = params.get("q", "").strip()[:1000]
+    lang = params.get("lang") if params.get("lang") in ("zh", "en") else None
+    region = params.get("region", "").strip() or None
+    mode = params.get("mode") if params.get("mode") in ("hybrid", "dense", "lexical") else "hybrid"
+    hits: list[Hit] = []
+    reply: Reply | None = None
+    if question:
+        hits, reply = await s.run(_hit_test, s, question, lang, region, mode or "hybrid")
+    return render(
+        request,
+        "hits.html",
+        question=question,
+        q_lang=lang or "",
+        region=region or "",
+        mode=mode,
+        hits=hits,
+        reply=reply,
+    )
+
+
+# -- unanswered questions ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Group:
+    questions: list[UnansweredQuestion]
+
+    @property
+    def lead(self) -> UnansweredQuestion:
+        return self.questions[0]
+
+
+def group_questions(
+    s: WebServices, rows: list[UnansweredQuestion], threshold: float
+) -> list[Group]:
+    """Greedy grouping by cosine similarity of the embeddings: each question joins the first
+    group whose first question is at least ``threshold`` similar; biggest groups first."""
+    if not rows:
+        return []
+    vectors = np.asarray(s.kb.embedder.embed_documents([r.question for r in rows]))
+    leads: list[int] = []
+    members: list[list[int]] = []
+    for i in range(len(rows)):
+        for g, lead in enumerate(leads):
+            if float(vectors[i] @ vectors[lead]) >= threshold:
+                members[g].append(i)
+                break
+        else:
+            leads.append(i)
+            members.append([i])
+    groups = [Group([rows[i] for i in group]) for group in members]
+    return sorted(groups, key=lambda group: -len(group.questions))
+
+
+@router.get("/unanswered")
+async def unanswered(request: Request, viewer: Viewer = admin) -> Response:
+    s = services_of(request)
+    days = _days(request, 30)
+    rows = await s.store.list_unanswered(s.store.now() - dt.timedelta(days=days), 500)
+    groups = await s.run(group_questions, s, rows, s.settings.unanswered_group_similarity)
+    return render(request, "unanswered.html", groups=groups, days=days)
+
+
+# -- curated answers ---------------------------------------------------------------------
+
+
+@router.get("/curated")
+async def curated(request: Request, viewer: Viewer = admin) -> Response:
+    s = services_of(request)
+    docs = sorted(d.meta.id for d in await s.run(s.kb.documents))
+    return render(
+        request,
+        "curated.html",
+        proposed=await s.console.curated("proposed"),
+        approved=await s.console.curated("approved"),
+        docs=docs,
+        threshold=s.settings.curated_threshold,
+        flash=request.query_params.get("msg"),
+    )
+
+
+@router.post("/curated/{curated_id}/approve")
+async def curated_approve(
+    request: Request,
+    curated_id: int,
+    question: Annotated[str, Form(max_length=2000)] = "",
+    doc_id: Annotated[str, Form(max_length=128)] = "",
+    viewer: Viewer = admin,
+) -> Response:
+    s = services_of(request)
+    if doc_id and doc_id not in {d.meta.id for d in await s.run(s.kb.documents)}:
+        return redirect("/admin/curated?msg=web_curated_invalid")
+    done = await s.console.decide_curated(
+        curated_id, "approved", viewer.account.id, question=question, doc_id=doc_id
+    )
+    if done:
+        await s.reload_curated()
+        await s.console.audit(viewer.account, "curated_approved", f"curated:{curated_id}")
+    return redirect("/admin/curated?msg=" + ("web_curated_approved" if done else "web_not_found"))
+
+
+@router.post("/curated/{curated_id}/reject")
+async def curated_reject(request: Request, curated_id: int, viewer: Viewer = admin) -> Response:
+    s = services_of(request)
+    done = await s.console.decide_curated(curated_id, "rejected", viewer.account.id)
+    if done:
+        await s.reload_curated()
+        await s.console.audit(viewer.account, "curated_rejected", f"curated:{curated_id}")
+    return redirect("/admin/curated?msg=" + ("web_curated_rejected" if done else "web_not_found"))
+
+
+# -- analytics ---------------------------------------------------------------------------
+
+
+def _days(request: Request, default: int) -> int:
+    try:
+        return max(1, min(365, int(request.query_params.get("days", default))))
+    except ValueError:
+        return default
+
+
+async def _analytics(request: Request) -> Any:
+    s = services_of(request)
+    days = _days(request, 14)
+    now = s.store.now()
+    return await s.console.analytics(now - dt.timedelta(days=days), now, s.settings.timezone)
+
+
+@router.get("/analytics")
+async def analytics(request: Request, viewer: Viewer = admin) -> Response:
+    s = services_of(request)
+    data = await _analytics(request)
+    lang = lang_of(request)
+
+    def t(key: str) -> str:
+        return s.messages.get(key, lang)
+
+    labels = [d.day.strftime("%m-%d") for d in data.days]
+    per_day = charts.bars(
+        labels,
+        [(t("web_an_questions"), [d.questions for d in data.days])],
+        t("web_an_questions_per_day"),
+    )
+    outcome = charts.bars(
+        labels,
+        [
+            (t("web_an_answered"), [d.answered for d in data.days]),
+            (t("web_an_handed_off"), [d.handed_off for d in data.days]),
+        ],
+        t("web_an_answered_vs_handed_off"),
+    )
+    ratings = charts.hbars(
+        [(f"{'★' * n}", float(count)) for n, count in sorted(data.ratings.items(), reverse=True)],
+        t("web_an_ratings"),
+    )
+    topics = charts.hbars([(k, float(v)) for k, v in data.topics], t("web_an_topics"))
+    langs = charts.hbars([(k, float(v)) for k, v in data.by_lang.items()], t("web_an_by_lang"))
+    return render(
+        request,
+        "analytics.html",
+        data=data,
+        days=_days(request, 14),
+        per_day=per_day,
+        outcome=outcome,
+        ratings=ratings,
+        topics=topics,
+        langs=langs,
+    )
+
+
+@router.get("/analytics.csv")
+async def analytics_csv(request: Request, viewer: Viewer = admin) -> Response:
+    data = await _analytics(request)
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["date", "questions", "answered", "handed_off"])
+    for day in data.days:
+        writer.writerow([day.day.isoformat(), day.questions, day.answered, day.handed_off])
+    writer.writerow([])
+    writer.writerow(["metric", "value"])
+    for n, count in sorted(data.ratings.items()):
+        writer.writerow([f"rating_{n}", count])
+    writer.writerow(["thumbs_up", data.thumbs_up])
+    writer.writerow(["thumbs_down", data.thumbs_down])
+    median = data.median_first_response_s
+    writer.writerow(["median_first_response_s", "" if median is None else round(median, 1)])
+    for topic, count in data.topics:
+        writer.writerow([f"topic_{topic}", count])
+    for lang, count in data.by_lang.items():
+        writer.writerow([f"lang_{lang}", count])
+    return Response(
+        out.getvalue(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="gradguide-analytics.csv"'},
+    )
+
+
+# -- audit log ---------------------------------------------------------------------------
+
+
+@router.get("/audit")
+async def audit(request: Request, viewer: Viewer = admin) -> Response:
+    s = services_of(request)
+    return render(request, "audit.html", entries=await s.console.audit_log(300))

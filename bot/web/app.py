@@ -1,0 +1,380 @@
+"""The web console (``gradguide web``): a FastAPI application with server-rendered pages.
+
+``build_services(settings)`` opens the database, the knowledge base and the agent once;
+``create_app(services)`` wires the routes; ``serve(settings)`` runs it with uvicorn. Every
+route except the login page and the static files goes through ``guard`` (a role check, and a
+CSRF check on every POST); replies to graduates go through the Telegram bot on the same path
+as a topic reply (``bot.channels.telegram.counsellors.reply``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+from zoneinfo import ZoneInfo
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from bot.agent.agent import Agent
+from bot.agent.curated import CuratedAnswers
+from bot.kb.models import Lang
+from bot.kb.service import KnowledgeBase
+from bot.prompts import Messages
+from bot.settings import Settings
+from bot.storage.console_store import Account, ConsoleStore, WebSession
+from bot.storage.db import Database
+from bot.storage.store import Clock, Store, utcnow
+from bot.web.security import LoginLimiter, same, token_hash
+
+if TYPE_CHECKING:  # the Telegram stack is imported when the first reply is relayed
+    from bot.channels.telegram.desk import Desk
+
+logger = logging.getLogger(__name__)
+
+HERE = Path(__file__).resolve().parent
+SESSION_COOKIE = "gg_session"
+LOGIN_CSRF_COOKIE = "gg_login_csrf"
+LANG_COOKIE = "gg_lang"
+CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "x-csrf-token"
+
+T = TypeVar("T")
+
+
+@dataclass
+class WebServices:
+    """Everything the routes need, built once at start-up."""
+
+    settings: Settings
+    store: Store
+    console: ConsoleStore
+    kb: KnowledgeBase
+    agent: Agent
+    curated: CuratedAnswers
+    messages: Messages
+    limiter: LoginLimiter
+    pool: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="web-kb")
+    )
+    """Knowledge-base and agent work is CPU-bound: one thread, off the event loop."""
+    desk_factory: Callable[[], Awaitable[Desk]] | None = None
+    """Builds the Telegram desk on first use (tests may inject one)."""
+    _desk: Desk | None = None
+    _bot: Any = None
+
+    @property
+    def message_keys(self) -> frozenset[str]:
+        return frozenset(self.messages.names())
+
+    async def run(self, work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.pool, partial(work, *args, **kwargs))
+
+    async def desk(self) -> Desk:
+        """The counsellor desk, relaying through the Telegram bot (built on first use)."""
+        if self._desk is None:
+            if self.desk_factory is not None:
+                self._desk = await self.desk_factory()
+            else:
+                self._desk = await self._telegram_desk()
+        return self._desk
+
+    async def _telegram_desk(self) -> Desk:
+        from telegram import Bot
+
+        from bot.channels.telegram.desk import Desk
+        from bot.channels.telegram.gateway import Gateway
+        from bot.errors import TelegramConfigError
+
+        settings = self.settings
+        if not settings.telegram_bot_token:
+            raise TelegramConfigError("TELEGRAM_BOT_TOKEN is not set: replies go through the bot")
+        api = settings.telegram_api_url.rstrip("/")
+        bot = Bot(
+            settings.telegram_bot_token, base_url=f"{api}/bot", base_file_url=f"{api}/file/bot"
+        )
+        await bot.initialize()
+        self._bot = bot
+        return Desk(settings, self.store, Gateway(bot), self.messages)
+
+    async def reload_curated(self) -> None:
+        await self.run(self.curated.replace, await self.console.approved_entries())
+
+    async def close(self) -> None:
+        if self._bot is not None:
+            await self._bot.shutdown()
+            self._bot = None
+        self.pool.shutdown(wait=False)
+
+
+def build_services(
+    settings: Settings, *, kb: KnowledgeBase | None = None, clock: Clock = utcnow
+) -> WebServices:
+    database = Database.from_settings(settings)
+    store = Store(database, clock=clock)
+    console = ConsoleStore(store)
+    knowledge = kb or KnowledgeBase.open(settings)
+    messages = Messages.load()
+    curated = CuratedAnswers(knowledge.embedder, settings.curated_threshold)
+    return WebServices(
+        settings=settings,
+        store=store,
+        console=console,
+        kb=knowledge,
+        agent=Agent(knowledge, settings, messages, curated=curated),
+        curated=curated,
+        messages=messages,
+        limiter=LoginLimiter(
+            console,
+            settings.web_login_attempts,
+            dt.timedelta(minutes=settings.web_login_window_minutes),
+        ),
+    )
+
+
+# -- who is asking ---------------------------------------------------------------------
+
+
+class NotLoggedIn(Exception):
+    pass
+
+
+class Forbidden(Exception):
+    pass
+
+
+class CsrfFailed(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Viewer:
+    account: Account
+    session: WebSession
+
+    @property
+    def csrf(self) -> str:
+        return self.session.csrf_token
+
+
+def services_of(request: Request) -> WebServices:
+    services: WebServices = request.app.state.services
+    return services
+
+
+def lang_of(request: Request) -> Lang:
+    """The language cookie, else the browser's Accept-Language (zh or en), else zh."""
+    chosen = request.cookies.get(LANG_COOKIE)
+    if chosen in ("zh", "en"):
+        return "en" if chosen == "en" else "zh"
+    best: tuple[float, Lang] | None = None
+    for part in request.headers.get("accept-language", "").split(","):
+        tag, _, params = part.strip().partition(";")
+        primary = tag.strip().lower().split("-")[0]
+        if primary not in ("zh", "en"):
+            continue
+        quality = 1.0
+        if params.strip().startswith("q="):
+            try:
+                quality = float(params.strip()[2:])
+            except ValueError:
+                quality = 0.0
+        if best is None or quality > best[0]:
+            best = (quality, "en" if primary == "en" else "zh")
+    return best[1] if best else "zh"
+
+
+async def _viewer(request: Request) -> Viewer | None:
+    token = request.cookies.get(SESSION_COOKIE)
+    if not token:
+        return None
+    found = await services_of(request).console.session(token_hash(token))
+    return None if found is None else Viewer(found[1], found[0])
+
+
+async def _check_csrf(request: Request, expected: str) -> None:
+    sent = request.headers.get(CSRF_HEADER)
+    if sent is None:
+        form = await request.form()
+        value = form.get(CSRF_FIELD)
+        sent = value if isinstance(value, str) else None
+    if not same(sent, expected):
+        raise CsrfFailed
+
+
+def guard(role: str) -> Callable[[Request], Awaitable[Viewer]]:
+    """The check on every page and action: a live session, the role (admins may do what
+    counsellors do), and on anything but GET/HEAD a CSRF token matching the session's."""
+
+    async def check(request: Request) -> Viewer:
+        viewer = await _viewer(request)
+        if viewer is None:
+            raise NotLoggedIn
+        if role == "admin" and not viewer.account.is_admin:
+            logger.warning(
+                "account %s (%s) refused on %s",
+                viewer.account.id,
+                viewer.account.role,
+                request.url.path,
+            )
+            raise Forbidden
+        if request.method not in ("GET", "HEAD"):
+            await _check_csrf(request, viewer.csrf)
+        request.state.viewer = viewer
+        return viewer
+
+    return check
+
+
+counsellor = Depends(guard("counsellor"))
+admin = Depends(guard("admin"))
+
+
+# -- rendering -------------------------------------------------------------------------
+
+
+def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    services = services_of(request)
+    lang = lang_of(request)
+    messages = services.messages
+    viewer: Viewer | None = getattr(request.state, "viewer", None)
+
+    def t(key: str, **values: Any) -> str:
+        return messages.get(key, lang, **values)
+
+    zone = ZoneInfo(services.settings.timezone)
+
+    def local(moment: dt.datetime) -> dt.datetime:
+        return moment.astimezone(zone)
+
+    flash = context.pop("flash", None)
+    flash_text = t(flash) if isinstance(flash, str) and flash in services.message_keys else None
+
+    templates: Jinja2Templates = request.app.state.templates
+    return templates.TemplateResponse(
+        request,
+        template,
+        {
+            "t": t,
+            "lang": lang,
+            "viewer": viewer,
+            "account": viewer.account if viewer else None,
+            "csrf": viewer.csrf if viewer else "",
+            "settings": services.settings,
+            "flash_text": flash_text,
+            "local": local,
+            **context,
+        },
+        status_code=status_code,
+    )
+
+
+def redirect(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303)
+
+
+def _wants_html(request: Request) -> bool:
+    """A page load (redirect to the login page), not a form post or a background fetch by
+    console.js (those get 401)."""
+    return request.method in ("GET", "HEAD") and "hx-request" not in request.headers
+
+
+def create_app(services: WebServices) -> FastAPI:
+    from bot.web import admin as admin_routes
+    from bot.web import auth as auth_routes
+    from bot.web import counsellor as counsellor_routes
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await services.store.db.migrate()
+        await services.reload_curated()
+        try:
+            yield
+        finally:
+            await services.close()
+
+    app = FastAPI(
+        title="GradGuide console",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.state.services = services
+    templates = Jinja2Templates(directory=str(HERE / "templates"))
+    app.state.templates = templates
+    app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+
+    @app.exception_handler(NotLoggedIn)
+    async def not_logged_in(request: Request, exc: NotLoggedIn) -> Response:
+        if _wants_html(request):
+            return redirect(f"/login?next={request.url.path}")
+        return PlainTextResponse("login required", status_code=401)
+
+    @app.exception_handler(Forbidden)
+    async def forbidden(request: Request, exc: Forbidden) -> Response:
+        return render(request, "error.html", 403, message_key="web_forbidden")
+
+    @app.exception_handler(CsrfFailed)
+    async def csrf_failed(request: Request, exc: CsrfFailed) -> Response:
+        viewer: Viewer | None = getattr(request.state, "viewer", None)
+        logger.warning("CSRF check failed on %s", request.url.path)
+        await services.console.audit(
+            viewer.account if viewer else None, "csrf_refused", request.url.path
+        )
+        return render(request, "error.html", 403, message_key="web_csrf_failed")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 404:
+            return render(request, "error.html", 404, message_key="web_not_found")
+        return PlainTextResponse(str(exc.detail), status_code=exc.status_code)
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next: Any) -> Response:
+        response: Response = await call_next(request)
+        response.headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; "
+            "script-src 'self'; frame-ancestors 'none'; form-action 'self'",
+        )
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        return response
+
+    app.include_router(auth_routes.router)
+    app.include_router(counsellor_routes.router)
+    app.include_router(admin_routes.router)
+    return app
+
+
+def serve(settings: Settings) -> None:
+    """``gradguide web``: the console on ``web_host:web_port`` (uvicorn)."""
+    import uvicorn
+
+    from bot.agent.redact import install_log_redaction
+
+    install_log_redaction()
+    services = build_services(settings)
+    if not services.kb.documents():
+        services.kb.ensure_built()
+    app = create_app(services)
+    uvicorn.run(
+        app,
+        host=settings.web_host,
+        port=settings.web_port,
+        log_level=settings.log_level.lower(),
+        proxy_headers=True,
+    )

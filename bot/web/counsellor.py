@@ -1,0 +1,394 @@
+"""The counsellors' pages: the live queue, a ticket (transcript, summary, draft, citations,
+notes), and its actions — reply, claim, transfer, resolve, note, propose a curated answer —
+plus canned replies. Ticket actions use the Telegram channel's own functions, so a reply from
+here reaches the graduate exactly like a reply typed in the ticket's topic."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, HTTPException, Request
+from fastapi.responses import Response
+
+from bot.errors import GradGuideError
+from bot.storage.console_store import Account
+from bot.storage.models import PRIORITIES
+from bot.storage.store import Ticket, TurnRecord
+from bot.web.app import Viewer, WebServices, counsellor, redirect, render, services_of
+from bot.web.security import new_token
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter()
+
+WEB_CHAT_ID = -1
+"""The relay's "source chat" of console replies (no Telegram chat has this id)."""
+MAX_REPLY_CHARS = 4000
+
+
+def web_message_id(nonce: str) -> int:
+    """A stable message id for one reply form: submitting it twice relays it once."""
+    return int(hashlib.sha256(nonce.encode()).hexdigest()[:15], 16)
+
+
+def actor(account: Account) -> str:
+    return f"web:{account.username}"
+
+
+@dataclass(frozen=True)
+class QueueRow:
+    ticket: Ticket
+    waiting: dt.timedelta
+    sla: str
+    """'ok', 'warn' or 'late': the colour of the row."""
+    assignee: str | None
+    graduate: str
+
+
+def sla_state(ticket: Ticket, now: dt.datetime, remind_minutes: int) -> str:
+    """Late once a queued ticket has waited past the reminder time (or an assigned one has
+    no reply yet by then); a warning from half that time."""
+    if ticket.status == "assigned" and ticket.first_response_at is not None:
+        return "ok"
+    waited = (now - ticket.created_at).total_seconds() / 60
+    if waited >= remind_minutes:
+        return "late"
+    if waited >= remind_minutes / 2:
+        return "warn"
+    return "ok"
+
+
+def format_wait(delta: dt.timedelta) -> str:
+    minutes = int(delta.total_seconds() // 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h {minutes:02d}"
+    return f"{hours // 24} d {hours % 24} h"
+
+
+async def counsellor_names(s: WebServices) -> dict[int, str]:
+    """Ticket assignee ids → names: console accounts, then known Telegram counsellors."""
+    names: dict[int, str] = {0: "CLI"}
+    for telegram_id in s.settings.counsellor_ids:
+        user = await s.store.get_user(telegram_id=telegram_id)
+        names[telegram_id] = (user.display_name if user else None) or str(telegram_id)
+    for account in await s.console.accounts():
+        names[account.counsellor_id] = account.display_name
+    return names
+
+
+async def _graduate_name(s: WebServices, ticket: Ticket) -> str:
+    user = await s.store.get_user(ticket.user_id)
+    return (user.display_name if user else None) or f"#{ticket.user_id}"
+
+
+async def queue_rows(s: WebServices) -> list[QueueRow]:
+    tickets = await s.store.list_tickets(["queued", "assigned"], limit=500)
+    rank = {p: i for i, p in enumerate(PRIORITIES)}
+    tickets.sort(key=lambda t: (t.status != "queued", rank.get(t.priority, 9), t.created_at))
+    now = s.store.now()
+    names = await counsellor_names(s)
+    rows = []
+    for ticket in tickets:
+        assignee = ticket.assignee_telegram_id
+        rows.append(
+            QueueRow(
+                ticket=ticket,
+                waiting=now - ticket.created_at,
+                sla=sla_state(ticket, now, s.settings.sla_remind_minutes),
+                assignee=None if assignee is None else names.get(assignee, str(assignee)),
+                graduate=await _graduate_name(s, ticket),
+            )
+        )
+    return rows
+
+
+@router.get("/queue")
+async def queue(request: Request, viewer: Viewer = counsellor) -> Response:
+    s = services_of(request)
+    return render(
+        request,
+        "queue.html",
+        rows=await queue_rows(s),
+        format_wait=format_wait,
+        refresh_s=s.settings.web_queue_refresh_s,
+    )
+
+
+@router.get("/queue/rows")
+async def queue_fragment(request: Request, viewer: Viewer = counsellor) -> Response:
+    """The queue's table body, fetched again every few seconds by static/console.js."""
+    s = services_of(request)
+    return render(request, "_queue_rows.html", rows=await queue_rows(s), format_wait=format_wait)
+
+
+async def _ticket(s: WebServices, ticket_id: int) -> Ticket:
+    ticket = await s.store.get_ticket(ticket_id)
+    if ticket is None:
+        raise HTTPException(404)
+    return ticket
+
+
+def _turns_since(turns: list[TurnRecord], ticket: Ticket) -> list[TurnRecord]:
+    return [t for t in turns if t.created_at >= ticket.created_at]
+
+
+@router.get("/tickets/{ticket_id}")
+async def ticket_page(request: Request, ticket_id: int, viewer: Viewer = counsellor) -> Response:
+    s = services_of(request)
+    ticket = await _ticket(s, ticket_id)
+    turns = _turns_since(await s.store.recent_turns(ticket.conversation_id, 200), ticket)
+    events = await s.store.events(ticket.id)
+    names = await counsellor_names(s)
+    accounts = [a for a in await s.console.accounts() if a.active]
+    targets: dict[int, str] = {cid: n for cid, n in names.items() if cid != 0}
+    for account in accounts:
+        targets[account.counsellor_id] = account.display_name
+    targets.pop(viewer.account.counsellor_id, None)
+    last_reply = next((t.text for t in reversed(turns) if t.role == "counsellor"), "")
+    doc_ids = sorted({str(c.get("doc_id")) for c in ticket.citations if c.get("doc_id")})
+    all_docs = sorted(d.meta.id for d in await s.run(s.kb.documents))
+    user = await s.store.get_user(ticket.user_id)
+    topic_link = None
+    if ticket.topic_id is not None and ticket.topic_chat_id is not None:
+        group = str(ticket.topic_chat_id)
+        if group.startswith("-100"):
+            topic_link = f"https://t.me/c/{group[4:]}/{ticket.topic_id}"
+    return render(
+        request,
+        "ticket.html",
+        ticket=ticket,
+        graduate=await _graduate_name(s, ticket),
+        graduate_lang=(user.lang if user else None) or "",
+        region=(user.region if user else None) or "",
+        turns=turns,
+        events=events,
+        notes=[e for e in events if e.kind == "note"],
+        assignee=names.get(ticket.assignee_telegram_id or 0)
+        if ticket.assignee_telegram_id is not None
+        else None,
+        mine=ticket.assignee_telegram_id == viewer.account.counsellor_id,
+        targets=sorted(targets.items(), key=lambda item: item[1]),
+        canned=await s.console.canned(),
+        nonce=new_token(),
+        last_reply=last_reply,
+        doc_ids=doc_ids,
+        all_docs=all_docs,
+        topic_link=topic_link,
+        waiting=format_wait(s.store.now() - ticket.created_at),
+        flash=request.query_params.get("msg"),
+    )
+
+
+def _back(ticket_id: int, message: str) -> Response:
+    return redirect(f"/tickets/{ticket_id}?msg={message}")
+
+
+async def _desk_or_none(s: WebServices) -> Any:
+    try:
+        return await s.desk()
+    except GradGuideError as exc:
+        logger.warning("the console cannot reach Telegram: %s", exc)
+        return None
+
+
+@router.post("/tickets/{ticket_id}/reply")
+async def reply(
+    request: Request,
+    ticket_id: int,
+    text: Annotated[str, Form(max_length=MAX_REPLY_CHARS)] = "",
+    canned_id: Annotated[str, Form()] = "",
+    nonce: Annotated[str, Form(max_length=100)] = "",
+    viewer: Viewer = counsellor,
+) -> Response:
+    from bot.channels.telegram import counsellors
+
+    s = services_of(request)
+    ticket = await _ticket(s, ticket_id)
+    body = text.strip()
+    if not body and canned_id.isdigit():
+        canned = await s.console.get_canned(int(canned_id))
+        body = canned.text if canned else ""
+    if not body:
+        return _back(ticket.id, "web_reply_empty")
+    if not ticket.is_open:
+        return _back(ticket.id, "web_ticket_closed")
+    desk = await _desk_or_none(s)
+    if desk is None:
+        return _back(ticket.id, "web_telegram_unavailable")
+    account = viewer.account
+    done = await counsellors.reply(
+        desk,
+        ticket,
+        body,
+        source_chat_id=WEB_CHAT_ID,
+        source_message_id=web_message_id(nonce or new_token()),
+        counsellor_id=account.counsellor_id,
+        name=account.display_name,
+        actor=actor(account),
+    )
+    await s.console.audit(
+        account, "reply", f"ticket:{ticket.id}", {"delivered": done, "chars": len(body)}
+    )
+    return _back(ticket.id, "web_reply_sent" if done else "web_reply_not_sent")
+
+
+@router.post("/tickets/{ticket_id}/claim")
+async def claim(request: Request, ticket_id: int, viewer: Viewer = counsellor) -> Response:
+    from bot.channels.telegram import counsellors
+
+    s = services_of(request)
+    ticket = await _ticket(s, ticket_id)
+    desk = await _desk_or_none(s)
+    if desk is None:
+        return _back(ticket.id, "web_telegram_unavailable")
+    account = viewer.account
+    done = await counsellors.claim(desk, ticket, account.counsellor_id, account.display_name)
+    await s.console.audit(account, "claim", f"ticket:{ticket.id}", {"done": done})
+    return _back(ticket.id, "web_claimed" if done else "web_already_claimed")
+
+
+@router.post("/tickets/{ticket_id}/transfer")
+async def transfer(
+    request: Request,
+    ticket_id: int,
+    to: Annotated[str, Form()] = "",
+    viewer: Viewer = counsellor,
+) -> Response:
+    s = services_of(request)
+    ticket = await _ticket(s, ticket_id)
+    names = await counsellor_names(s)
+    target: int | None = None
+    if to not in ("", "queue"):
+        try:
+            target = int(to)
+        except ValueError:
+            target = None
+        if target is None or target not in names or target == 0:
+            return _back(ticket.id, "web_transfer_unknown")
+    done = await s.store.transfer(ticket.id, target, actor(viewer.account))
+    await s.console.audit(viewer.account, "transfer", f"ticket:{ticket.id}", {"to": target})
+    if done:
+        desk = await _desk_or_none(s)
+        if desk is not None:
+            lang = desk.group_lang
+            text = (
+                s.messages.get("grp_released", lang)
+                if target is None
+                else s.messages.get("grp_transferred", lang, name=names.get(target, str(target)))
+            )
+            await desk.notify_topic(ticket, f"web-transfer:{ticket.id}:{new_token()[:8]}", text)
+    return _back(ticket.id, "web_transferred" if done else "web_ticket_closed")
+
+
+@router.post("/tickets/{ticket_id}/resolve")
+async def resolve(request: Request, ticket_id: int, viewer: Viewer = counsellor) -> Response:
+    from bot.channels.telegram import counsellors
+
+    s = services_of(request)
+    ticket = await _ticket(s, ticket_id)
+    desk = await _desk_or_none(s)
+    if desk is None:
+        return _back(ticket.id, "web_telegram_unavailable")
+    done = await counsellors.close(desk, ticket, actor(viewer.account), viewer.account.display_name)
+    await s.console.audit(viewer.account, "resolve", f"ticket:{ticket.id}", {"done": done})
+    return _back(ticket.id, "web_resolved" if done else "web_ticket_closed")
+
+
+@router.post("/tickets/{ticket_id}/draft")
+async def send_draft(request: Request, ticket_id: int, viewer: Viewer = counsellor) -> Response:
+    from bot.channels.telegram import counsellors
+
+    s = services_of(request)
+    ticket = await _ticket(s, ticket_id)
+    desk = await _desk_or_none(s)
+    if desk is None:
+        return _back(ticket.id, "web_telegram_unavailable")
+    done = await counsellors.send_draft(
+        desk, ticket, actor(viewer.account), viewer.account.display_name
+    )
+    await s.console.audit(viewer.account, "send_draft", f"ticket:{ticket.id}", {"done": done})
+    return _back(ticket.id, "web_reply_sent" if done else "web_reply_not_sent")
+
+
+@router.post("/tickets/{ticket_id}/note")
+async def note(
+    request: Request,
+    ticket_id: int,
+    text: Annotated[str, Form(max_length=MAX_REPLY_CHARS)] = "",
+    viewer: Viewer = counsellor,
+) -> Response:
+    s = services_of(request)
+    ticket = await _ticket(s, ticket_id)
+    if not text.strip():
+        return _back(ticket.id, "web_reply_empty")
+    await s.store.add_event(ticket.id, "note", actor(viewer.account), {"text": text.strip()})
+    await s.console.audit(viewer.account, "note", f"ticket:{ticket.id}")
+    return _back(ticket.id, "web_note_saved")
+
+
+@router.post("/tickets/{ticket_id}/propose")
+async def propose_curated(
+    request: Request,
+    ticket_id: int,
+    question: Annotated[str, Form(max_length=2000)] = "",
+    answer: Annotated[str, Form(max_length=MAX_REPLY_CHARS)] = "",
+    doc_id: Annotated[str, Form(max_length=128)] = "",
+    lang: Annotated[str, Form()] = "zh",
+    viewer: Viewer = counsellor,
+) -> Response:
+    s = services_of(request)
+    ticket = await _ticket(s, ticket_id)
+    known = {d.meta.id for d in await s.run(s.kb.documents)}
+    if not question.strip() or not answer.strip() or doc_id not in known:
+        return _back(ticket.id, "web_curated_invalid")
+    curated_id = await s.console.propose_curated(
+        question,
+        answer,
+        lang,
+        doc_id,
+        ticket_id=ticket.id,
+        proposed_by=viewer.account.id,
+    )
+    await s.console.audit(
+        viewer.account, "curated_proposed", f"curated:{curated_id}", {"ticket": ticket.id}
+    )
+    return _back(ticket.id, "web_curated_proposed")
+
+
+# -- canned replies ----------------------------------------------------------------------
+
+
+@router.get("/canned")
+async def canned_page(request: Request, viewer: Viewer = counsellor) -> Response:
+    s = services_of(request)
+    return render(request, "canned.html", canned=await s.console.canned())
+
+
+@router.post("/canned")
+async def canned_add(
+    request: Request,
+    title: Annotated[str, Form(max_length=200)] = "",
+    text: Annotated[str, Form(max_length=MAX_REPLY_CHARS)] = "",
+    lang: Annotated[str, Form()] = "zh",
+    viewer: Viewer = counsellor,
+) -> Response:
+    s = services_of(request)
+    if title.strip() and text.strip():
+        canned_id = await s.console.add_canned(title, text, lang, viewer.account.id)
+        await s.console.audit(viewer.account, "canned_added", f"canned:{canned_id}")
+    return redirect("/canned")
+
+
+@router.post("/canned/{canned_id}/delete")
+async def canned_delete(request: Request, canned_id: int, viewer: Viewer = counsellor) -> Response:
+    s = services_of(request)
+    if await s.console.delete_canned(canned_id):
+        await s.console.audit(viewer.account, "canned_deleted", f"canned:{canned_id}")
+    return redirect("/canned")

@@ -1,0 +1,259 @@
+"""The web console under test: the real FastAPI app (httpx in-process), a real SQLite
+database migrated by Alembic, a real knowledge base on a temp dir, and the fake Telegram Bot
+API (real HTTP) for relays to graduates."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import shutil
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from bot.kb.service import KnowledgeBase
+from bot.settings import Settings
+from bot.storage import Store, Ticket
+from bot.storage.console_store import Account
+from bot.web.app import WebServices, build_services, create_app
+from bot.web.security import hash_password
+from tests.channels.conftest import GRADUATE, tg  # noqa: F401  (the fake Bot API fixture)
+from tests.conftest import TODAY, make_markdown
+from tests.fakes.telegram_server import FakeTelegram
+from tests.storage.conftest import postgres_env, sqlite_template  # noqa: F401
+
+PASSWORD = "correct horse battery"
+ADMIN_PASSWORD = "admin staple battery"
+
+PROBATION = """# 劳动合同的试用期
+
+## 试用期期限
+劳动合同期限三个月以上不满一年的，试用期不得超过一个月；劳动合同期限一年以上不满三年的，试用期不得超过二个月；三年以上固定期限和无固定期限的劳动合同，试用期不得超过六个月。
+
+## 试用期工资
+劳动者在试用期的工资不得低于本单位相同岗位最低档工资或者劳动合同约定工资的百分之八十。
+"""
+
+HUKOU = """# Settling hukou after graduation
+
+## Who can apply
+Graduates who sign an employment contract with an employer in the city within two years
+of graduation may apply to settle their hukou there.
+
+## What to bring
+The graduation certificate, the employment contract and the personnel-file transfer letter.
+"""
+
+
+class Clock:
+    """The store's clock: real time plus an offset a test can move forward."""
+
+    def __init__(self) -> None:
+        self.offset = dt.timedelta()
+
+    def __call__(self) -> dt.datetime:
+        return dt.datetime.now(dt.UTC) + self.offset
+
+    def advance(self, **delta: float) -> None:
+        self.offset += dt.timedelta(**delta)
+
+
+def csrf_of(html: str) -> str:
+    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert match, "no CSRF token in the page"
+    return match.group(1)
+
+
+def field_of(html: str, name: str) -> str:
+    match = re.search(rf'name="{name}" value="([^"]*)"', html)
+    assert match, f"no field {name}"
+    return match.group(1)
+
+
+@dataclass
+class Console:
+    client: httpx.AsyncClient
+    services: WebServices
+    tg: FakeTelegram
+    clock: Clock
+    app: FastAPI
+    accounts: dict[str, Account] = field(default_factory=dict)
+
+    @property
+    def store(self) -> Store:
+        return self.services.store
+
+    async def login(self, username: str, password: str = PASSWORD) -> httpx.Response:
+        page = await self.client.get("/login")
+        return await self.client.post(
+            "/login",
+            data={"username": username, "password": password, "csrf_token": csrf_of(page.text)},
+        )
+
+    async def logout(self) -> None:
+        page = await self.client.get("/queue")
+        await self.client.post("/logout", data={"csrf_token": csrf_of(page.text)})
+        self.client.cookies.clear()
+
+    async def as_user(self, username: str) -> None:
+        self.client.cookies.clear()
+        password = ADMIN_PASSWORD if username == "admin" else PASSWORD
+        response = await self.login(username, password)
+        assert response.status_code == 303, response.text
+
+    async def form(self, page: str, action: str, **data: Any) -> httpx.Response:
+        """Open ``page``, then submit a form to ``action`` with the page's CSRF token."""
+        html = (await self.client.get(page)).text
+        return await self.client.post(action, data={"csrf_token": csrf_of(html), **data})
+
+    async def graduate_ticket(
+        self,
+        text: str = "公司试用期不给我交社保，怎么办？",
+        *,
+        name: str = "张同学",
+        telegram_id: int = GRADUATE,
+        priority: str = "normal",
+        category: str = "rights",
+        draft: str | None = None,
+    ) -> Ticket:
+        """A graduate who wrote to the bot (the fake Telegram knows them) and their ticket."""
+        self.tg.user(telegram_id, name, started=True)
+        user = await self.store.get_or_create_user(telegram_id, name)
+        await self.store.set_user_lang(user.id, "zh")
+        conversation = await self.store.load_conversation(user.id)
+        await self.store.add_turn(conversation.id, "graduate", text, lang="zh")
+        ticket, _ = await self.store.open_ticket(
+            conversation.id,
+            user.id,
+            category,  # type: ignore[arg-type]
+            priority,  # type: ignore[arg-type]
+            "requested",
+            text[:200],
+            draft,
+            [],
+            [{"role": "graduate", "text": text}],
+        )
+        return ticket
+
+
+def write_corpus(folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "probation-zh.md").write_text(
+        make_markdown(
+            PROBATION,
+            id="probation-zh",
+            title="劳动合同法：试用期",
+            topics=["rights"],
+            authority="全国人大常委会",
+        ),
+        encoding="utf-8",
+    )
+    (folder / "hukou-en.md").write_text(
+        make_markdown(
+            HUKOU,
+            id="hukou-en",
+            title="Hukou after graduation",
+            lang="en",
+            topics=["procedure"],
+            authority="Ministry of Public Security",
+        ),
+        encoding="utf-8",
+    )
+
+
+@pytest.fixture
+def web_settings(tmp_path: Path, tg: FakeTelegram, sqlite_template: Path) -> Settings:  # noqa: F811
+    target = tmp_path / "db" / "gradguide.db"
+    target.parent.mkdir()
+    shutil.copyfile(sqlite_template, target)
+    knowledge = tmp_path / "knowledge"
+    write_corpus(knowledge)
+    return Settings(
+        data_dir=tmp_path / "data",
+        knowledge_dir=knowledge,
+        embedding="hash",
+        database_url=f"sqlite+aiosqlite:///{target}",
+        telegram_bot_token=tg.token,
+        telegram_api_url=tg.base_url,
+        web_login_attempts=5,
+    )
+
+
+async def start_console(
+    settings: Settings,
+    tg: FakeTelegram,  # noqa: F811
+    kb: KnowledgeBase | None = None,
+) -> Console:
+    clock = Clock()
+    if kb is None:
+        kb = KnowledgeBase.open(settings, clock=lambda: TODAY)
+        if not kb.documents():
+            report = kb.ingest([settings.knowledge_dir])
+            assert not report.failed, report.failed
+    services = build_services(settings, kb=kb, clock=clock)
+    await services.store.db.migrate()
+    await services.reload_curated()
+    app = create_app(services)
+    client = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://testserver", timeout=60
+    )
+    console = Console(client, services, tg, clock, app)
+    for username, role, password in (
+        ("chen", "counsellor", PASSWORD),
+        ("li", "counsellor", PASSWORD),
+        ("admin", "admin", ADMIN_PASSWORD),
+    ):
+        console.accounts[username] = await services.console.add_account(
+            username,
+            {"chen": "陈老师", "li": "李老师", "admin": "Admin"}[username],
+            role,  # type: ignore[arg-type]
+            hash_password(password),
+        )
+    return console
+
+
+async def stop_console(console: Console) -> None:
+    await console.client.aclose()
+    await console.services.close()
+    await console.services.store.db.dispose()
+
+
+@pytest.fixture(scope="session")
+def shared_kb(tmp_path_factory: pytest.TempPathFactory) -> KnowledgeBase:
+    """The small corpus, indexed once, for tests that do not change documents."""
+    root = tmp_path_factory.mktemp("web-kb")
+    write_corpus(root / "knowledge")
+    settings = Settings(data_dir=root / "data", knowledge_dir=root / "knowledge", embedding="hash")
+    kb = KnowledgeBase.open(settings, clock=lambda: TODAY)
+    report = kb.ingest([settings.knowledge_dir])
+    assert not report.failed, report.failed
+    return kb
+
+
+@pytest.fixture
+async def console(
+    web_settings: Settings,
+    tg: FakeTelegram,  # noqa: F811
+    shared_kb: KnowledgeBase,
+) -> AsyncIterator[Console]:
+    """The console on the shared corpus (tests must not change its documents)."""
+    started = await start_console(web_settings, tg, shared_kb)
+    try:
+        yield started
+    finally:
+        await stop_console(started)
+
+
+@pytest.fixture
+async def own_console(web_settings: Settings, tg: FakeTelegram) -> AsyncIterator[Console]:  # noqa: F811
+    """The console on a corpus of its own: documents may be uploaded, expired, removed."""
+    started = await start_console(web_settings, tg)
+    try:
+        yield started
+    finally:
+        await stop_console(started)

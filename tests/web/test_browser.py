@@ -1,0 +1,203 @@
+"""End to end in headless Chromium (Debian's `chromium`, driven by Playwright): the console
+served by uvicorn, the Telegram bot running against the fake Bot API, one SQLite database.
+
+Screenshots of the pages visited are written to the test's temp dir; with
+``GG_SCREENSHOTS=1`` they also replace those under docs/screenshots/ (shown in the README).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+from playwright.async_api import Browser, Page, async_playwright, expect
+
+from bot.kb.service import KnowledgeBase
+from bot.settings import Settings
+from bot.web.app import build_services, create_app
+from bot.web.security import hash_password
+from tests.channels.conftest import FORUM, GRADUATE, Stack, free_port, wait_until
+from tests.conftest import ROOT, make_markdown
+from tests.fakes.telegram_server import FakeTelegram
+from tests.web.conftest import ADMIN_PASSWORD, PASSWORD
+
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    assert CHROMIUM.exists(), "install Debian's chromium: apt-get install -y chromium"
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"]
+        )
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+class Server:
+    """The console app under uvicorn, in this test's event loop."""
+
+    def __init__(self, settings: Settings, kb: KnowledgeBase) -> None:
+        self.services = build_services(settings, kb=kb)
+        self.port = free_port()
+        config = uvicorn.Config(
+            create_app(self.services), host="127.0.0.1", port=self.port, log_level="warning"
+        )
+        self.server = uvicorn.Server(config)
+        self.task: asyncio.Task[None] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def __aenter__(self) -> Server:
+        self.task = asyncio.create_task(self.server.serve())
+        while not self.server.started:
+            assert not self.task.done(), "uvicorn stopped"
+            await asyncio.sleep(0.05)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        if self.task is not None:
+            await self.task
+        await self.services.store.db.dispose()
+
+
+async def shot(page: Page, tmp_path: Path, name: str) -> None:
+    path = tmp_path / f"{name}.png"
+    await page.screenshot(path=str(path), full_page=True)
+    assert path.stat().st_size > 5000, f"{name}: an empty screenshot"
+    if os.environ.get("GG_SCREENSHOTS") == "1":
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, SCREENSHOTS / path.name)
+
+
+async def log_in(page: Page, url: str, username: str, password: str) -> None:
+    await page.goto(f"{url}/queue")
+    await expect(page).to_have_url(f"{url}/login?next=/queue")
+    await page.fill("input[name=username]", username)
+    await page.fill("input[name=password]", password)
+    await page.click("button[type=submit].primary")
+    await expect(page).to_have_url(f"{url}/queue")
+
+
+async def test_counsellor_claims_a_telegram_ticket_and_the_graduate_gets_the_reply(
+    tg: FakeTelegram,
+    shared_kb: KnowledgeBase,
+    sqlite_template: Path,
+    browser: Browser,
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "db" / "gradguide.db"
+    db.parent.mkdir()
+    shutil.copyfile(sqlite_template, db)
+    stack = Stack(tg, shared_kb, "polling", "sqlite", f"sqlite+aiosqlite:///{db}", tmp_path / "d")
+    try:
+        bot = await stack.start_bot()
+        graduate = tg.user(GRADUATE, "张三", language_code="zh")
+        tg.send_text(graduate, "公司试用期不给交社保，我想找老师问问")
+        tg.send_command(graduate, "human")
+        await wait_until(
+            lambda: _has_ticket(bot.store), timeout=20, what="a ticket from the fake Bot API"
+        )
+        [ticket] = await bot.store.list_tickets(["queued"])
+
+        async with Server(stack.settings(), shared_kb) as server:
+            await server.services.console.add_account(
+                "chen", "陈老师", "counsellor", hash_password(PASSWORD)
+            )
+            page = await browser.new_page(locale="zh-CN", viewport={"width": 1280, "height": 800})
+            await page.goto(f"{server.url}/login")
+            await shot(page, tmp_path, "login")
+            await log_in(page, server.url, "chen", PASSWORD)
+            row = page.locator(f'tr[data-ticket="{ticket.id}"]')
+            await expect(row).to_contain_text("张三")
+            await expect(row).to_contain_text("排队中")
+            await shot(page, tmp_path, "queue")
+
+            await row.locator("a").first.click()
+            await expect(page.locator("h1")).to_contain_text(f"#{ticket.id}")
+            await expect(page.locator(".transcript")).to_contain_text("试用期不给交社保")
+            await page.click("text=认领")
+            await expect(page.locator(".flash")).to_contain_text("已认领")
+            reply = "你好，我是陈老师。试用期公司也必须给你缴纳社保，我们一起看看怎么处理。"
+            await page.fill("#reply-text", reply)
+            await shot(page, tmp_path, "ticket")
+            await page.click("#reply-form button[type=submit]")
+            await expect(page.locator(".flash")).to_contain_text("已发送给毕业生")
+            await expect(page.locator(".transcript")).to_contain_text(reply)
+
+            received = await tg.await_for(chat=GRADUATE, text=reply, timeout=10)
+            assert received.text is not None and reply in received.text
+            topic = ticket.topic_id
+            if topic is not None:  # the counsellors' topic hears about the claim as well
+                await tg.await_for(chat=FORUM, thread_id=topic, text="陈老师", timeout=10)
+            fresh = await bot.store.get_ticket(ticket.id)
+            assert fresh is not None and fresh.status == "assigned"
+            await page.close()
+    finally:
+        await stack.close()
+
+
+async def _has_ticket(store: object) -> bool:
+    tickets = await store.list_tickets(["queued"])  # type: ignore[attr-defined]
+    return bool(tickets)
+
+
+OVERTIME = make_markdown(
+    "# 加班费\n\n## 法定休假日\n"
+    "法定休假日安排劳动者工作的，支付不低于工资的百分之三百的工资报酬。\n\n"
+    "## 休息日\n休息日安排劳动者工作又不能安排补休的，支付不低于工资的百分之二百的工资报酬。\n",
+    id="overtime-zh",
+    title="劳动法：加班工资",
+    topics=["rights"],
+)
+
+
+async def test_admin_uploads_a_document_and_finds_it_by_hit_testing(
+    tg: FakeTelegram, web_settings: Settings, browser: Browser, tmp_path: Path
+) -> None:
+    kb = KnowledgeBase.open(web_settings)
+    kb.ingest([web_settings.knowledge_dir])
+    async with Server(web_settings, kb) as server:
+        await server.services.console.add_account(
+            "admin", "Admin", "admin", hash_password(ADMIN_PASSWORD)
+        )
+        page = await browser.new_page(locale="en-US", viewport={"width": 1280, "height": 800})
+        await log_in(page, server.url, "admin", ADMIN_PASSWORD)
+        await page.goto(f"{server.url}/admin/documents")
+        await expect(page.locator("tr[data-doc]")).to_have_count(2)
+        await page.click("text=Upload a document")
+        source = tmp_path / "overtime.md"
+        source.write_text(OVERTIME, encoding="utf-8")
+        await page.set_input_files("input[type=file]", str(source))
+        await page.click("text=Preview the chunks")
+        await expect(page.locator("ol.chunks li")).to_have_count(2)
+        await shot(page, tmp_path, "upload-preview")
+        assert "overtime-zh" not in {d.meta.id for d in kb.documents()}
+        await page.click("text=Add to the knowledge base")
+        await expect(page.locator(".flash")).to_contain_text("added to the knowledge base")
+        await expect(page.locator('tr[data-doc="overtime-zh"]')).to_contain_text("active")
+        await shot(page, tmp_path, "documents")
+
+        await page.click("header >> text=Hit testing")
+        await page.fill("input[name=q]", "法定节假日加班工资怎么算")
+        await page.click("form.search button[type=submit]")
+        await expect(page.locator("code.hit-doc").first).to_have_text("overtime-zh")
+        await expect(page.locator(".bot-answer")).to_contain_text("百分之三百")
+        await shot(page, tmp_path, "hit-testing")
+
+        await page.goto(f"{server.url}/admin/analytics")
+        await expect(page.locator("svg.chart")).to_have_count(5)
+        await shot(page, tmp_path, "analytics")
+        await page.close()

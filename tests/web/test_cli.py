@@ -1,0 +1,111 @@
+"""`gradguide users add` makes an account that can log in; `gradguide web` serves the console."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.channels.conftest import free_port
+from tests.conftest import run_cli
+from tests.web.conftest import csrf_of
+
+
+def test_users_add_creates_a_login_and_refuses_weak_or_duplicate(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("GRADGUIDE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setattr(sys, "stdin", io.StringIO("a long enough passphrase\n"))
+    code, out, _ = run_cli(
+        capsys, "users", "add", "Wang", "--role", "admin", "--name", "王老师", "--password-stdin"
+    )
+    assert code == 0 and "admin account wang created" in out
+    monkeypatch.setattr(sys, "stdin", io.StringIO("another long passphrase\n"))
+    code, _, err = run_cli(
+        capsys, "users", "add", "wang", "--role", "counsellor", "--password-stdin"
+    )
+    assert code == 2 and "already exists" in err
+    monkeypatch.setattr(sys, "stdin", io.StringIO("short\n"))
+    code, _, err = run_cli(
+        capsys, "users", "add", "zhao", "--role", "counsellor", "--password-stdin"
+    )
+    assert code == 2 and "at least 10" in err
+    code, out, _ = run_cli(capsys, "users", "list")
+    assert code == 0 and "王老师" in out and "zhao" not in out
+
+
+def test_gradguide_web_serves_the_console(tmp_path: Path) -> None:
+    port = free_port()
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "GRADGUIDE_DATA_DIR": str(tmp_path / "data"),
+        "GRADGUIDE_KNOWLEDGE_DIR": str(tmp_path / "knowledge"),
+        "GRADGUIDE_EMBEDDING": "hash",
+        "GRADGUIDE_WEB_PORT": str(port),
+    }
+    (tmp_path / "knowledge").mkdir()
+    add = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bot",
+            "users",
+            "add",
+            "chen",
+            "--role",
+            "counsellor",
+            "--password-stdin",
+        ],
+        input="correct horse battery\n",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert add.returncode == 0, add.stderr
+    server = subprocess.Popen(
+        [sys.executable, "-m", "bot", "web"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                page = httpx.get(f"{url}/login", timeout=2, trust_env=False)
+                break
+            except httpx.HTTPError:
+                assert server.poll() is None, server.stdout.read() if server.stdout else ""
+                assert time.monotonic() < deadline, "gradguide web did not start"
+                time.sleep(0.3)
+        with httpx.Client(base_url=url, trust_env=False) as client:
+            page = client.get("/login")
+            login = client.post(
+                "/login",
+                data={
+                    "username": "chen",
+                    "password": "correct horse battery",
+                    "csrf_token": csrf_of(page.text),
+                },
+            )
+            assert login.status_code == 303
+            queue = client.get("/queue")
+            assert queue.status_code == 200 and "等待老师的工单" in queue.text
+    finally:
+        server.send_signal(signal.SIGINT)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()

@@ -1,0 +1,153 @@
+"""The counsellor's desk: the live queue, the ticket page, and replies, claims, transfers and
+resolutions that reach the graduate through the fake Telegram Bot API."""
+
+from __future__ import annotations
+
+from tests.web.conftest import GRADUATE, Console, csrf_of, field_of
+
+
+async def test_queue_sorts_by_priority_and_colours_the_wait(console: Console) -> None:
+    old = await console.graduate_ticket("档案怎么转？", name="王同学", telegram_id=2001)
+    console.clock.advance(minutes=20)  # past the 15-minute reminder: late
+    urgent = await console.graduate_ticket(
+        "老板拖欠工资三个月了", name="赵同学", telegram_id=2002, priority="urgent"
+    )
+    await console.as_user("chen")
+    page = await console.client.get("/queue")
+    assert page.status_code == 200
+    rows = page.text.split('data-ticket="')[1:]
+    assert [row.split('"')[0] for row in rows] == [str(urgent.id), str(old.id)]
+    assert f'class="sla-late" data-ticket="{old.id}"' in page.text
+    assert f'class="sla-ok" data-ticket="{urgent.id}"' in page.text
+    assert "紧急" in rows[0] and "20 min" in rows[1]
+    assert 'data-poll="/queue/rows"' in page.text  # refreshed by static/console.js
+
+    newer = await console.graduate_ticket("三方协议丢了", name="孙同学", telegram_id=2003)
+    fragment = await console.client.get("/queue/rows", headers={"HX-Request": "true"})
+    assert fragment.status_code == 200
+    assert f'data-ticket="{newer.id}"' in fragment.text and "<html" not in fragment.text
+    script = await console.client.get("/static/console.js")
+    assert script.status_code == 200 and "data-poll" in script.text
+
+
+async def test_ticket_page_shows_transcript_summary_draft_and_citations(console: Console) -> None:
+    ticket = await console.graduate_ticket(
+        "试用期可以不交社保吗？", draft="试用期也必须缴纳社会保险。"
+    )
+    await console.store.add_event(ticket.id, "note", "counsellor:501", {"text": "已电话联系"})
+    await console.store.add_turn(ticket.conversation_id, "graduate", "[media]")  # a photo
+    await console.as_user("chen")
+    page = (await console.client.get(f"/tickets/{ticket.id}")).text
+    assert "试用期可以不交社保吗？" in page
+    assert "试用期也必须缴纳社会保险。" in page
+    assert "已电话联系" in page
+    assert "张同学" in page
+    assert "毕业生发送了附件" in page
+    assert (await console.client.get("/tickets/999")).status_code == 404
+
+
+async def test_reply_reaches_the_graduate_once_and_is_audited(console: Console) -> None:
+    ticket = await console.graduate_ticket()
+    await console.as_user("chen")
+    page = (await console.client.get(f"/tickets/{ticket.id}")).text
+    form = {"csrf_token": csrf_of(page), "nonce": field_of(page, "nonce")}
+    text = "你好，试用期也必须缴纳社保，可以向社保经办机构投诉。"
+    response = await console.client.post(f"/tickets/{ticket.id}/reply", data={**form, "text": text})
+    assert response.status_code == 303
+    received = await console.tg.await_for(chat=GRADUATE, text=text)
+    assert received.text is not None and text in received.text
+    # a double submit of the same form sends nothing more
+    again = await console.client.post(f"/tickets/{ticket.id}/reply", data={**form, "text": text})
+    assert again.status_code == 303
+    assert len([m for m in console.tg.messages_to(GRADUATE) if text in (m.text or "")]) == 1
+
+    fresh = await console.store.get_ticket(ticket.id)
+    assert fresh is not None and fresh.status == "assigned"
+    assert fresh.assignee_telegram_id == console.accounts["chen"].counsellor_id
+    assert fresh.first_response_at is not None
+    events = await console.store.events(ticket.id)
+    assert any(e.kind == "message_to_graduate" and e.actor == "web:chen" for e in events)
+    audit = await console.services.console.audit_log()
+    assert any(e.action == "reply" and e.target == f"ticket:{ticket.id}" for e in audit)
+    shown = (await console.client.get(f"/tickets/{ticket.id}")).text
+    assert text in shown and "陈老师" in shown
+
+
+async def test_claim_transfer_and_resolve(console: Console) -> None:
+    ticket = await console.graduate_ticket()
+    await console.as_user("chen")
+    claimed = await console.form(f"/tickets/{ticket.id}", f"/tickets/{ticket.id}/claim")
+    assert claimed.headers["location"].endswith("msg=web_claimed")
+    joined = console.services.messages.get("tg_counsellor_joined", "zh")
+    await console.tg.await_for(chat=GRADUATE, text=joined[:8])
+    again = await console.form(f"/tickets/{ticket.id}", f"/tickets/{ticket.id}/claim")
+    assert again.headers["location"].endswith("msg=web_already_claimed")
+
+    li = console.accounts["li"].counsellor_id
+    moved = await console.form(f"/tickets/{ticket.id}", f"/tickets/{ticket.id}/transfer", to=li)
+    assert moved.headers["location"].endswith("msg=web_transferred")
+    fresh = await console.store.get_ticket(ticket.id)
+    assert fresh is not None and fresh.assignee_telegram_id == li
+    bogus = await console.form(f"/tickets/{ticket.id}", f"/tickets/{ticket.id}/transfer", to="77")
+    assert bogus.headers["location"].endswith("msg=web_transfer_unknown")
+    await console.form(f"/tickets/{ticket.id}", f"/tickets/{ticket.id}/transfer", to="queue")
+    fresh = await console.store.get_ticket(ticket.id)
+    assert fresh is not None and fresh.status == "queued" and fresh.assignee_telegram_id is None
+
+    resolved = await console.form(f"/tickets/{ticket.id}", f"/tickets/{ticket.id}/resolve")
+    assert resolved.headers["location"].endswith("msg=web_resolved")
+    fresh = await console.store.get_ticket(ticket.id)
+    assert fresh is not None and fresh.status == "resolved"
+    await console.tg.await_for(
+        chat=GRADUATE, text=console.services.messages.get("tg_resolved", "zh")[:8]
+    )
+    page = (await console.client.get(f"/tickets/{ticket.id}")).text
+    assert "这个工单已经结束" in page and f'action="/tickets/{ticket.id}/reply"' not in page
+    late = await console.form(
+        "/queue", f"/tickets/{ticket.id}/reply", text="还在吗", nonce="x" * 30
+    )
+    assert late.headers["location"].endswith("msg=web_ticket_closed")
+    actions = [e.action for e in await console.services.console.audit_log()]
+    assert {"claim", "transfer", "resolve"} <= set(actions)
+
+
+async def test_canned_replies_are_shared_and_sent_as_replies(console: Console) -> None:
+    ticket = await console.graduate_ticket()
+    await console.as_user("li")
+    text = "您好，老师已收到您的问题，会尽快回复。"
+    await console.form("/canned", "/canned", title="收到", text=text, lang="zh")
+    await console.as_user("chen")
+    page = (await console.client.get(f"/tickets/{ticket.id}")).text
+    assert "收到" in page and f'data-text="{text}"' in page
+    canned = await console.services.console.canned()
+    response = await console.client.post(
+        f"/tickets/{ticket.id}/reply",
+        data={
+            "csrf_token": csrf_of(page),
+            "nonce": field_of(page, "nonce"),
+            "canned_id": canned[0].id,
+        },
+    )
+    assert response.headers["location"].endswith("msg=web_reply_sent")
+    await console.tg.await_for(chat=GRADUATE, text=text)
+    await console.form("/canned", f"/canned/{canned[0].id}/delete")
+    assert await console.services.console.canned() == []
+
+
+async def test_internal_notes_never_reach_the_graduate(console: Console) -> None:
+    ticket = await console.graduate_ticket()
+    await console.as_user("chen")
+    note = "内部：该生情绪比较激动，注意语气"
+    response = await console.form(f"/tickets/{ticket.id}", f"/tickets/{ticket.id}/note", text=note)
+    assert response.headers["location"].endswith("msg=web_note_saved")
+    assert note in (await console.client.get(f"/tickets/{ticket.id}")).text
+    assert all(note not in (m.text or "") for m in console.tg.messages_to(GRADUATE))
+
+
+async def test_send_the_bots_draft(console: Console) -> None:
+    draft = "试用期也必须缴纳社会保险。"
+    ticket = await console.graduate_ticket(draft=draft)
+    await console.as_user("chen")
+    response = await console.form(f"/tickets/{ticket.id}", f"/tickets/{ticket.id}/draft")
+    assert response.headers["location"].endswith("msg=web_reply_sent")
+    await console.tg.await_for(chat=GRADUATE, text=draft)
