@@ -55,9 +55,15 @@ class Services:
     messages: Messages
     desk: Desk | None = None
     agent_pool: ThreadPoolExecutor = field(
-        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="agent")
+        default_factory=lambda: ThreadPoolExecutor(4, thread_name_prefix="agent")
     )
-    """The agent is CPU work: one thread keeps it off the event loop, in order."""
+    """The agent is CPU work, kept off the event loop. Several threads: the model and the
+    index release the GIL, and questions asked at the same moment are embedded together
+    (``QueryBatcher``). One graduate's messages still run one at a time (``locks``)."""
+    kb_pool: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="kb-writer")
+    )
+    """Knowledge-base writes (an admin's upload or removal), one at a time."""
     locks: defaultdict[int, asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
     """Per-user locks: one message of a graduate at a time (plus DB constraints across
     replicas)."""
