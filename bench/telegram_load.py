@@ -146,6 +146,7 @@ async def run(
         "duplicated": duplicated,
         "rate_limited": limited,
         "cpu_percent": 100 * cpu / wall if wall else 0.0,
+        "cpu_ms_per_reply": 1000 * cpu / replies if replies else float("nan"),
         "fake_cpu_percent": 100 * own_cpu / wall if wall else 0.0,
         "violations": len(violations),
     }
@@ -157,6 +158,9 @@ def main() -> int:
     parser.add_argument("--questions", type=int, default=3)
     parser.add_argument("--rate", type=float, default=50.0, help="arrivals per second")
     parser.add_argument("--limit", type=int, default=2, help="per-minute limit for the second run")
+    parser.add_argument(
+        "--only-unlimited", action="store_true", help="skip the second run (limiter on)"
+    )
     args = parser.parse_args()
     console = Console(width=120)
     os.environ.pop("GRADGUIDE_DATABASE_URL", None)
@@ -166,7 +170,11 @@ def main() -> int:
         kb.ingest([kb.settings.knowledge_dir])  # built once, before the bot starts
         del kb
         off = asyncio.run(run(data, args.graduates, args.questions, args.rate, 0))
-        on = asyncio.run(run(data, args.graduates, args.questions, args.rate, args.limit))
+        on = (
+            None
+            if args.only_unlimited
+            else asyncio.run(run(data, args.graduates, args.questions, args.rate, args.limit))
+        )
     table = Table(
         title=f"Telegram load — {args.graduates} graduates × {args.questions} questions, "
         f"arrivals {args.rate:g}/s, fake Bot API over HTTP, SQLite, polling"
@@ -182,11 +190,14 @@ def main() -> int:
         "duplicated",
         "rate-limited",
         "bot CPU %",
+        "bot CPU ms/reply",
         "fake API CPU %",
         "spec violations",
     ):
         table.add_column(column, justify="right")
     for name, r in (("limiter off", off), (f"limiter {args.limit}/min", on)):
+        if r is None:
+            continue
         table.add_row(
             name,
             str(r["messages"]),
@@ -198,6 +209,7 @@ def main() -> int:
             str(r["duplicated"]),
             str(r["rate_limited"]),
             f"{r['cpu_percent']:.0f}",
+            f"{r['cpu_ms_per_reply']:.1f}",
             f"{r['fake_cpu_percent']:.0f}",
             str(r["violations"]),
         )

@@ -161,6 +161,12 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = Field(
         default=20, ge=0, description="Messages a graduate may send per minute (0: no limit)."
     )
+    chat_lease_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="A chat's updates are processed one at a time across replicas; if a "
+        "replica dies mid-update, the chat moves on after this long.",
+    )
 
     web_host: str = Field(default="127.0.0.1", description="Where `gradguide web` listens.")
     web_port: int = Field(default=8080, ge=1, le=65535, description="The web console's port.")

@@ -287,6 +287,32 @@ class ProcessedUpdateRow(Base):
     status: Mapped[str] = mapped_column(String(16))
     claimed_at: Mapped[dt.datetime]
     done_at: Mapped[dt.datetime | None]
+    chat_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    """The chat the update came from (so /forget can remove the trace of theirs)."""
+
+
+class ChatLeaseRow(Base):
+    """Who is processing a chat's update right now (one at a time, across replicas): the
+    holder's update id until it finishes, or until ``expires_at`` if its replica died."""
+
+    __tablename__ = "chat_leases"
+
+    chat_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    thread_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    update_id: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[dt.datetime]
+
+
+class RateBucketRow(Base):
+    """A graduate's messages per minute, for the rate limit (shared by all replicas)."""
+
+    __tablename__ = "rate_buckets"
+
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    minute: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    hits: Mapped[int] = mapped_column(Integer)
 
 
 class KbUploadRow(Base):

@@ -20,6 +20,7 @@ from typing import Any, Literal, TypeVar, cast
 
 from pydantic import BaseModel
 from sqlalchemy import and_, case, delete, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import CursorResult, Result
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -33,12 +34,15 @@ from bot.storage.db import Database
 from bot.storage.models import (
     OPEN_STATUSES,
     PRIORITIES,
+    Base,
+    ChatLeaseRow,
     ConversationRow,
     FeedbackRow,
     KbUploadRow,
     MessageLinkRow,
     OutboxRow,
     ProcessedUpdateRow,
+    RateBucketRow,
     TicketEventRow,
     TicketRow,
     TurnRow,
@@ -258,6 +262,13 @@ def _rowcount(result: Result[Any]) -> int:
     return cast(CursorResult[Any], result).rowcount
 
 
+def _upsert(dialect: str, table: type[Base]) -> Any:
+    """``INSERT … ON CONFLICT`` for the database in use (both dialects spell it alike)."""
+    if dialect == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
 def _priority_rank() -> ColumnElement[int]:
     """0 for urgent, 1 for high, 2 for normal: the queue's first sort key."""
     ranks = {priority: rank for rank, priority in enumerate(PRIORITIES)}
@@ -440,6 +451,7 @@ class Store:
                     ),
                 ),
                 ("unanswered", delete(UnansweredRow).where(UnansweredRow.user_id == user_id)),
+                ("rate_buckets", delete(RateBucketRow).where(RateBucketRow.user_id == user_id)),
                 ("turns", delete(TurnRow).where(TurnRow.conversation_id.in_(conversations))),
                 (
                     "tickets",
@@ -458,7 +470,19 @@ class Store:
             ]
             for table, statement in steps:
                 counts[table] = _rowcount(await self._dml(s, statement))
+            counts["processed_updates"] = 0
             if telegram_id is not None:
+                # which updates came from their chat (the one being processed stays, so
+                # a replay of the /forget itself is still recognised)
+                counts["processed_updates"] = _rowcount(
+                    await self._dml(
+                        s,
+                        delete(ProcessedUpdateRow).where(
+                            ProcessedUpdateRow.chat_id == telegram_id,
+                            ProcessedUpdateRow.status == "done",
+                        ),
+                    )
+                )
                 loose = await s.execute(
                     select(OutboxRow.id, OutboxRow.payload).where(OutboxRow.ticket_id.is_(None))
                 )
@@ -1324,6 +1348,40 @@ class Store:
         async with self._tx(session) as s:
             return _rowcount(await self._dml(s, statement))
 
+    # --- rate limit ------------------------------------------------------------------
+
+    async def count_message(
+        self, user_id: int, now: dt.datetime, *, session: AsyncSession | None = None
+    ) -> float:
+        """Count one message of this user; returns how many they sent in the last minute,
+        this one included (a sliding window: this minute's count plus the previous
+        minute's, weighted by how much of it is still inside the window). Every replica
+        counts in the same rows."""
+        minute, seconds = divmod(int(now.timestamp()), 60)
+        upsert = _upsert(self.db.dialect, RateBucketRow).values(
+            user_id=user_id, minute=minute, hits=1
+        )
+        upsert = upsert.on_conflict_do_update(
+            index_elements=[RateBucketRow.user_id, RateBucketRow.minute],
+            set_={"hits": RateBucketRow.hits + 1},
+        ).returning(RateBucketRow.hits)
+        previous = select(RateBucketRow.hits).where(
+            RateBucketRow.user_id == user_id, RateBucketRow.minute == minute - 1
+        )
+        async with self._tx(session) as s:
+            hits: int = (await s.execute(upsert)).scalar_one()
+            before: int = (await s.execute(previous)).scalar_one_or_none() or 0
+        return hits + before * (60 - seconds) / 60
+
+    async def prune_rate_buckets(
+        self, before: dt.datetime, *, session: AsyncSession | None = None
+    ) -> int:
+        statement = delete(RateBucketRow).where(
+            RateBucketRow.minute < int(before.timestamp()) // 60
+        )
+        async with self._tx(session) as s:
+            return _rowcount(await self._dml(s, statement))
+
     # --- feedback and unanswered questions -------------------------------------------
 
     async def has_feedback(
@@ -1416,6 +1474,7 @@ class Store:
         now: dt.datetime,
         stale_after: dt.timedelta,
         *,
+        chat_id: int | None = None,
         session: AsyncSession | None = None,
     ) -> bool:
         """True if this caller should process the update: it is new, or an earlier claim
@@ -1425,7 +1484,10 @@ class Store:
                 async with s.begin_nested():
                     await s.execute(
                         insert(ProcessedUpdateRow).values(
-                            update_id=update_id, status="processing", claimed_at=now
+                            update_id=update_id,
+                            status="processing",
+                            claimed_at=now,
+                            chat_id=chat_id,
                         )
                     )
                 return True
@@ -1437,6 +1499,40 @@ class Store:
                 ProcessedUpdateRow.claimed_at <= now - stale_after,
             )
             return _rowcount(await self._dml(s, statement.values(claimed_at=now))) == 1
+
+    async def lease_chat(
+        self,
+        chat: tuple[int, int],
+        update_id: int,
+        now: dt.datetime,
+        lease: dt.timedelta,
+        *,
+        session: AsyncSession | None = None,
+    ) -> bool:
+        """Take the chat (chat id, forum topic id or 0) for this update, unless another
+        update holds it and its lease has not run out. Replicas process one update of a
+        chat at a time; ``release_chat`` hands it on."""
+        statement = _upsert(self.db.dialect, ChatLeaseRow).values(
+            chat_id=chat[0], thread_id=chat[1], update_id=update_id, expires_at=now + lease
+        )
+        statement = statement.on_conflict_do_update(
+            index_elements=[ChatLeaseRow.chat_id, ChatLeaseRow.thread_id],
+            set_={"update_id": update_id, "expires_at": now + lease},
+            where=or_(ChatLeaseRow.expires_at <= now, ChatLeaseRow.update_id == update_id),
+        ).returning(ChatLeaseRow.update_id)
+        async with self._tx(session) as s:
+            return (await s.execute(statement)).scalar_one_or_none() == update_id
+
+    async def release_chat(
+        self, chat: tuple[int, int], update_id: int, *, session: AsyncSession | None = None
+    ) -> bool:
+        statement = delete(ChatLeaseRow).where(
+            ChatLeaseRow.chat_id == chat[0],
+            ChatLeaseRow.thread_id == chat[1],
+            ChatLeaseRow.update_id == update_id,
+        )
+        async with self._tx(session) as s:
+            return _rowcount(await self._dml(s, statement)) == 1
 
     async def finish_update(self, update_id: int, *, session: AsyncSession | None = None) -> bool:
         statement = (

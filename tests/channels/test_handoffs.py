@@ -428,14 +428,18 @@ class Race:
 
 
 async def race_across_replicas(tg: FakeTelegram, stack: Stack) -> Race:
-    first = await stack.start_bot()
+    """A replica so slow that its hold on the chat ran out (``chat_lease_s``): the other
+    replica takes the graduate's next messages meanwhile, and a counsellor claims."""
+    first = await stack.start_bot(chat_lease_s=0.5)
     first_url = tg.webhook_url
-    second = await stack.start_bot()
+    second = await stack.start_bot(chat_lease_s=0.5)
     second_url = tg.webhook_url
     assert first_url and second_url and first_url != second_url
     graduate, li, _ = people(tg)
     gate = threading.Event()
-    first.services.agent_pool.submit(gate.wait)  # the first replica's agent is busy
+    pool = first.services.agent_pool
+    for _ in range(pool._max_workers):  # every thread of the first replica's agent is busy
+        pool.submit(gate.wait)
     try:
         tg.webhook_targets = [first_url]
         asked = tg.mark()

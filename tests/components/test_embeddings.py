@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -15,6 +17,7 @@ from bot.components.embeddings import (
     HashEmbedder,
     OllamaEmbedder,
     OpenAIEmbedder,
+    QueryBatcher,
     UseM3Embedder,
     build_embedder,
 )
@@ -155,6 +158,66 @@ def test_bundled_default_is_multilingual_and_offline(settings: Settings) -> None
     # the tokenizer cache makes the next start cheaper and gives the same vectors
     again = build_embedder(settings).embed_query("试用期最长不得超过六个月")
     np.testing.assert_allclose(again, zh, rtol=1e-5, atol=1e-6)
+
+
+def test_questions_asked_at_once_get_their_own_vectors(settings: Settings) -> None:
+    """Concurrent questions are embedded together; each caller still gets the vector of
+    its own question, the same as when it is asked alone."""
+    embedder = build_embedder(settings)
+    questions = [f"{topic}怎么办" for topic in ("试用期", "档案", "户口", "三方协议", "欠薪")] + [
+        "How long can probation last?",
+        "Where do I register my destination?",
+        "Is a paid internal referral a scam?",
+    ]
+    alone = [embedder.embed_query(q) for q in questions]
+    results: dict[int, np.ndarray] = {}
+    start = threading.Barrier(len(questions))
+
+    def ask(n: int) -> None:
+        start.wait()
+        results[n] = embedder.embed_query(questions[n])
+
+    threads = [threading.Thread(target=ask, args=(n,)) for n in range(len(questions))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for n, vector in enumerate(alone):
+        np.testing.assert_allclose(results[n], vector, rtol=1e-4, atol=1e-5)
+
+
+def test_questions_waiting_for_the_model_share_one_call() -> None:
+    batches: list[list[str]] = []
+
+    def encode(texts: list[str]) -> np.ndarray:
+        batches.append(texts)
+        time.sleep(0.05)  # a busy model: the other questions queue meanwhile
+        return np.array([[len(t), 1.0] for t in texts], dtype=np.float32)
+
+    batcher = QueryBatcher(encode)
+    texts = ["a" * n for n in range(1, 9)]
+    with ThreadPoolExecutor(len(texts)) as pool:
+        vectors = list(pool.map(batcher, texts))
+    assert len(batches) < len(texts), batches
+    for text, vector in zip(texts, vectors, strict=True):
+        expected = np.array([len(text), 1.0]) / np.hypot(len(text), 1.0)
+        np.testing.assert_allclose(vector, expected, rtol=1e-6)
+
+
+def test_a_failing_batch_fails_its_callers_and_the_next_question_works() -> None:
+    calls: list[list[str]] = []
+
+    def encode(texts: list[str]) -> np.ndarray:
+        calls.append(texts)
+        if "boom" in texts:
+            raise EmbeddingError("model crashed")
+        return np.ones((len(texts), 4), dtype=np.float32)
+
+    batcher = QueryBatcher(encode)
+    with pytest.raises(EmbeddingError, match="model crashed"):
+        batcher("boom")
+    np.testing.assert_allclose(batcher("fine"), np.full(4, 0.5, dtype=np.float32))
+    assert calls == [["boom"], ["fine"]]
 
 
 def test_hash_embedder_is_deterministic() -> None:

@@ -37,7 +37,11 @@ TABLES = {
     "unanswered",
     "processed_updates",
     "kb_uploads",
+    "rate_buckets",
+    "chat_leases",
 }
+HEAD = "0002"
+"""The newest migration."""
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -65,9 +69,9 @@ async def test_migrate_creates_every_table_from_empty_and_is_idempotent(empty_ur
         assert await database.revision() is None
         await database.migrate()
         assert await table_names(database) == TABLES | {"alembic_version"}
-        assert await database.revision() == "0001"
+        assert await database.revision() == HEAD
         await database.migrate()  # a second start-up changes nothing
-        assert await database.revision() == "0001"
+        assert await database.revision() == HEAD
 
 
 async def test_concurrent_migrations_do_not_collide(empty_url: str) -> None:
@@ -93,7 +97,7 @@ async def test_migrate_from_a_synchronous_command_line(empty_url: str) -> None:
 
     await asyncio.to_thread(cli)
     async with Database(empty_url) as database:
-        assert await database.revision() == "0001"
+        assert await database.revision() == HEAD
 
 
 async def test_models_and_migration_agree(db: Database) -> None:

@@ -30,6 +30,10 @@ async def populate(store: Store, telegram_id: int) -> dict[str, int]:
     await store.add_feedback(user_id, "thumb", 1, conversation_id=conversation_id, turn_id=turn)
     await store.set_rating(ticket.id, 5)
     await store.add_unanswered(user_id, "问题", "zh", 0.1, "low_confidence")
+    await store.count_message(user_id, store.now())
+    update_id = telegram_id * 1000
+    await store.claim_update(update_id, store.now(), dt.timedelta(minutes=5), chat_id=telegram_id)
+    await store.finish_update(update_id)
     return {"user": user_id, "conversation": conversation_id, "ticket": ticket.id}
 
 
@@ -52,6 +56,8 @@ async def test_forget_user_removes_every_row_of_theirs_only(store: Store) -> Non
     assert counts["outbox"] == 2  # the ticket's and the loose one addressed to them
     assert counts["feedback"] == 2  # thumb and rating
     assert counts["unanswered"] == 1
+    assert counts["rate_buckets"] == 1
+    assert counts["processed_updates"] == 1  # which updates came from their chat
 
     references: dict[str, tuple[str, dict[str, Any]]] = {
         "users": ("id = :user", {"user": mine["user"]}),
@@ -72,6 +78,8 @@ async def test_forget_user_removes_every_row_of_theirs_only(store: Store) -> Non
             {"user": mine["user"], "t": mine["ticket"], "c": mine["conversation"]},
         ),
         "unanswered": ("user_id = :user", {"user": mine["user"]}),
+        "rate_buckets": ("user_id = :user", {"user": mine["user"]}),
+        "processed_updates": ("chat_id = 111", {}),
     }
     for table, (where, params) in references.items():
         assert await count_rows(store.db, table, where, **params) == 0, table

@@ -144,7 +144,7 @@ async def ingest_upload(
         )
         await file.download_to_drive(path)
         loop = asyncio.get_running_loop()
-        report = await loop.run_in_executor(s.agent_pool, s.kb.ingest, [path])
+        report = await loop.run_in_executor(s.kb_pool, s.kb.ingest, [path])
     except (DeliveryFailed, GradGuideError, OSError) as exc:
         await s.store.finish_upload(upload_id, "failed", {"error": str(exc)[:500]})
         reason = fmt.escape(str(exc)[:300])
@@ -208,7 +208,7 @@ async def on_kb_remove(
     doc_id = context.args[0][:200]
     loop = asyncio.get_running_loop()
     try:
-        await loop.run_in_executor(s.agent_pool, s.kb.remove, doc_id)
+        await loop.run_in_executor(s.kb_pool, s.kb.remove, doc_id)
     except DocumentNotFoundError:
         await _send(s, chat, s.messages.get("adm_kb_unknown", lang, doc_id=fmt.escape(doc_id)))
         return

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import Bot, BotCommand, Update
 from telegram.error import InvalidToken, NetworkError, TelegramError
 from telegram.ext import (
@@ -44,6 +45,16 @@ UPDATE_STALE_AFTER = dt.timedelta(minutes=5)
 """An update claimed by a worker that then died is processed again after this."""
 
 
+@dataclass(frozen=True)
+class Preloaded:
+    """What ``once`` read for a graduate's text, in the transaction that claimed it."""
+
+    user: User
+    conversation: ConversationRecord
+    sent_last_minute: float
+    """Their messages in the last minute, this one included (for the rate limit)."""
+
+
 @dataclass
 class Services:
     """Everything the handlers need, built once at start-up."""
@@ -55,18 +66,22 @@ class Services:
     messages: Messages
     desk: Desk | None = None
     agent_pool: ThreadPoolExecutor = field(
-        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="agent")
+        default_factory=lambda: ThreadPoolExecutor(4, thread_name_prefix="agent")
     )
-    """The agent is CPU work: one thread keeps it off the event loop, in order."""
+    """The agent is CPU work, kept off the event loop. Several threads: the model and the
+    index release the GIL, and questions asked at the same moment are embedded together
+    (``QueryBatcher``). One graduate's messages still run one at a time (``locks``)."""
+    kb_pool: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="kb-writer")
+    )
+    """Knowledge-base writes (an admin's upload or removal), one at a time."""
     locks: defaultdict[int, asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
     """Per-user locks: one message of a graduate at a time (plus DB constraints across
     replicas)."""
-    recent: defaultdict[int, list[float]] = field(default_factory=lambda: defaultdict(list))
     finished: set[int] = field(default_factory=set)
-    preloaded: dict[int, tuple[User, ConversationRecord]] = field(default_factory=dict)
-    """A text update's user and conversation, read when the update was claimed."""
     """Updates already marked done in the transaction that stored their answer."""
-    """Message times per user, for the rate limit."""
+    preloaded: dict[int, Preloaded] = field(default_factory=dict)
+    """A text update's user and conversation, read when the update was claimed."""
 
     @property
     def need_desk(self) -> Desk:
@@ -74,21 +89,28 @@ class Services:
         return self.desk
 
 
+def chat_key(update: object) -> tuple[int, int] | None:
+    """The chat an update belongs to, with the forum topic (0 outside topics): the unit
+    whose updates are processed one at a time, in order."""
+    if not isinstance(update, Update) or update.effective_chat is None:
+        return None
+    message = update.effective_message
+    thread = message.message_thread_id if message is not None else None
+    return update.effective_chat.id, thread or 0
+
+
 class PerChatOrder(BaseUpdateProcessor):
     """Updates run concurrently, but those of one chat (one topic in the counsellor group)
     run in the order they came: "reply, then /resolve" never turns into "resolve, then
-    reply"."""
+    reply". This orders a replica's own updates; the chat lease in the database
+    (``Store.lease_chat``, taken in ``once``) does the same across replicas."""
 
     def __init__(self, max_concurrent_updates: int) -> None:
         super().__init__(max_concurrent_updates)
         self._locks: dict[tuple[int, int], asyncio.Lock] = {}
 
     async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
-        key = (0, 0)
-        if isinstance(update, Update) and update.effective_chat is not None:
-            message = update.effective_message
-            thread = message.message_thread_id if message is not None else None
-            key = (update.effective_chat.id, thread or 0)
+        key = chat_key(update) or (0, 0)
         lock = self._locks.setdefault(key, asyncio.Lock())
         try:
             async with lock:
@@ -131,8 +153,10 @@ def build_application(services: Services) -> Application:  # type: ignore[type-a
     application.bot_data["services"] = services
 
     async def once(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        """Each update is processed once, even when a webhook is replayed. A graduate's
-        text also has its user and conversation read in the same transaction."""
+        """Each update is processed once, even when a webhook is replayed, and a chat's
+        updates one at a time on whichever replica receives them. A graduate's text also
+        has its user and conversation read, and is counted for the rate limit, in the
+        same transaction."""
         store = services.store
         message, sender = update.message, update.effective_user
         private_text = (
@@ -141,24 +165,42 @@ def build_application(services: Services) -> Application:  # type: ignore[type-a
             and message.chat.type == "private"
             and sender is not None
         )
+        chat = chat_key(update)
+        lease = dt.timedelta(seconds=settings.chat_lease_s)
+        delay = 0.01
+        update_id = update.update_id
         async with store.transaction() as tx:
+            now = store.now()
             claimed = await store.claim_update(
-                update.update_id, store.now(), UPDATE_STALE_AFTER, session=tx
+                update_id, now, UPDATE_STALE_AFTER, chat_id=chat and chat[0], session=tx
             )
-            if claimed and private_text:
-                assert sender is not None
-                user = await store.get_or_create_user(sender.id, sender.first_name, session=tx)
-                conversation = await store.load_conversation(user.id, session=tx)
-                services.preloaded[update.update_id] = (user, conversation)
+            ours = claimed and (
+                chat is None or await store.lease_chat(chat, update_id, now, lease, session=tx)
+            )
+            if ours and private_text:
+                await _preload(services, update, tx)
         if not claimed:
             raise ApplicationHandlerStop
+        while not ours:  # another replica is processing this chat's previous update
+            assert chat is not None
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.2)
+            async with store.transaction() as tx:
+                ours = await store.lease_chat(chat, update_id, store.now(), lease, session=tx)
+                if ours and private_text:
+                    await _preload(services, update, tx)
 
     async def done(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         services.preloaded.pop(update.update_id, None)
-        if update.update_id in services.finished:  # marked in the answer's transaction
-            services.finished.discard(update.update_id)
-            return
-        await services.store.finish_update(update.update_id)
+        chat = chat_key(update)
+        store = services.store
+        async with store.transaction() as tx:
+            if update.update_id in services.finished:  # marked in the answer's transaction
+                services.finished.discard(update.update_id)
+            else:
+                await store.finish_update(update.update_id, session=tx)
+            if chat is not None:
+                await store.release_chat(chat, update.update_id, session=tx)
 
     application.add_handler(TypeHandler(Update, once), group=-1)
     admins.register(application, services)
@@ -168,6 +210,20 @@ def build_application(services: Services) -> Application:  # type: ignore[type-a
     application.add_error_handler(graduates.on_error)
     jobs.schedule(application, services)
     return application
+
+
+async def _preload(services: Services, update: Update, tx: AsyncSession) -> None:
+    """Read a graduate's user and conversation (and count the message for the rate limit)
+    in the transaction that claimed the update."""
+    store = services.store
+    sender = update.effective_user
+    assert sender is not None
+    user = await store.get_or_create_user(sender.id, sender.first_name, session=tx)
+    conversation = await store.load_conversation(user.id, session=tx)
+    sent = 0.0
+    if services.settings.rate_limit_per_minute > 0:
+        sent = await store.count_message(user.id, store.now(), session=tx)
+    services.preloaded[update.update_id] = Preloaded(user, conversation, sent)
 
 
 async def _command_menu(application: Application) -> None:  # type: ignore[type-arg]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import re
-import time
 from typing import Any, cast
 
 from telegram import Message, Update
@@ -121,19 +121,13 @@ def _state(conversation: ConversationRecord, user: User) -> Conversation:
     return state
 
 
-def _rate_limited(s: Services, user_id: int) -> int:
-    """Seconds to wait, or 0 when the message may go through."""
+def _rate_limited(s: Services, sent_last_minute: float) -> int:
+    """Seconds to wait, or 0 when the message may go through (``sent_last_minute``
+    counts this message, on every replica: ``Store.count_message``)."""
     limit = s.settings.rate_limit_per_minute
-    if limit <= 0:
+    if limit <= 0 or sent_last_minute <= limit:
         return 0
-    now = time.monotonic()
-    recent = [t for t in s.recent[user_id] if now - t < 60]
-    if len(recent) >= limit:
-        s.recent[user_id] = recent
-        return max(1, int(60 - (now - recent[0])) + 1)
-    recent.append(now)
-    s.recent[user_id] = recent
-    return 0
+    return max(1, math.ceil(60 * (sent_last_minute - limit) / sent_last_minute))
 
 
 async def ask_agent(s: Services, state: Conversation, text: str) -> Reply:
@@ -157,12 +151,14 @@ async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     assert message is not None and message.text is not None and tg_user is not None
     preloaded = s.preloaded.pop(update.update_id, None)  # read when the update was claimed
     if preloaded is not None:
-        user, conversation = preloaded
+        user, conversation = preloaded.user, preloaded.conversation
+        sent = preloaded.sent_last_minute
     else:
         async with s.store.transaction() as tx:
             user = await s.store.get_or_create_user(tg_user.id, tg_user.first_name, session=tx)
             conversation = await s.store.load_conversation(user.id, session=tx)
-    wait = _rate_limited(s, user.id)
+            sent = await s.store.count_message(user.id, s.store.now(), session=tx)
+    wait = _rate_limited(s, sent)
     if wait:
         lang = guess_lang(user, update.effective_user, message.text)
         await say(s, message.chat_id, s.messages.get("tg_rate_limited", lang, seconds=wait))
@@ -622,7 +618,6 @@ async def _graduate_button(
             )
             await desk.close_topic(ticket)
         await s.store.forget_user(user.id)
-        s.recent.pop(user.id, None)
         await say(s, chat_id, s.messages.get("tg_forget_done", lang))
         return True
     ticket = await s.store.get_ticket(callback.int_arg(0))
