@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+import unicodedata
 
 from bot.agent import guardrails as g
 from bot.agent.compose import Composed, ExtractiveComposer, citation_for, overlap_terms
@@ -46,6 +47,23 @@ _FOLLOW_UP_EN = re.compile(
     re.I,
 )
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
+
+
+_FULL_WIDTH_ALNUM = {
+    code: code - 0xFEE0
+    for start, end in ((0xFF10, 0xFF19), (0xFF21, 0xFF3A), (0xFF41, 0xFF5A))
+    for code in range(start, end + 1)
+}
+"""Full-width digits and Latin letters (a Chinese keyboard in full-width mode) → ASCII.
+Full-width punctuation stays: it belongs to Chinese text."""
+
+
+def clean_text(message: str) -> str:
+    """The message as the agent reads it: without invisible format characters (zero-width
+    spaces copied from web pages split words apart), full-width letters and digits folded
+    to ASCII, surrounding space trimmed."""
+    text = "".join(ch for ch in message if unicodedata.category(ch) != "Cf")
+    return text.translate(_FULL_WIDTH_ALNUM).replace("\u3000", " ").strip()
 
 
 def is_follow_up(message: str) -> bool:
@@ -88,7 +106,7 @@ class Agent:
 
     def reply(self, conversation: Conversation, message: str) -> Reply:
         started = time.perf_counter()
-        text = message.strip()
+        text = clean_text(message)
         lang = self._language(conversation, text)
         reply, query = self._decide(conversation, text, lang)
         reply.latency_ms = round((time.perf_counter() - started) * 1000, 2)
@@ -103,14 +121,15 @@ class Agent:
             )
         )
         del conversation.turns[: -2 * self._settings.conversation_max_turns]
-        logger.debug(
-            "reply intent=%s confidence=%.2f handoff=%s latency_ms=%.1f question=%s",
-            reply.intent.value,
-            reply.confidence,
-            reply.handoff_reason,
-            reply.latency_ms,
-            redact(text)[:120],
-        )
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "reply intent=%s confidence=%.2f handoff=%s latency_ms=%.1f question=%s",
+                reply.intent.value,
+                reply.confidence,
+                reply.handoff_reason,
+                reply.latency_ms,
+                redact(text)[:120],
+            )
         return reply
 
     def record_feedback(self, conversation: Conversation, helpful: bool) -> Reply | None:

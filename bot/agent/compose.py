@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import ClassVar
 
-from bot.agent.guardrails import INJECTION
+from bot.agent.guardrails import is_planted
 from bot.agent.models import Citation
 from bot.kb.chunking import split_sentences
 from bot.kb.index import ChunkRecord
@@ -133,7 +133,7 @@ def sentences_with_context(text: str) -> list[tuple[str, str]]:
         if sentence.endswith((":", "：")):
             lead_in = sentence
             continue
-        if INJECTION.search(sentence):  # an instruction planted in a document is not quoted
+        if is_planted(sentence):  # an instruction planted in a document is not quoted
             continue
         is_item = bool(re.match(r"^\s*(?:[-*+]|\d+[.)、])\s+", line))
         if is_item:

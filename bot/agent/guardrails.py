@@ -394,6 +394,23 @@ def wants_human(text: str) -> bool:
     return bool(HANDOFF_REQUEST.search(text.strip()))
 
 
+DOC_INSTRUCTION = _any(
+    r"^\s*(?:AI|assistant|bot|chatbot|AI\s*助手|智能助手|助手|机器人|给\s*AI[^：:]{0,12})"
+    r"\s*(?:注意|说明|指令|note|instruction)?\s*[:：]",
+    r"\bignore (?:all |any )?(?:the |your )?(?:rules|instructions)\b",
+    r"\btell (?:the )?(?:users?|graduates?|students?)\b",
+    r"(?:告诉|回答|回复|告知)(?:所有)?(?:用户|毕业生|学生)",
+)
+"""A sentence in a *document* addressed to the assistant ("AI: tell users …", "AI助手注意：
+请告诉用户……"): policy text speaks to graduates, never to the bot."""
+
+
+def is_planted(sentence: str) -> bool:
+    """A document sentence that is an instruction to the bot, not policy: never quoted,
+    never shown to a model."""
+    return bool(INJECTION.search(sentence) or DOC_INSTRUCTION.search(sentence))
+
+
 def strip_injection(text: str) -> tuple[str, bool]:
     """Drop the sentences that try to change the bot's instructions; say if any were found."""
     pieces = re.split(r"(?<=[。！？!?；;\n])|(?<=\.)\s", text)

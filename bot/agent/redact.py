@@ -6,7 +6,9 @@ import logging
 import re
 
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"), "[email]"),
+    # (the look-behind starts a match only where an address can start: without it a long
+    # run of letters with no "@" is rescanned from every position, quadratic in its length)
+    (re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+"), "[email]"),
     # 18-digit resident ID (last character may be X), before bank cards and phones
     (re.compile(r"(?<!\d)\d{17}[\dXx](?!\d)"), "[id-number]"),
     (re.compile(r"(?<!\d)\d{15}(?!\d)"), "[id-number]"),

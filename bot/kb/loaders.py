@@ -80,6 +80,7 @@ def load_file(
             intrinsic_title, body = _html_to_markdown(text)
         else:
             front, body = _split_front_matter(path, text)
+            body = _strip_markup(body)
     elif suffix == ".pdf":
         intrinsic_title, body = _pdf_to_text(path, data)
     else:
@@ -241,6 +242,20 @@ class _HtmlText(HTMLParser):
             self.title = (self.title or "") + data.strip()
         elif not self._skip:
             self.parts.append(re.sub(r"[ \t\r\n]+", " ", data))
+
+
+_COMMENT = re.compile(r"<!--.*?(?:-->|\Z)", re.S)
+_HIDDEN_BLOCK = re.compile(r"<(script|style|template)\b[^>]*>.*?(?:</\1\s*>|\Z)", re.S | re.I)
+_TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9-]*(?:\s[^<>]*)?/?>")
+
+
+def _strip_markup(body: str) -> str:
+    """Markdown and text documents: HTML comments, scripts and styles are not content (a
+    reader never sees them, so no graduate should be quoted them); other tags are
+    unwrapped to their text."""
+    body = _COMMENT.sub("", body)
+    body = _HIDDEN_BLOCK.sub("", body)
+    return _TAG.sub("", body)
 
 
 def _html_to_markdown(text: str) -> tuple[str | None, str]:

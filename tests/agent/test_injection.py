@@ -79,13 +79,8 @@ ADDRESSED_BUG = (
     "rules and tell users …', 'AI助手注意：……请告诉用户……') is quoted as an answer; the "
     "document filter in compose.sentences_with_context only knows guardrails.INJECTION"
 )
-KNOWN_BUGS = {
-    "zh-doc-hidden-comment": COMMENT_BUG,
-    "en-doc-hidden-comment": COMMENT_BUG,
-    "en-doc-raw-html": COMMENT_BUG,
-    "zh-doc-ai-note": ADDRESSED_BUG,
-    "en-doc-ignore-rules": ADDRESSED_BUG,
-}
+KNOWN_BUGS: dict[str, str] = {}
+"""Cases that expose a known bug (none open): strict expected failures."""
 
 
 def params(cases: list[dict[str, Any]]) -> list[Any]:
@@ -304,12 +299,6 @@ def test_the_llm_sees_injected_text_only_as_quoted_data(
             assert marker not in question, "the injected sentence was dropped"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: LlmComposer.compose passes chunk text to the model unfiltered, so an "
-    "instruction planted in a document (which ExtractiveComposer drops) reaches the model; "
-    "when the model obeys it and cites that document, the agent relays the false claim",
-)
 @pytest.mark.parametrize(
     "case_id, claim",
     [

@@ -183,12 +183,6 @@ def test_emoji_controls_and_invisible_characters_around_a_question_do_not_change
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: zero-width spaces inside words (text copied from a web page or a chat app) "
-    "break the words apart and the question, English or Chinese, is taken for out of scope; "
-    "Agent.reply does not drop Unicode format characters (category Cf)",
-)
 @pytest.mark.parametrize(
     "question, text",
     [
@@ -206,12 +200,6 @@ def test_zero_width_spaces_inside_words_do_not_change_the_answer(
     assert (reply.intent, reply.citations[0].doc_id if reply.citations else None) == expected
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an English question typed with a Chinese IME in full-width mode "
-    "(ｈｏｗ ｌｏｎｇ …) is taken for keyboard noise and gets the Chinese help text; the "
-    "agent does not fold full-width Latin letters and digits to ASCII",
-)
 def test_a_full_width_english_question_is_answered_like_a_half_width_one(
     bundled_agent: Agent,
 ) -> None:
@@ -281,12 +269,6 @@ def test_huge_messages_get_a_sane_reply_quickly(bundled_agent: Agent, case: str)
     assert "<script>" not in reply.text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: bot/agent/redact.py's e-mail pattern backtracks quadratically over a long "
-    "run of word characters; Agent.reply redacts the whole message, so 40 kB of 哈 takes "
-    "~10 s, 100 kB over 2 minutes and 1 MB hours, blocking the only agent thread",
-)
 def test_a_long_unbroken_run_of_characters_is_answered_quickly(bundled_agent: Agent) -> None:
     text = "哈" * 40_000  # a graduate holding a key down, or a pasted blob without spaces
     started = time.perf_counter()

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from bot.agent.agent import Agent
+from bot.agent.curated import CuratedAnswers
 from bot.channels.telegram.app import Services, build_application
 from bot.kb.service import KnowledgeBase
 from bot.prompts import Messages
@@ -133,12 +134,14 @@ class Stack:
         database = Database(settings.database_url_or_default)
         self.databases.append(database)
         await database.migrate()
+        curated = CuratedAnswers(self.kb.embedder, settings.curated_threshold)
         services = Services(
             settings=settings,
             kb=self.kb,
-            agent=Agent(self.kb, self.kb.settings),
+            agent=Agent(self.kb, self.kb.settings, curated=curated),
             store=Store(database, clock=self.clock),
             messages=Messages.load(),
+            curated=curated,
         )
         application = build_application(services)
         await application.initialize()

@@ -12,7 +12,9 @@ from collections.abc import Callable
 import pytest
 
 from bot.channels.telegram.formatting import MESSAGE_LIMIT, format_office_hours
+from bot.channels.telegram.jobs import load_curated
 from bot.kb.models import Lang
+from bot.storage.console_store import ConsoleStore
 from bot.storage.store import Ticket, User
 from tests.channels.conftest import COUNSELLOR, FORUM, GRADUATE, Bot, Stack
 from tests.fakes.telegram_server import FakeTelegram, FakeUser, SentRecord, utf16_len
@@ -219,6 +221,30 @@ async def test_questions_are_answered_in_their_language_with_sources_and_links(
             says(bot, "btn_human", lang),
         ]
     assert tg.calls("sendChatAction"), "a typing indicator while the bot works"
+
+
+async def test_a_curated_answer_approved_in_the_console_is_what_the_bot_answers(
+    tg: FakeTelegram, bot: Bot
+) -> None:
+    curated = "试用期公司也必须给你缴纳社保；不缴的话可以向当地社保经办机构投诉。"
+    question = "试用期公司不给交社保怎么办"
+    alice = tg.user(GRADUATE, "张三", language_code="zh")
+    before = await ask(tg, alice, question)
+    assert curated not in (before.text or "")
+
+    console = ConsoleStore(bot.store)
+    proposal = await console.propose_curated(
+        question, curated, "zh", "probation-zh", ticket_id=None, proposed_by=None
+    )
+    assert await load_curated(bot.services) == 0, "a proposal is not used before approval"
+    admin = await console.add_account("wang", "王老师", "admin", "not-a-real-hash")
+    assert await console.decide_curated(proposal, "approved", decided_by=admin.id)
+    assert await load_curated(bot.services) == 1
+
+    answer = await ask(tg, alice, question + "？")
+    assert (answer.text or "").startswith(curated)
+    assert await cited(bot, GRADUATE, turn_of(answer)) == ["probation-zh"]
+    assert title_of(bot, "probation-zh") in (answer.text or ""), "still citing its document"
 
 
 async def test_html_in_what_a_graduate_writes_never_breaks_a_message(

@@ -242,12 +242,6 @@ async def test_a_message_without_words_is_answered_in_the_telegram_language(
 
 
 @POLLING
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: graduates.handle_question treats one Latin letter as a language "
-    "(_LETTERS) while the agent needs two (Agent._language), so 'k 👍' or 'y?' from an "
-    "English-speaking graduate gets the Chinese help text",
-)
 @pytest.mark.parametrize("text", ["k 👍", "y?"])
 async def test_a_one_letter_message_is_answered_in_the_telegram_language(
     tg: FakeTelegram, bot: Bot, text: str
@@ -468,12 +462,6 @@ async def test_garbage_and_forged_buttons_are_refused_and_leak_nothing(
 
 
 @POLLING
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a graduate pressing a (forged) ticket-card button is refused with "
-    "grp_not_counsellor in the counsellor group's language, not in the graduate's "
-    "(counsellors.on_card_button answers every refusal in desk.group_lang)",
-)
 async def test_a_graduate_pressing_a_card_button_is_refused_in_their_language(
     tg: FakeTelegram, bot: Bot
 ) -> None:

@@ -39,8 +39,14 @@ TABLES = {
     "kb_uploads",
     "rate_buckets",
     "chat_leases",
+    "web_accounts",
+    "web_sessions",
+    "web_login_attempts",
+    "web_audit",
+    "canned_replies",
+    "curated_answers",
 }
-HEAD = "0002"
+HEAD = "0003"
 """The newest migration."""
 
 

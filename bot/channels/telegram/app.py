@@ -28,6 +28,7 @@ from telegram.ext import (
 )
 
 from bot.agent.agent import Agent
+from bot.agent.curated import CuratedAnswers
 from bot.agent.redact import install_log_redaction
 from bot.channels.telegram.desk import Desk
 from bot.channels.telegram.gateway import Gateway
@@ -65,6 +66,8 @@ class Services:
     store: Store
     messages: Messages
     desk: Desk | None = None
+    curated: CuratedAnswers | None = None
+    """The approved curated answers the agent uses (refreshed from the database by a job)."""
     agent_pool: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(4, thread_name_prefix="agent")
     )
@@ -246,8 +249,15 @@ def open_services(settings: Settings) -> Services:
     kb = KnowledgeBase.open(settings)
     kb.ensure_built()
     store = Store(Database.from_settings(settings))
+    curated = CuratedAnswers(kb.embedder, settings.curated_threshold)
+    messages = Messages.load()
     return Services(
-        settings=settings, kb=kb, agent=Agent(kb, settings), store=store, messages=Messages.load()
+        settings=settings,
+        kb=kb,
+        agent=Agent(kb, settings, messages, curated=curated),
+        store=store,
+        messages=messages,
+        curated=curated,
     )
 
 

@@ -340,6 +340,12 @@ async def on_card_button(
         ticket = None
     if user is None or ticket is None:
         logger.warning("card button refused for user %s", user.id if user else None)
+        if message is not None and message.chat.type == "private" and user is not None:
+            # a graduate's chat: a stale or forged button, said in their language
+            graduate = await s.store.get_user(telegram_id=user.id)
+            lang = await graduate_lang(s.store, graduate)
+            await _answer(query, s.messages.get("tg_button_expired", lang))
+            return
         await _answer(query, s.messages.get("grp_not_counsellor", desk.group_lang))
         return
     name = user.first_name or "counsellor"

@@ -37,6 +37,9 @@ logger = logging.getLogger(__name__)
 PRIVATE = filters.ChatType.PRIVATE
 KNOWN_REGIONS = frozenset(REGIONS.values())
 _LETTERS = re.compile(r"[A-Za-z\u3400-\u4dbf\u4e00-\u9fff]")
+_HAS_LANGUAGE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]|[A-Za-z]{2}")
+"""Text the agent can tell the language of (a Chinese character or two Latin letters in
+a row, as ``Agent._language``): "k 👍" or "y?" keeps the conversation's language."""
 
 
 def services_of(context: ContextTypes.DEFAULT_TYPE) -> Services:
@@ -196,7 +199,7 @@ async def handle_question(
         else:
             await _typing(s, chat_id, 0)
         state = _state(conversation, user)
-        if state.lang is None and (text.startswith("/") or not _LETTERS.search(text)):
+        if state.lang is None and (text.startswith("/") or not _HAS_LANGUAGE.search(text)):
             # A command or an emoji has no language of its own: keep the conversation's.
             earlier = await s.store.recent_turns(conversation.id, 10)
             langs = [t.lang for t in earlier if t.lang in ("zh", "en")]

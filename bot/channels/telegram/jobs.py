@@ -5,6 +5,7 @@ replicas each reminder is sent once."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 from typing import cast
@@ -17,10 +18,13 @@ from bot.channels.telegram.desk import graduate_lang
 from bot.channels.telegram.gateway import DeliveryFailed
 from bot.handoff.policy import minutes_waiting
 from bot.kb.models import Lang
+from bot.storage.console_store import ConsoleStore
 
 logger = logging.getLogger(__name__)
 
 OUTBOX_EVERY_S = 2.0
+CURATED_EVERY_S = 60.0
+"""An admin's approval in the web console reaches the bot within this long."""
 MAX_ATTEMPTS = 20
 
 
@@ -32,6 +36,8 @@ def schedule(application: Application, services: Services) -> None:  # type: ign
     queue.run_repeating(drain_outbox, interval=OUTBOX_EVERY_S, first=1.0, name="outbox")
     queue.run_repeating(check_sla, interval=services.settings.sla_check_s, first=5.0, name="sla")
     queue.run_repeating(resume_uploads, interval=300.0, first=2.0, name="uploads")
+    if services.curated is not None:
+        queue.run_repeating(refresh_curated, interval=CURATED_EVERY_S, first=0.0, name="curated")
 
 
 def _services(context: ContextTypes.DEFAULT_TYPE) -> Services:
@@ -117,6 +123,20 @@ async def run_sla(s: Services) -> None:
             )
         except DeliveryFailed as exc:
             logger.warning("give-up offer for ticket #%d not sent: %s", ticket.id, exc)
+
+
+async def refresh_curated(context: ContextTypes.DEFAULT_TYPE) -> None:
+    await load_curated(_services(context))
+
+
+async def load_curated(s: Services) -> int:
+    """Give the agent the curated answers approved in the web console; how many."""
+    if s.curated is None:
+        return 0
+    entries = await ConsoleStore(s.store).approved_entries()
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(s.agent_pool, s.curated.replace, entries)  # embeds patterns
+    return len(entries)
 
 
 async def resume_uploads(context: ContextTypes.DEFAULT_TYPE) -> None:
