@@ -272,7 +272,7 @@ def serve(settings: Settings) -> None:
     _faster_event_loop()
     asyncio.run(_check_token(settings))
     services = open_services(settings)
-    asyncio.run(services.store.db.migrate())
+    asyncio.run(_migrate(services.store.db))
     application = build_application(services)
     try:
         if settings.webhook_url:
@@ -289,6 +289,13 @@ def serve(settings: Settings) -> None:
             application.run_polling(allowed_updates=Update.ALL_TYPES)
     except InvalidToken as exc:
         raise TelegramConfigError(REJECTED_TOKEN) from exc
+
+
+async def _migrate(db: Database) -> None:
+    """Migrate, then close the connections: they belong to this event loop, and the bot
+    runs in another (a pooled PostgreSQL connection would fail on first use there)."""
+    await db.migrate()
+    await db.dispose()
 
 
 def _faster_event_loop() -> None:
