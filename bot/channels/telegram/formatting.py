@@ -350,6 +350,11 @@ def answer_keyboard(turn_id: int, lang: Lang, messages: Messages) -> InlineKeybo
     )
 
 
+def human_keyboard(lang: Lang, messages: Messages) -> InlineKeyboardMarkup:
+    """Only "ask a counsellor" (when the bot cannot answer at all right now)."""
+    return InlineKeyboardMarkup([[_button(messages.get("btn_human", lang), "human", 0)]])
+
+
 def language_keyboard(messages: Messages) -> InlineKeyboardMarkup:
     """中文 / English, each label in its own language."""
     return InlineKeyboardMarkup(

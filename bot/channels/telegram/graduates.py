@@ -213,7 +213,12 @@ async def handle_question(
         except KnowledgeBaseError as exc:
             logger.error("knowledge base unavailable: %s", exc)
             lang = guess_lang(user, update.effective_user, text)
-            await say(s, chat_id, s.messages.get("tg_unavailable", lang))
+            await say(
+                s,
+                chat_id,
+                s.messages.get("tg_unavailable", lang),
+                reply_markup=fmt.human_keyboard(lang, s.messages),
+            )
             return
         finally:
             if typing is not None:
