@@ -74,6 +74,7 @@ async def run(
             "GRADGUIDE_RATE_LIMIT_PER_MINUTE": str(limit_per_minute),
             "GRADGUIDE_OFFICE_HOURS": "daily 00:00-23:59",
             "GRADGUIDE_LOG_LEVEL": "WARNING",
+            **{k: v for k, v in os.environ.items() if k == "GRADGUIDE_AGENT_THREADS"},
         }
         process = subprocess.Popen(
             [sys.executable, "-m", "bot", "serve"],

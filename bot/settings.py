@@ -161,6 +161,13 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = Field(
         default=20, ge=0, description="Messages a graduate may send per minute (0: no limit)."
     )
+    agent_threads: int = Field(
+        default=4,
+        ge=1,
+        le=64,
+        description="Questions answered at once by one bot process (the model and the "
+        "index release the GIL; questions that arrive together are embedded together).",
+    )
     chat_lease_s: float = Field(
         default=60.0,
         gt=0,

@@ -258,6 +258,7 @@ def open_services(settings: Settings) -> Services:
         store=store,
         messages=messages,
         curated=curated,
+        agent_pool=ThreadPoolExecutor(settings.agent_threads, thread_name_prefix="agent"),
     )
 
 
