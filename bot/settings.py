@@ -161,6 +161,13 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = Field(
         default=20, ge=0, description="Messages a graduate may send per minute (0: no limit)."
     )
+    retention_days: int = Field(
+        default=180,
+        ge=0,
+        description="What graduates wrote (turns, closed tickets' transcripts, idle "
+        "dialogue state, unanswered questions) is deleted after this many days; tickets, "
+        "ratings and counts stay. 0 keeps everything.",
+    )
     agent_threads: int = Field(
         default=4,
         ge=1,

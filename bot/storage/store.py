@@ -1687,9 +1687,11 @@ class Store:
 
     async def delete_transcripts_older_than(
         self, cutoff: dt.datetime, *, session: AsyncSession | None = None
-    ) -> int:
-        """Retention: delete turns created before ``cutoff`` and empty the transcripts of
-        tickets closed before it. Returns turns deleted plus transcripts emptied."""
+    ) -> dict[str, int]:
+        """Retention (``GRADGUIDE_RETENTION_DAYS``): what graduates wrote before ``cutoff``
+        goes — their turns, the transcripts of tickets closed before it, the dialogue state
+        of conversations idle since before it (owned by the bot), and unanswered questions.
+        Tickets, ratings and counts stay for the records. Returns rows changed per kind."""
         async with self._tx(session) as s:
             turns = _rowcount(
                 await self._dml(s, delete(TurnRow).where(TurnRow.created_at < cutoff))
@@ -1704,4 +1706,25 @@ class Store:
             if ids:
                 statement = update(TicketRow).where(TicketRow.id.in_(ids)).values(transcript=[])
                 await self._dml(s, statement)
-        return turns + len(ids)
+            idle = await s.execute(
+                select(ConversationRow.id, ConversationRow.state).where(
+                    ConversationRow.updated_at < cutoff, ConversationRow.owner == "bot"
+                )
+            )
+            stale = [conversation_id for conversation_id, state in idle if state]
+            if stale:
+                statement = (
+                    update(ConversationRow)
+                    .where(ConversationRow.id.in_(stale))
+                    .values(state={}, version=ConversationRow.version + 1)
+                )
+                await self._dml(s, statement)
+            unanswered = _rowcount(
+                await self._dml(s, delete(UnansweredRow).where(UnansweredRow.created_at < cutoff))
+            )
+        return {
+            "turns": turns,
+            "transcripts": len(ids),
+            "conversations": len(stale),
+            "unanswered": unanswered,
+        }

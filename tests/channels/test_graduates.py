@@ -12,7 +12,7 @@ from collections.abc import Callable
 import pytest
 
 from bot.channels.telegram.formatting import MESSAGE_LIMIT, format_office_hours
-from bot.channels.telegram.jobs import load_curated
+from bot.channels.telegram.jobs import apply_retention, load_curated
 from bot.kb.models import Lang
 from bot.storage.console_store import ConsoleStore
 from bot.storage.store import Ticket, User
@@ -245,6 +245,28 @@ async def test_a_curated_answer_approved_in_the_console_is_what_the_bot_answers(
     assert (answer.text or "").startswith(curated)
     assert await cited(bot, GRADUATE, turn_of(answer)) == ["probation-zh"]
     assert title_of(bot, "probation-zh") in (answer.text or ""), "still citing its document"
+
+
+async def test_what_a_graduate_wrote_is_deleted_after_the_retention_period(
+    tg: FakeTelegram, stack: Stack
+) -> None:
+    bot = await stack.start_bot(retention_days=30)
+    alice = tg.user(GRADUATE, "张三", language_code="zh")
+    await ask(tg, alice, PROBATION_ZH)
+    user = await bot.store.get_user(telegram_id=GRADUATE)
+    assert user is not None
+    conversation = await bot.store.load_conversation(user.id)
+    assert await bot.store.recent_turns(conversation.id), "the exchange is stored"
+
+    stack.clock.advance(days=29)
+    assert (await apply_retention(bot.services)).get("turns") == 0, "not yet"
+    stack.clock.advance(days=2)
+    removed = await apply_retention(bot.services)
+    assert removed["turns"] == 2 and removed["conversations"] == 1
+    assert await bot.store.recent_turns(conversation.id) == []
+    assert (await bot.store.load_conversation(user.id)).state == {}
+    again = await ask(tg, alice, PROBATION_ZH)  # and the bot carries on as for a newcomer
+    assert "六个月" in (again.text or "")
 
 
 async def test_html_in_what_a_graduate_writes_never_breaks_a_message(

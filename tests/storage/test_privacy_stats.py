@@ -170,16 +170,32 @@ async def test_retention_removes_old_turns_and_closed_transcripts_only(
     still_open, _ = await store.open_ticket(
         other_conversation, other_user, "policy", "normal", "requested", "s", None, [], transcript
     )
+    conversation = await store.load_conversation(other_user)
+    dialogue = {"turns": [{"role": "user", "text": "我的老板拖欠工资"}]}
+    assert await store.save_state(conversation.id, dialogue, conversation.version)
+    await store.add_unanswered(user_id, "old unanswered", "en", 0.1, "no_answer")
     clock.advance(days=40)
     await store.add_turn(conversation_id, "graduate", "new question")
+    recent = await store.load_conversation(user_id)
+    assert await store.save_state(recent.id, dialogue, recent.version)
 
     removed = await store.delete_transcripts_older_than(clock.now - dt.timedelta(days=30))
 
-    assert removed == 2  # one turn, one transcript
+    # the other graduate's conversation is queued (their ticket is open): its state stays
+    assert removed == {"turns": 1, "transcripts": 1, "conversations": 0, "unanswered": 1}
     assert [t.text for t in await store.recent_turns(conversation_id)] == ["new question"]
+    assert (await store.load_conversation(user_id)).state == dialogue, "recent dialogue stays"
     emptied = await store.get_ticket(closed.id)
     kept = await store.get_ticket(still_open.id)
     assert emptied is not None and emptied.transcript == []
     assert emptied.summary == "s"  # the ticket itself stays for the records
     assert kept is not None and kept.transcript == transcript
-    assert await store.delete_transcripts_older_than(clock.now - dt.timedelta(days=30)) == 0
+    again = await store.delete_transcripts_older_than(clock.now - dt.timedelta(days=30))
+    assert sum(again.values()) == 0
+
+    assert await store.cancel(still_open.id, "graduate")
+    clock.advance(days=31)  # the conversation's last activity was the cancel
+    removed = await store.delete_transcripts_older_than(clock.now - dt.timedelta(days=30))
+    assert removed["conversations"] == 2, "idle bot-owned dialogues are emptied"
+    assert (await store.load_conversation(other_user)).state == {}
+    assert (await store.load_conversation(user_id)).state == {}

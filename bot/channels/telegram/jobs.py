@@ -23,6 +23,7 @@ from bot.storage.console_store import ConsoleStore
 logger = logging.getLogger(__name__)
 
 OUTBOX_EVERY_S = 2.0
+RETENTION_EVERY_S = 3600.0
 CURATED_EVERY_S = 60.0
 """An admin's approval in the web console reaches the bot within this long."""
 MAX_ATTEMPTS = 20
@@ -36,6 +37,7 @@ def schedule(application: Application, services: Services) -> None:  # type: ign
     queue.run_repeating(drain_outbox, interval=OUTBOX_EVERY_S, first=1.0, name="outbox")
     queue.run_repeating(check_sla, interval=services.settings.sla_check_s, first=5.0, name="sla")
     queue.run_repeating(resume_uploads, interval=300.0, first=2.0, name="uploads")
+    queue.run_repeating(retention, interval=RETENTION_EVERY_S, first=60.0, name="retention")
     if services.curated is not None:
         queue.run_repeating(refresh_curated, interval=CURATED_EVERY_S, first=0.0, name="curated")
 
@@ -123,6 +125,28 @@ async def run_sla(s: Services) -> None:
             )
         except DeliveryFailed as exc:
             logger.warning("give-up offer for ticket #%d not sent: %s", ticket.id, exc)
+
+
+async def retention(context: ContextTypes.DEFAULT_TYPE) -> None:
+    await apply_retention(_services(context))
+
+
+async def apply_retention(s: Services) -> dict[str, int]:
+    """Delete what graduates wrote after ``GRADGUIDE_RETENTION_DAYS``, and the bot's own
+    bookkeeping once it is no longer needed (delivered outbox items, finished updates,
+    rate-limit counts). Every replica may run it: deleting twice is harmless."""
+    store = s.store
+    now = store.now()
+    removed: dict[str, int] = {}
+    if s.settings.retention_days > 0:
+        cutoff = now - dt.timedelta(days=s.settings.retention_days)
+        removed.update(await store.delete_transcripts_older_than(cutoff))
+    removed["outbox"] = await store.prune_outbox(now - dt.timedelta(days=7))
+    removed["updates"] = await store.prune_updates(now - dt.timedelta(days=2))
+    removed["rate_buckets"] = await store.prune_rate_buckets(now - dt.timedelta(minutes=2))
+    if any(removed.values()):
+        logger.info("retention: %s", removed)
+    return removed
 
 
 async def refresh_curated(context: ContextTypes.DEFAULT_TYPE) -> None:
