@@ -36,6 +36,14 @@ class RedactingFilter(logging.Filter):
         # mappings) are covered and the format string never sees a placeholder.
         record.msg = redact(record.getMessage())
         record.args = None
+        # A traceback can carry personal data too (an exception's message, the parameters
+        # of a failed SQL statement): format it now, redacted; handlers use this text.
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
         return True
 
 

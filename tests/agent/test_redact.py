@@ -3,6 +3,7 @@ e-mail addresses and bank cards."""
 
 from __future__ import annotations
 
+import io
 import logging
 from collections.abc import Iterator
 
@@ -120,3 +121,22 @@ def test_redacting_filter_handles_numeric_arguments() -> None:
     record = _record("callback number %d", (int(PHONE),))
     RedactingFilter().filter(record)
     assert PHONE not in record.getMessage()
+
+
+def test_a_logged_traceback_is_redacted_too() -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(RedactingFilter())
+    logger = logging.getLogger("bot.test.traceback")
+    logger.addHandler(handler)
+    try:
+        try:
+            raise ValueError(f"INSERT failed: parameters ('我的电话{PHONE}', '{ID_NUMBER}')")
+        except ValueError:
+            logger.exception("handler failed for %s", EMAIL)
+    finally:
+        logger.removeHandler(handler)
+    text = stream.getvalue()
+    assert "ValueError: INSERT failed" in text and "Traceback" in text
+    for secret in (PHONE, ID_NUMBER, EMAIL):
+        assert secret not in text
