@@ -17,7 +17,8 @@
             └── DuplicateIdError        two files in one batch claim the same id
     ├── StorageError                the database cannot be reached or refused a write
     └── ChannelError                a messaging channel failed
-        └── TelegramConfigError     no bot token, or Telegram rejected it
+        ├── TelegramConfigError     no bot token, or Telegram rejected it
+        └── UpdateNotClaimed        the database could not record an update: not processed
 
 Channels catch ``GradGuideError`` and show its message; anything else is a bug.
 """
@@ -49,6 +50,10 @@ class ChannelError(GradGuideError):
 
 class TelegramConfigError(ChannelError):
     pass
+
+
+class UpdateNotClaimed(ChannelError):
+    """Without its claim (once only, one at a time per chat) an update is not processed."""
 
 
 class KnowledgeBaseError(GradGuideError):

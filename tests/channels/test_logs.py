@@ -53,7 +53,8 @@ async def test_phone_and_id_numbers_never_reach_the_logs(
     tg.send_text(graduate, f"再说一遍，电话 {PHONE[:3]} {PHONE[3:7]} {PHONE[7:]}")
     await tg.await_for(chat=FORUM, since=mark)
     mark = tg.mark()
-    tg.send_text(counsellor, f"好的，我会打 {PHONE} 联系你", chat=FORUM, thread_id=topic.message_thread_id)
+    reply = f"好的，我会打 {PHONE} 联系你"
+    tg.send_text(counsellor, reply, chat=FORUM, thread_id=topic.message_thread_id)
     await tg.await_for(chat=GRADUATE, since=mark)
     await tg.await_idle()
 

@@ -591,3 +591,36 @@ async def test_a_ticket_answered_from_the_cli_is_not_treated_as_waiting(
     assert to_graduate == [], "no 'sorry for the wait' after a counsellor has answered"
     code, out, _ = await handoffs(stack, tg, "list")
     assert "queued" not in out
+
+
+# -- the database refuses the claim -------------------------------------------------------
+
+
+async def test_an_update_the_database_could_not_record_is_not_processed(
+    tg: FakeTelegram, bot: Bot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without its claim an update could be processed twice or out of order: the graduate
+    is told something went wrong, once, and gets no answer to it; the next message is
+    answered normally."""
+    from bot.errors import StorageError
+
+    store = bot.store
+    claim = store.claim_update
+    failures = iter([True])
+
+    async def flaky_claim(*args: Any, **kwargs: Any) -> bool:
+        if next(failures, False):
+            raise StorageError("the database is unavailable")
+        return await claim(*args, **kwargs)
+
+    monkeypatch.setattr(store, "claim_update", flaky_claim)
+    graduate = tg.user(GRADUATE, "张三", language_code="zh")
+    mark = tg.mark()
+    tg.send_text(graduate, QUESTION)
+    await tg.await_for(chat=GRADUATE, since=mark, text=bot.messages.get("tg_error", "zh"))
+    await tg.await_idle()
+    sent = [r for r in tg.sent[mark:] if r.chat_id == GRADUATE and r.method == "sendMessage"]
+    assert [r.text for r in sent] == [bot.messages.get("tg_error", "zh")]
+
+    tg.send_text(graduate, QUESTION)
+    await tg.await_for(chat=GRADUATE, since=mark, text=ANSWER)

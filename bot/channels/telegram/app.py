@@ -32,7 +32,7 @@ from bot.agent.curated import CuratedAnswers
 from bot.agent.redact import install_log_redaction
 from bot.channels.telegram.desk import Desk
 from bot.channels.telegram.gateway import Gateway
-from bot.errors import TelegramConfigError
+from bot.errors import StorageError, TelegramConfigError, UpdateNotClaimed
 from bot.kb.models import Lang
 from bot.kb.service import KnowledgeBase
 from bot.prompts import Messages
@@ -83,6 +83,8 @@ class Services:
     replicas)."""
     finished: set[int] = field(default_factory=set)
     """Updates already marked done in the transaction that stored their answer."""
+    renewals: dict[int, asyncio.Task[None]] = field(default_factory=dict)
+    """Per update being processed: the task that renews its chat lease."""
     preloaded: dict[int, Preloaded] = field(default_factory=dict)
     """A text update's user and conversation, read when the update was claimed."""
 
@@ -172,29 +174,39 @@ def build_application(services: Services) -> Application:  # type: ignore[type-a
         lease = dt.timedelta(seconds=settings.chat_lease_s)
         delay = 0.01
         update_id = update.update_id
-        async with store.transaction() as tx:
-            now = store.now()
-            claimed = await store.claim_update(
-                update_id, now, UPDATE_STALE_AFTER, chat_id=chat and chat[0], session=tx
-            )
-            ours = claimed and (
-                chat is None or await store.lease_chat(chat, update_id, now, lease, session=tx)
-            )
-            if ours and private_text:
-                await _preload(services, update, tx)
-        if not claimed:
-            raise ApplicationHandlerStop
-        while not ours:  # another replica is processing this chat's previous update
-            assert chat is not None
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.2)
+        try:
             async with store.transaction() as tx:
-                ours = await store.lease_chat(chat, update_id, store.now(), lease, session=tx)
+                now = store.now()
+                claimed = await store.claim_update(
+                    update_id, now, UPDATE_STALE_AFTER, chat_id=chat and chat[0], session=tx
+                )
+                ours = claimed and (
+                    chat is None or await store.lease_chat(chat, update_id, now, lease, session=tx)
+                )
                 if ours and private_text:
                     await _preload(services, update, tx)
+            if not claimed:
+                raise ApplicationHandlerStop
+            while not ours:  # another replica is processing this chat's previous update
+                assert chat is not None
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.2)
+                async with store.transaction() as tx:
+                    ours = await store.lease_chat(chat, update_id, store.now(), lease, session=tx)
+                    if ours and private_text:
+                        await _preload(services, update, tx)
+        except StorageError as exc:
+            raise UpdateNotClaimed(f"update {update_id} not claimed: {exc}") from exc
+        if chat is not None:
+            services.renewals[update_id] = asyncio.create_task(
+                _keep_chat(store, chat, update_id, lease)
+            )
 
     async def done(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         services.preloaded.pop(update.update_id, None)
+        renewal = services.renewals.pop(update.update_id, None)
+        if renewal is not None:
+            renewal.cancel()
         chat = chat_key(update)
         store = services.store
         async with store.transaction() as tx:
@@ -213,6 +225,20 @@ def build_application(services: Services) -> Application:  # type: ignore[type-a
     application.add_error_handler(graduates.on_error)
     jobs.schedule(application, services)
     return application
+
+
+async def _keep_chat(
+    store: Store, chat: tuple[int, int], update_id: int, lease: dt.timedelta
+) -> None:
+    """Renew the chat's lease while its update is still being processed (an answer held
+    up by Telegram's flood control can take longer than the lease): another replica takes
+    the chat over only when this one has really stopped."""
+    while True:
+        await asyncio.sleep(lease.total_seconds() / 3)
+        try:
+            await store.lease_chat(chat, update_id, store.now(), lease)
+        except StorageError as exc:  # the next renewal may succeed; the lease still runs
+            logger.warning("chat lease of update %d not renewed: %s", update_id, exc)
 
 
 async def _preload(services: Services, update: Update, tx: AsyncSession) -> None:

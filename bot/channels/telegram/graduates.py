@@ -14,6 +14,7 @@ from telegram import User as TgUser
 from telegram.constants import ChatAction
 from telegram.ext import (
     Application,
+    ApplicationHandlerStop,
     CallbackQueryHandler,
     CommandHandler,
     ContextTypes,
@@ -26,7 +27,7 @@ from bot.channels.telegram import formatting as fmt
 from bot.channels.telegram.app import Services
 from bot.channels.telegram.desk import Desk, graduate_lang, lang_of
 from bot.channels.telegram.gateway import DeliveryFailed
-from bot.errors import GradGuideError, KnowledgeBaseError
+from bot.errors import GradGuideError, KnowledgeBaseError, UpdateNotClaimed
 from bot.kb.models import Lang
 from bot.kb.regions import REGIONS, normalise_region
 from bot.kb.retriever import detect_lang
@@ -663,11 +664,15 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         logger.error("handler failed: %s", error)
     else:
         logger.error("handler failed", exc_info=error)
-    if not isinstance(update, Update) or update.effective_chat is None:
-        return
-    if update.effective_chat.type != "private":
-        return
-    s = services_of(context)
-    lang = guess_lang(None, update.effective_user, getattr(update.effective_message, "text", None))
-    with contextlib.suppress(DeliveryFailed):
-        await s.need_desk.send(update.effective_chat.id, s.messages.get("tg_error", lang))
+    if (
+        isinstance(update, Update)
+        and update.effective_chat is not None
+        and update.effective_chat.type == "private"
+    ):
+        s = services_of(context)
+        text = getattr(update.effective_message, "text", None)
+        lang = guess_lang(None, update.effective_user, text)
+        with contextlib.suppress(DeliveryFailed):
+            await s.need_desk.send(update.effective_chat.id, s.messages.get("tg_error", lang))
+    if isinstance(error, UpdateNotClaimed):
+        raise ApplicationHandlerStop  # no handler may act on an update nobody claimed
