@@ -114,6 +114,20 @@ class QueryBatcher:
                 future.set_result(vector)
 
 
+def _with_thread_control(model: Any) -> Any:
+    """A model read back from the cache gets its handle on the BLAS libraries again (so
+    that ``threads`` takes effect), as a freshly built one has."""
+    backend: Any = getattr(model, "_model", None)
+    if backend is not None and getattr(backend, "_threadpool", None) is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+
+            backend._threadpool = ThreadpoolController().limit
+        except ImportError:
+            pass
+    return model
+
+
 class UseM3Embedder:
     """Multilingual USE v3, numpy only.
 
@@ -148,19 +162,26 @@ class UseM3Embedder:
         cache = self._cache_dir / name
         try:
             with cache.open("rb") as handle:
-                return pickle.load(handle)
+                return _with_thread_control(pickle.load(handle))
         except (OSError, pickle.PickleError, EOFError, AttributeError, ImportError):
             pass
         model = USE()
         model.encode(["warm-up"])  # builds the tokenizer and loads the weights
+        backend: Any = getattr(model, "_model", None)
+        control = getattr(backend, "_threadpool", None)
+        partial = cache.with_suffix(f".{os.getpid()}.tmp")
         try:
             self._cache_dir.mkdir(parents=True, exist_ok=True)
-            partial = cache.with_suffix(f".{os.getpid()}.tmp")
+            if control is not None:  # a handle on the loaded BLAS libraries: not picklable
+                backend._threadpool = None
             with partial.open("wb") as handle:
                 pickle.dump(model, handle, protocol=pickle.HIGHEST_PROTOCOL)
             partial.replace(cache)
-        except (OSError, pickle.PickleError, TypeError):
-            pass  # no cache: the next process builds the model again
+        except (OSError, pickle.PickleError, TypeError, AttributeError):
+            partial.unlink(missing_ok=True)  # no cache: the next process builds the model
+        finally:
+            if control is not None:
+                backend._threadpool = control
         return model
 
     QUERY_THREADS = 1

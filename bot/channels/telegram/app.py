@@ -297,6 +297,7 @@ def serve(settings: Settings) -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)
     os.environ.setdefault("PTB_TIMEDELTA", "1")  # PTB 22: durations as timedelta, no warnings
     _faster_event_loop()
+    _one_blas_thread()
     asyncio.run(_check_token(settings))
     services = open_services(settings)
     asyncio.run(_migrate(services.store.db))
@@ -323,6 +324,16 @@ async def _migrate(db: Database) -> None:
     runs in another (a pooled PostgreSQL connection would fail on first use there)."""
     await db.migrate()
     await db.dispose()
+
+
+def _one_blas_thread() -> None:
+    """A bot answers many small questions at once on several threads: BLAS's own worker
+    threads only add overhead there, and OpenBLAS's spin while they wait for work (measured:
+    a third of a core, idle, on the 2-core machine). Ingestion's large batches ask for
+    more threads for their own duration (the embedder's ``threads``)."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="blas")
 
 
 def _faster_event_loop() -> None:
