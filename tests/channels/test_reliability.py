@@ -624,3 +624,50 @@ async def test_an_update_the_database_could_not_record_is_not_processed(
 
     tg.send_text(graduate, QUESTION)
     await tg.await_for(chat=GRADUATE, since=mark, text=ANSWER)
+
+
+async def test_a_chat_stays_leased_while_its_update_is_still_being_answered(
+    tg: FakeTelegram, stack: Stack
+) -> None:
+    """An answer held up longer than the lease (flood control, a slow model) keeps its chat:
+    the lease is renewed, so no other replica starts on the chat's next message."""
+    from bot.storage.models import ChatLeaseRow
+
+    bot = await stack.start_bot(chat_lease_s=0.6)
+    gate = asyncio.Event()
+    pool = bot.services.agent_pool
+    loop = asyncio.get_running_loop()
+    blocked = [loop.run_in_executor(pool, _wait_for, gate) for _ in range(pool._max_workers)]
+    graduate = tg.user(GRADUATE, "张三", language_code="zh")
+    mark = tg.mark()
+    tg.send_text(graduate, QUESTION)
+
+    async def lease() -> ChatLeaseRow | None:
+        async with bot.store.transaction() as session:
+            return await session.get(ChatLeaseRow, (GRADUATE, 0))
+
+    await wait_until(lambda: _exists(lease()), what="the chat's lease")
+    held = await lease()
+    assert held is not None
+    await asyncio.sleep(1.5)  # two and a half leases
+    renewed = await lease()
+    assert renewed is not None and renewed.update_id == held.update_id
+    assert renewed.expires_at > held.expires_at
+    assert renewed.expires_at > bot.store.now(), "still held, not expired"
+    gate.set()
+    await asyncio.gather(*blocked)
+    await tg.await_for(chat=GRADUATE, since=mark, text=ANSWER)
+    await wait_until(lambda: _gone(lease()), what="the lease released")
+
+
+def _wait_for(gate: asyncio.Event) -> None:
+    while not gate.is_set():
+        time.sleep(0.02)
+
+
+async def _exists(row: Any) -> bool:
+    return (await row) is not None
+
+
+async def _gone(row: Any) -> bool:
+    return (await row) is None
