@@ -202,7 +202,9 @@ class UseM3Embedder:
                     backend.threads = default
 
     def embed_documents(self, texts: Sequence[str]) -> Vectors:
-        return _normalise(self._encode(list(texts), None))
+        # large batches: BLAS threads help, but never more than there are cores (the
+        # library's default of 4 on a 2-core machine made an ingest several times slower)
+        return _normalise(self._encode(list(texts), min(4, os.cpu_count() or 1)))
 
     def embed_query(self, text: str) -> Vectors:
         return self._queries(text)
