@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: chat test lint bench ingest install clean
+.PHONY: chat test faults lint bench ingest install clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "GradGuide needs Python 3.11 or newer (set PYTHON=python3.11)")'
@@ -22,6 +22,10 @@ chat: $(STAMP)
 ## test: lint, type-check and run the test suite
 test: lint
 	$(BIN)/pytest
+
+## faults: Bot API errors, a PostgreSQL restart, a replica killed, Chroma down (a real scale-out, ~5 min)
+faults: $(STAMP)
+	$(BIN)/pytest tests/faults -p no:randomly
 
 lint: $(STAMP)
 	$(BIN)/ruff check bot tests bench

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import Bot, BotCommand, Update
 from telegram.error import InvalidToken, NetworkError, TelegramError
@@ -195,7 +196,8 @@ def build_application(services: Services) -> Application:  # type: ignore[type-a
                     ours = await store.lease_chat(chat, update_id, store.now(), lease, session=tx)
                     if ours and private_text:
                         await _preload(services, update, tx)
-        except StorageError as exc:
+        except (StorageError, SQLAlchemyError, OSError) as exc:
+            # a connection dropped mid-statement surfaces as a plain DBAPIError
             raise UpdateNotClaimed(f"update {update_id} not claimed: {exc}") from exc
         if chat is not None:
             services.renewals[update_id] = asyncio.create_task(

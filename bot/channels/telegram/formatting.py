@@ -281,7 +281,7 @@ def _rating(value: str) -> bool:
 
 _CALLBACK_ARGS: dict[str, tuple[Callable[[str], bool], ...]] = {
     "fb": (_is_id, _one_of("up", "down")),
-    "human": (_is_id,),
+    "human": (lambda v: v == "0" or _is_id(v),),  # 0: not under an answer
     "lang": (_one_of("zh", "en"),),
     "forget": (_one_of("yes", "no"),),
     "rate": (_is_id, _rating),
