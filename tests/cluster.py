@@ -82,10 +82,11 @@ class ChromaServer:
         )
         assert chroma, "the `chroma` command (from the chromadb package) is not installed"
         self.path.mkdir(parents=True, exist_ok=True)
+        command = [chroma, "run", "--path", str(self.path / "db"), "--host", "127.0.0.1"]
+        command += ["--port", str(self.port)]
         with (self.path / "server.log").open("ab") as log:
             self.process = subprocess.Popen(
-                [chroma, "run", "--path", str(self.path / "db"), "--host", "127.0.0.1"]
-                + ["--port", str(self.port)],
+                command,
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
@@ -129,8 +130,17 @@ class PostgresServer:
 
     def start(self) -> None:
         options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.path} -c fsync=off"
-        self._run("pg_ctl", "-D", str(self.path / "data"), "-o", options, "-l",
-                  str(self.path / "server.log"), "-w", "start")
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.path / "data"),
+            "-o",
+            options,
+            "-l",
+            str(self.path / "server.log"),
+            "-w",
+            "start",
+        )
 
     def stop(self, mode: str = "fast") -> None:
         with contextlib.suppress(RuntimeError):
@@ -240,7 +250,7 @@ class Cluster:
                 check=True,
                 capture_output=True,
             )
-            for n in range(self._count):
+            for _ in range(self._count):
                 self.add_replica(env)
         except BaseException:
             self.close()
