@@ -14,6 +14,7 @@ import re
 import threading
 from dataclasses import dataclass
 from typing import Any
+from unittest.mock import patch
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -427,9 +428,20 @@ class Race:
     opened: Opened
 
 
+async def _stalled(*args: object) -> None:
+    """A replica that cannot renew its chat lease (its event loop starved, or cut off from
+    the database): the lease runs out while it is still answering."""
+    await asyncio.Event().wait()
+
+
 async def race_across_replicas(tg: FakeTelegram, stack: Stack) -> Race:
     """A replica so slow that its hold on the chat ran out (``chat_lease_s``): the other
     replica takes the graduate's next messages meanwhile, and a counsellor claims."""
+    with patch("bot.channels.telegram.app._keep_chat", _stalled):
+        return await _race(tg, stack)
+
+
+async def _race(tg: FakeTelegram, stack: Stack) -> Race:
     first = await stack.start_bot(chat_lease_s=0.5)
     first_url = tg.webhook_url
     second = await stack.start_bot(chat_lease_s=0.5)
