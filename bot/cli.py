@@ -40,23 +40,12 @@ from bot.kb.models import Lang, Validity
 from bot.kb.regions import REGIONS, normalise_region
 from bot.kb.retriever import Hit, detect_lang
 from bot.kb.service import KnowledgeBase
+from bot.kb.upload import META_FIELDS
 from bot.prompts import Messages
 from bot.settings import Settings
 
-META_OPTIONS = (
-    "id",
-    "title",
-    "lang",
-    "authority",
-    "doc_number",
-    "issued",
-    "effective_from",
-    "expires",
-    "region",
-    "topics",
-    "source_url",
-    "summary",
-)
+META_OPTIONS = META_FIELDS
+"""The ``kb ingest`` options that override a document's front matter."""
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,7 +18,8 @@
     ├── StorageError                the database cannot be reached or refused a write
     └── ChannelError                a messaging channel failed
         ├── TelegramConfigError     no bot token, or Telegram rejected it
-        └── UpdateNotClaimed        the database could not record an update: not processed
+        └── UpdateNotClaimed        the database could not record an update: not processed now
+                                    (a webhook answers 503: Telegram delivers it again)
 
 Channels catch ``GradGuideError`` and show its message; anything else is a bug.
 """
@@ -53,7 +54,9 @@ class TelegramConfigError(ChannelError):
 
 
 class UpdateNotClaimed(ChannelError):
-    """Without its claim (once only, one at a time per chat) an update is not processed."""
+    """Without its claim (once only, one at a time per chat) an update is not processed.
+    In webhook mode it is tried again, then the webhook answers 503 and Telegram delivers
+    it again (``bot.channels.telegram.webhook``); in long polling it is lost."""
 
 
 class KnowledgeBaseError(GradGuideError):

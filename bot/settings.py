@@ -138,6 +138,21 @@ class Settings(BaseSettings):
     )
     webhook_listen: str = Field(default="127.0.0.1", description="Webhook server host.")
     webhook_port: int = Field(default=8443, ge=1, le=65535, description="Webhook server port.")
+    webhook_max_connections: int = Field(
+        default=40,
+        ge=1,
+        le=100,
+        description="Connections Telegram may open to the webhook at once (setWebhook's "
+        "`max_connections`, shared by every replica behind the URL).",
+    )
+    webhook_retry_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="An update that cannot be claimed (the database is down, or another "
+        "replica is still processing it) is tried again for this long before the webhook "
+        "answers 503 and Telegram delivers it again later. Keep it well below Telegram's "
+        "webhook timeout.",
+    )
     office_hours: str = Field(
         default="mon-fri 09:00-18:00",
         description="When counsellors answer, e.g. `mon-fri 09:00-18:00` (in `timezone`).",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import ClassVar
 
 from bot.agent.guardrails import is_planted
@@ -104,10 +105,14 @@ def _cells(line: str) -> list[str]:
     return [c.strip() for c in line.strip().strip("|").split("|")]
 
 
-def sentences_with_context(text: str) -> list[tuple[str, str]]:
+@lru_cache(maxsize=8192)
+def sentences_with_context(text: str) -> tuple[tuple[str, str], ...]:
     """Plain sentences, each with the words that give it context: a table row carries its
     header ("劳动合同期限：一年以上、不满三年 — 试用期上限：不超过二个月"), a list item the
-    lead-in sentence before it. Lead-ins themselves ("……如下：") are not answers."""
+    lead-in sentence before it. Lead-ins themselves ("……如下：") are not answers.
+
+    Cached: every answer reads the sentences of its document's chunks, and a chunk's text
+    never changes (a replaced document has new chunks)."""
     result: list[tuple[str, str]] = []
     header: list[str] | None = None
     lead_in = previous = ""
@@ -149,7 +154,7 @@ def sentences_with_context(text: str) -> list[tuple[str, str]]:
             sentence = before + joiner + sentence
         result.append((sentence, ""))
         lead_in, previous = "", sentence
-    return result
+    return tuple(result)
 
 
 # "这是《……》第十三条的规定。" only names the source of the sentence before it.

@@ -10,6 +10,7 @@ from bot.storage.db import Database, alembic_config, mask_url
 from bot.storage.store import (
     ConversationRecord,
     MessageLink,
+    NewTurn,
     OutboxItem,
     Stats,
     Store,
@@ -26,6 +27,7 @@ __all__ = [
     "ConversationRecord",
     "Database",
     "MessageLink",
+    "NewTurn",
     "OutboxItem",
     "Stats",
     "StorageError",

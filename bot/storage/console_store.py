@@ -6,7 +6,10 @@ ticket operations themselves stay in ``Store`` (the console relays like the Tele
 
 Graduate data: curated answers keep a question pattern and an answer, both redacted before
 they are written, and a ``ticket_id`` that becomes NULL when the ticket is deleted
-(``Store.forget_user``). No other table here holds a graduate's data.
+(``Store.forget_user``). Ticket attachments (the Telegram file ids of what a graduate sent
+while a ticket was open, with file name and caption) are deleted with the ticket by
+``Store.forget_user`` and after the retention period by ``Store.delete_transcripts_older_than``.
+No other table here holds a graduate's data.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from bot.storage.models import (
     CannedReplyRow,
     CuratedAnswerRow,
     FeedbackRow,
+    TicketAttachmentRow,
     TicketRow,
     TurnRow,
     WebAccountRow,
@@ -36,10 +40,13 @@ from bot.storage.models import (
     WebLoginAttemptRow,
     WebSessionRow,
 )
-from bot.storage.store import Store, _json, _record, _records, _rowcount
+from bot.storage.store import Store, _json, _record, _records, _rowcount, _upsert
 
 WebRole = Literal["counsellor", "admin"]
 CuratedStatus = Literal["proposed", "approved", "rejected"]
+AttachmentKind = Literal[
+    "photo", "document", "voice", "video", "audio", "sticker", "animation", "video_note"
+]
 
 MAX_TEXT = 4000
 
@@ -111,6 +118,25 @@ class CuratedAnswer:
     decided_by: int | None
     created_at: dt.datetime
     decided_at: dt.datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file a graduate sent while a ticket was open; the bytes stay in Telegram."""
+
+    id: int
+    ticket_id: int
+    conversation_id: int
+    kind: str
+    chat_id: int
+    message_id: int
+    file_id: str
+    file_unique_id: str
+    file_name: str | None
+    mime_type: str | None
+    file_size: int | None
+    caption: str | None
+    created_at: dt.datetime
 
 
 @dataclass
@@ -445,6 +471,62 @@ class ConsoleStore:
         )
         async with self.store.transaction() as s:
             return _rowcount(await s.execute(statement)) == 1
+
+    # --- the graduates' attachments ----------------------------------------------------
+
+    async def add_attachment(
+        self,
+        ticket_id: int,
+        conversation_id: int,
+        kind: AttachmentKind,
+        *,
+        chat_id: int,
+        message_id: int,
+        file_id: str,
+        file_unique_id: str,
+        file_name: str | None = None,
+        mime_type: str | None = None,
+        file_size: int | None = None,
+        caption: str | None = None,
+    ) -> int | None:
+        """Record the file of one graduate message; None if that message was recorded
+        already (a replayed update)."""
+        statement = (
+            _upsert(self.store.db.dialect, TicketAttachmentRow)
+            .values(
+                ticket_id=ticket_id,
+                conversation_id=conversation_id,
+                kind=kind,
+                chat_id=chat_id,
+                message_id=message_id,
+                file_id=file_id,
+                file_unique_id=file_unique_id[:128],
+                file_name=None if file_name is None else file_name[:255],
+                mime_type=None if mime_type is None else mime_type[:255],
+                file_size=file_size,
+                caption=caption,
+                created_at=self.now(),
+            )
+            .on_conflict_do_nothing(index_elements=["chat_id", "message_id"])
+            .returning(TicketAttachmentRow.id)
+        )
+        async with self.store.transaction() as s:
+            added = (await s.execute(statement)).scalar_one_or_none()
+            return None if added is None else int(added)
+
+    async def attachments(self, ticket_id: int) -> list[Attachment]:
+        query = (
+            select(TicketAttachmentRow)
+            .where(TicketAttachmentRow.ticket_id == ticket_id)
+            .order_by(TicketAttachmentRow.created_at, TicketAttachmentRow.id)
+        )
+        async with self.store.transaction() as s:
+            return _records(Attachment, (await s.execute(query)).scalars())
+
+    async def get_attachment(self, attachment_id: int) -> Attachment | None:
+        async with self.store.transaction() as s:
+            row = await s.get(TicketAttachmentRow, attachment_id)
+            return None if row is None else _record(Attachment, row)
 
     # --- analytics -------------------------------------------------------------------
 

@@ -9,17 +9,18 @@ connect; ``check()`` and ``migrate()`` do.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.util import CommandError
-from sqlalchemy import event, text
-from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -41,6 +42,8 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 PG_CONNECT_TIMEOUT_S = 10.0
 
 _MIGRATION_LOCK_KEY = 0x47524144  # "GRAD": serialises concurrent `migrate()` on PostgreSQL
+
+_T = TypeVar("_T")
 
 
 def mask_url(url: str | URL) -> str:
@@ -102,12 +105,18 @@ class Database:
             if self.url.get_driver_name() == "asyncpg":
                 options["connect_args"] = {"timeout": PG_CONNECT_TIMEOUT_S}
         self.engine: AsyncEngine = create_async_engine(self.url, **options)
+        self._sync: Engine | None = None
+        """SQLite: a synchronous engine on the same file, used by ``run`` on its own thread."""
         if self.dialect == "sqlite":
-            _install_sqlite_hooks(self.engine)
+            _install_sqlite_hooks(self.engine.sync_engine)
+            if self._is_file():
+                self._sync = create_engine(self.url.set(drivername="sqlite"), echo=echo)
+                _install_sqlite_hooks(self._sync)
         self.sessions: async_sessionmaker[AsyncSession] = async_sessionmaker(
             self.engine, expire_on_commit=False
         )
         self._writer: asyncio.Lock | None = None
+        self._thread: ThreadPoolExecutor | None = None
 
     @asynccontextmanager
     async def turn(self) -> AsyncIterator[None]:
@@ -121,6 +130,33 @@ class Database:
             self._writer = asyncio.Lock()
         async with self._writer:
             yield
+
+    async def run(self, work: Callable[..., _T], *args: Any) -> _T:
+        """``work(connection, *args)`` — synchronous SQLAlchemy Core on a ``Connection`` —
+        as one transaction: committed when it returns, rolled back if it raises.
+
+        For the statements every message runs. On SQLite the whole transaction runs on
+        the database's own thread in one hand-off: through aiosqlite each statement costs
+        three or four hand-offs between threads, and under load those, not SQLite, are
+        what the event loop spends its time on. On PostgreSQL it runs on an async
+        connection (``run_sync``), with no thread at all."""
+        if self._sync is None:
+            async with self.engine.begin() as connection:
+                return await connection.run_sync(work, *args)
+        async with self.turn():
+            if self._thread is None:
+                self._thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite")
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._thread, self._run_here, work, args)
+
+    def _run_here(self, work: Callable[..., _T], args: tuple[Any, ...]) -> _T:
+        assert self._sync is not None
+        with self._sync.begin() as connection:
+            return work(connection, *args)
+
+    def _is_file(self) -> bool:
+        database = self.url.database
+        return bool(database) and database != ":memory:" and not self.url.query.get("uri")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:
@@ -138,7 +174,7 @@ class Database:
 
     def _make_sqlite_dir(self) -> None:
         database = self.url.database
-        if not database or database == ":memory:" or self.url.query.get("uri"):
+        if not database or not self._is_file():
             return
         try:
             Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
@@ -189,9 +225,14 @@ class Database:
     async def dispose(self) -> None:
         """Close every pooled connection. The object can be used again afterwards."""
         await self.engine.dispose()
+        if self._sync is not None and self._thread is not None:
+            # SQLite connections are closed on the thread that opened them
+            await asyncio.get_running_loop().run_in_executor(self._thread, self._sync.dispose)
+            self._thread.shutdown()
+            self._thread = None
 
 
-def _install_sqlite_hooks(engine: AsyncEngine) -> None:
+def _install_sqlite_hooks(engine: Engine) -> None:
     """WAL, a busy timeout, enforced foreign keys, and BEGIN IMMEDIATE transactions.
 
     The sqlite3 driver's own transaction handling is switched off (it skips BEGIN for
@@ -201,7 +242,7 @@ def _install_sqlite_hooks(engine: AsyncEngine) -> None:
     a concurrent writer waits (up to the busy timeout) instead.
     """
 
-    @event.listens_for(engine.sync_engine, "connect")
+    @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: object) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
@@ -213,6 +254,6 @@ def _install_sqlite_hooks(engine: AsyncEngine) -> None:
         finally:
             cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")

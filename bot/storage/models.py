@@ -435,3 +435,45 @@ class CuratedAnswerRow(Base):
     )
     created_at: Mapped[dt.datetime]
     decided_at: Mapped[dt.datetime | None]
+
+
+ATTACHMENT_KINDS = (
+    "photo",
+    "document",
+    "voice",
+    "video",
+    "audio",
+    "sticker",
+    "animation",
+    "video_note",
+)
+
+
+class TicketAttachmentRow(Base):
+    """A file a graduate sent while their ticket was open (relayed to the topic as well).
+
+    The file stays in Telegram: this row keeps its ``file_id``, with which the console
+    fetches it through the Bot API. One row per graduate message (a replayed update adds
+    none); deleted with the ticket (``Store.forget_user``) and by retention."""
+
+    __tablename__ = "ticket_attachments"
+    __table_args__ = (
+        _one_of("kind", ATTACHMENT_KINDS, "kind"),
+        UniqueConstraint("chat_id", "message_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
+    conversation_id: Mapped[int] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(16))
+    chat_id: Mapped[int] = mapped_column(BigInteger)
+    message_id: Mapped[int] = mapped_column(BigInteger)
+    file_id: Mapped[str] = mapped_column(Text)
+    file_unique_id: Mapped[str] = mapped_column(String(128))
+    file_name: Mapped[str | None] = mapped_column(Text)
+    mime_type: Mapped[str | None] = mapped_column(String(255))
+    file_size: Mapped[int | None] = mapped_column(BigInteger)
+    caption: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(index=True)

@@ -19,9 +19,9 @@ from types import MappingProxyType
 from typing import Any, Literal, TypeVar, cast
 
 from pydantic import BaseModel
-from sqlalchemy import and_, case, delete, func, insert, or_, select, update
+from sqlalchemy import Table, and_, case, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import CursorResult, Result
+from sqlalchemy.engine import Connection, CursorResult, Result
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -43,6 +43,7 @@ from bot.storage.models import (
     OutboxRow,
     ProcessedUpdateRow,
     RateBucketRow,
+    TicketAttachmentRow,
     TicketEventRow,
     TicketRow,
     TurnRow,
@@ -66,6 +67,9 @@ MAX_QUESTION_CHARS = 2000
 LAST_SEEN_RESOLUTION = dt.timedelta(minutes=5)
 """``last_seen_at`` is refreshed at most this often (one write saved on most messages)."""
 MAX_ERROR_CHARS = 2000
+HANDED_TO_OUTBOX = 0
+"""A relay link's target message id when the outbox sends the copy (its id is not known):
+the link is final, the message is not relayed again."""
 
 
 def utcnow() -> dt.datetime:
@@ -100,6 +104,34 @@ class ConversationRecord:
     version: int
     """Bumped by every ``save_state``; pass it back as ``expected_version``."""
     updated_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class NewTurn:
+    """A message about to be added to a transcript (``Store.add_turn``, ``record_answer``)."""
+
+    role: TurnRole
+    text: str
+    lang: str | None = None
+    intent: str | None = None
+    confidence: float | None = None
+    handoff: bool = False
+    citations: tuple[Any, ...] = ()
+    telegram_message_id: int | None = None
+
+    def values(self, conversation_id: int, now: dt.datetime) -> dict[str, Any]:
+        return {
+            "conversation_id": conversation_id,
+            "role": self.role,
+            "text": self.text,
+            "lang": self.lang,
+            "intent": self.intent,
+            "confidence": self.confidence,
+            "handoff": self.handoff,
+            "citations": _json(list(self.citations)),
+            "telegram_message_id": self.telegram_message_id,
+            "created_at": now,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,6 +266,7 @@ class Stats:
 
 
 _R = TypeVar("_R")
+_T = TypeVar("_T")
 
 
 def _record(cls: type[_R], row: object) -> _R:
@@ -277,6 +310,137 @@ def _priority_rank() -> ColumnElement[int]:
 
 _SYNC: Mapping[str, Any] = MappingProxyType({"synchronize_session": False})
 """Bulk UPDATE/DELETE: the sessions are short-lived, nothing in them needs refreshing."""
+
+
+# --- the hot path -------------------------------------------------------------------
+# Every message runs the statements below. They are plain SQLAlchemy Core on a
+# ``Connection`` so that ``Database.run`` can run a whole step of a message as one
+# transaction in one hand-off (SQLite), and the async methods share them (``run_sync``).
+
+_USERS: Table = cast(Table, UserRow.__table__)
+_CONVERSATIONS: Table = cast(Table, ConversationRow.__table__)
+_TURNS: Table = cast(Table, TurnRow.__table__)
+
+
+@dataclass(frozen=True, slots=True)
+class Begun:
+    """What ``Store.begin_update`` did: the update is claimed; ``ours`` if its chat was
+    free; a graduate's user and conversation when they were read on the way."""
+
+    ours: bool
+    graduate: tuple[User, ConversationRecord] | None = None
+    sent_last_minute: float = 0.0
+
+
+def _claim_new_update(dialect: str, update_id: int, now: dt.datetime, chat_id: int | None) -> Any:
+    """Claim an update never seen before (RETURNING a row only then)."""
+    return (
+        _upsert(dialect, ProcessedUpdateRow)
+        .values(update_id=update_id, status="processing", claimed_at=now, chat_id=chat_id)
+        .on_conflict_do_nothing(index_elements=[ProcessedUpdateRow.update_id])
+        .returning(ProcessedUpdateRow.update_id)
+    )
+
+
+def _finish_update(update_id: int, now: dt.datetime) -> Update:
+    return (
+        update(ProcessedUpdateRow)
+        .where(ProcessedUpdateRow.update_id == update_id)
+        .values(status="done", done_at=now)
+    )
+
+
+def _lease_chat(
+    dialect: str, chat: tuple[int, int], update_id: int, now: dt.datetime, lease: dt.timedelta
+) -> Any:
+    statement = _upsert(dialect, ChatLeaseRow).values(
+        chat_id=chat[0], thread_id=chat[1], update_id=update_id, expires_at=now + lease
+    )
+    return statement.on_conflict_do_update(
+        index_elements=[ChatLeaseRow.chat_id, ChatLeaseRow.thread_id],
+        set_={"update_id": update_id, "expires_at": now + lease},
+        where=or_(ChatLeaseRow.expires_at <= now, ChatLeaseRow.update_id == update_id),
+    ).returning(ChatLeaseRow.update_id)
+
+
+def _release_chat(chat: tuple[int, int], update_id: int) -> Delete:
+    return delete(ChatLeaseRow).where(
+        ChatLeaseRow.chat_id == chat[0],
+        ChatLeaseRow.thread_id == chat[1],
+        ChatLeaseRow.update_id == update_id,
+    )
+
+
+def _graduate_query(telegram_id: int) -> Any:
+    """A user with their conversation's columns (``c_*``; None when they have none)."""
+    return (
+        select(_USERS, *(c.label(f"c_{c.name}") for c in _CONVERSATIONS.columns))
+        .outerjoin(_CONVERSATIONS, _CONVERSATIONS.c.user_id == _USERS.c.id)
+        .where(_USERS.c.telegram_id == telegram_id)
+    )
+
+
+def _known_graduate(
+    row: Any, display_name: str | None, now: dt.datetime
+) -> tuple[User, ConversationRecord] | None:
+    """The user and conversation in ``row`` when nothing needs writing: they have a
+    conversation, the same name, and were seen lately (else: None)."""
+    if (
+        row is None
+        or row.c_id is None
+        or display_name not in (None, row.display_name)
+        or now - row.last_seen_at >= LAST_SEEN_RESOLUTION
+    ):
+        return None
+    conversation = ConversationRecord(
+        **{f.name: getattr(row, f"c_{f.name}") for f in fields(ConversationRecord)}
+    )
+    return _record(User, row), conversation
+
+
+def _count_message(connection: Connection, user_id: int, now: dt.datetime) -> float:
+    """``Store.count_message`` on a connection."""
+    minute, seconds = divmod(int(now.timestamp()), 60)
+    upsert = _upsert(connection.dialect.name, RateBucketRow).values(
+        user_id=user_id, minute=minute, hits=1
+    )
+    upsert = upsert.on_conflict_do_update(
+        index_elements=[RateBucketRow.user_id, RateBucketRow.minute],
+        set_={"hits": RateBucketRow.hits + 1},
+    ).returning(RateBucketRow.hits)
+    previous = select(RateBucketRow.hits).where(
+        RateBucketRow.user_id == user_id, RateBucketRow.minute == minute - 1
+    )
+    hits: int = connection.execute(upsert).scalar_one()
+    before: int = connection.execute(previous).scalar_one_or_none() or 0
+    return hits + before * (60 - seconds) / 60
+
+
+def _record_answer(
+    connection: Connection,
+    conversation_id: int,
+    state: dict[str, Any],
+    question: NewTurn,
+    answer: NewTurn,
+    now: dt.datetime,
+) -> int | None:
+    """``Store.record_answer`` on a connection."""
+    take = (
+        update(_CONVERSATIONS)
+        .where(_CONVERSATIONS.c.id == conversation_id, _CONVERSATIONS.c.owner == "bot")
+        .values(state=_json(state), version=_CONVERSATIONS.c.version + 1, updated_at=now)
+        .returning(_CONVERSATIONS.c.id)
+    )
+    if connection.execute(take).scalar_one_or_none() is None:
+        return None
+    rows = [question.values(conversation_id, now), answer.values(conversation_id, now)]
+    turns = insert(_TURNS).returning(_TURNS.c.id, _TURNS.c.role)
+    added = connection.execute(turns, rows).all()  # one INSERT … VALUES (…), (…)
+    return next(int(turn.id) for turn in added if turn.role == answer.role)
+
+
+class _Withheld(Exception):
+    """Rolls back ``Store.finish_exchange`` when the bot no longer owns the conversation."""
 
 
 class Store:
@@ -369,6 +533,24 @@ class Store:
                 row = (await s.execute(touch, execution_options=_SYNC)).scalar_one()
                 return _record(User, row)
 
+    async def load_graduate(
+        self,
+        telegram_id: int,
+        display_name: str | None = None,
+        *,
+        session: AsyncSession | None = None,
+    ) -> tuple[User, ConversationRecord]:
+        """The user and their conversation, as ``get_or_create_user`` then
+        ``load_conversation`` give them — in one read for most messages (a known user,
+        seen lately, with a conversation)."""
+        async with self._tx(session) as s:
+            row = (await s.execute(_graduate_query(telegram_id))).one_or_none()
+            known = _known_graduate(row, display_name, self.now())
+            if known is not None:
+                return known
+            user = await self.get_or_create_user(telegram_id, display_name, session=s)
+            return user, await self.load_conversation(user.id, session=s)
+
     async def get_user(
         self,
         user_id: int | None = None,
@@ -440,6 +622,15 @@ class Store:
                     delete(MessageLinkRow).where(MessageLinkRow.ticket_id.in_(tickets)),
                 ),
                 ("outbox", delete(OutboxRow).where(OutboxRow.ticket_id.in_(tickets))),
+                (
+                    "ticket_attachments",
+                    delete(TicketAttachmentRow).where(
+                        or_(
+                            TicketAttachmentRow.ticket_id.in_(tickets),
+                            TicketAttachmentRow.conversation_id.in_(conversations),
+                        )
+                    ),
+                ),
                 (
                     "feedback",
                     delete(FeedbackRow).where(
@@ -591,24 +782,43 @@ class Store:
         session: AsyncSession | None = None,
     ) -> int:
         """Append a message to the transcript; returns the turn id."""
+        turn = NewTurn(
+            role,
+            text,
+            lang=lang,
+            intent=intent,
+            confidence=confidence,
+            handoff=handoff,
+            citations=tuple(citations),
+            telegram_message_id=telegram_message_id,
+        )
         statement = (
-            insert(TurnRow)
-            .values(
-                conversation_id=conversation_id,
-                role=role,
-                text=text,
-                lang=lang,
-                intent=intent,
-                confidence=confidence,
-                handoff=handoff,
-                citations=_json(list(citations)),
-                telegram_message_id=telegram_message_id,
-                created_at=self.now(),
-            )
+            insert(_TURNS)
+            .values(turn.values(conversation_id, self.now()))
             .returning(TurnRow.id)
         )
         async with self._tx(session) as s:
             return (await s.execute(statement)).scalar_one()
+
+    async def record_answer(
+        self,
+        conversation_id: int,
+        state: dict[str, Any],
+        question: NewTurn,
+        answer: NewTurn,
+        *,
+        session: AsyncSession | None = None,
+    ) -> int | None:
+        """The bot's answer to a question, if the bot still owns the conversation: saves
+        the agent's ``state`` (bumping the version) and both turns, and returns the
+        answer's turn id. None, with nothing written, when a counsellor owns it now (or
+        the conversation is gone): the caller records the question their way."""
+        now = self.now()
+        async with self._tx(session) as s:
+            connection = await s.connection()
+            return await connection.run_sync(
+                _record_answer, conversation_id, state, question, answer, now
+            )
 
     async def recent_turns(
         self, conversation_id: int, limit: int = 20, *, session: AsyncSession | None = None
@@ -1114,11 +1324,18 @@ class Store:
         target_chat_id: int,
         target_message_id: int | None = None,
         *,
+        stale_after: dt.timedelta | None = None,
         session: AsyncSession | None = None,
     ) -> bool:
         """Reserve the relay of one message before sending it: True for exactly one
         caller, False if that message was already relayed (or is being relayed) in that
-        direction. Send, then ``complete_link``; on failure ``release_link``."""
+        direction. Send, then ``complete_link`` (with ``HANDED_TO_OUTBOX`` when the outbox
+        sends it); on failure ``release_link``.
+
+        With ``stale_after``, a reservation older than that which was never completed
+        (its worker died while sending) is taken over: True for exactly one caller. A
+        completed link, or one handed to the outbox, is never relayed again."""
+        now = self.now()
         statement = insert(MessageLinkRow).values(
             ticket_id=ticket_id,
             direction=direction,
@@ -1126,7 +1343,7 @@ class Store:
             source_message_id=source_message_id,
             target_chat_id=target_chat_id,
             target_message_id=target_message_id,
-            created_at=self.now(),
+            created_at=now,
         )
         async with self._tx(session) as s:
             try:
@@ -1136,7 +1353,18 @@ class Store:
                 key = self._link_key(direction, source_chat_id, source_message_id)
                 if (await s.execute(select(MessageLinkRow.id).where(key))).first() is None:
                     raise  # not a duplicate: e.g. no such ticket
-                return False
+                if stale_after is None:
+                    return False
+                takeover = (
+                    update(MessageLinkRow)
+                    .where(
+                        key,
+                        MessageLinkRow.target_message_id.is_(None),
+                        MessageLinkRow.created_at <= now - stale_after,
+                    )
+                    .values(created_at=now)
+                )
+                return _rowcount(await self._dml(s, takeover)) == 1
             return True
 
     async def record_link(
@@ -1171,7 +1399,8 @@ class Store:
         *,
         session: AsyncSession | None = None,
     ) -> bool:
-        """Fill in the relayed copy's message id after a successful ``claim_link``."""
+        """Fill in the relayed copy's message id after a successful ``claim_link``
+        (``HANDED_TO_OUTBOX`` when the outbox sends it: the link is final either way)."""
         statement = (
             update(MessageLinkRow)
             .where(
@@ -1357,21 +1586,9 @@ class Store:
         this one included (a sliding window: this minute's count plus the previous
         minute's, weighted by how much of it is still inside the window). Every replica
         counts in the same rows."""
-        minute, seconds = divmod(int(now.timestamp()), 60)
-        upsert = _upsert(self.db.dialect, RateBucketRow).values(
-            user_id=user_id, minute=minute, hits=1
-        )
-        upsert = upsert.on_conflict_do_update(
-            index_elements=[RateBucketRow.user_id, RateBucketRow.minute],
-            set_={"hits": RateBucketRow.hits + 1},
-        ).returning(RateBucketRow.hits)
-        previous = select(RateBucketRow.hits).where(
-            RateBucketRow.user_id == user_id, RateBucketRow.minute == minute - 1
-        )
         async with self._tx(session) as s:
-            hits: int = (await s.execute(upsert)).scalar_one()
-            before: int = (await s.execute(previous)).scalar_one_or_none() or 0
-        return hits + before * (60 - seconds) / 60
+            connection = await s.connection()
+            return await connection.run_sync(_count_message, user_id, now)
 
     async def prune_rate_buckets(
         self, before: dt.datetime, *, session: AsyncSession | None = None
@@ -1478,7 +1695,9 @@ class Store:
         session: AsyncSession | None = None,
     ) -> bool:
         """True if this caller should process the update: it is new, or an earlier claim
-        is still 'processing' after ``stale_after`` (that worker presumably died)."""
+        is still 'processing' but its worker presumably died: the chat lease it took for
+        the update (``lease_chat``, renewed while it works) ran out after the claim, or,
+        for an update that never held a chat lease, ``stale_after`` has passed."""
         async with self._tx(session) as s:
             try:
                 async with s.begin_nested():
@@ -1493,10 +1712,22 @@ class Store:
                 return True
             except IntegrityError:
                 pass
+            stale = ProcessedUpdateRow.claimed_at <= now - stale_after
+            lease_ran_out = (
+                await s.execute(
+                    select(ChatLeaseRow.expires_at).where(
+                        ChatLeaseRow.update_id == update_id, ChatLeaseRow.expires_at <= now
+                    )
+                )
+            ).scalar()
+            if lease_ran_out is not None:
+                # Compared with the claim's own time, so that of two workers taking over
+                # at once only the first wins: its claim is newer than the lease's end.
+                stale = or_(stale, ProcessedUpdateRow.claimed_at < lease_ran_out)
             statement = update(ProcessedUpdateRow).where(
                 ProcessedUpdateRow.update_id == update_id,
                 ProcessedUpdateRow.status == "processing",
-                ProcessedUpdateRow.claimed_at <= now - stale_after,
+                stale,
             )
             return _rowcount(await self._dml(s, statement.values(claimed_at=now))) == 1
 
@@ -1512,36 +1743,116 @@ class Store:
         """Take the chat (chat id, forum topic id or 0) for this update, unless another
         update holds it and its lease has not run out. Replicas process one update of a
         chat at a time; ``release_chat`` hands it on."""
-        statement = _upsert(self.db.dialect, ChatLeaseRow).values(
-            chat_id=chat[0], thread_id=chat[1], update_id=update_id, expires_at=now + lease
-        )
-        statement = statement.on_conflict_do_update(
-            index_elements=[ChatLeaseRow.chat_id, ChatLeaseRow.thread_id],
-            set_={"update_id": update_id, "expires_at": now + lease},
-            where=or_(ChatLeaseRow.expires_at <= now, ChatLeaseRow.update_id == update_id),
-        ).returning(ChatLeaseRow.update_id)
+        statement = _lease_chat(self.db.dialect, chat, update_id, now, lease)
         async with self._tx(session) as s:
             return (await s.execute(statement)).scalar_one_or_none() == update_id
 
     async def release_chat(
         self, chat: tuple[int, int], update_id: int, *, session: AsyncSession | None = None
     ) -> bool:
-        statement = delete(ChatLeaseRow).where(
-            ChatLeaseRow.chat_id == chat[0],
-            ChatLeaseRow.thread_id == chat[1],
-            ChatLeaseRow.update_id == update_id,
-        )
         async with self._tx(session) as s:
-            return _rowcount(await self._dml(s, statement)) == 1
+            return _rowcount(await self._dml(s, _release_chat(chat, update_id))) == 1
+
+    async def _run(self, work: Callable[..., _T], *args: Any) -> _T:
+        """``Database.run`` with outages as ``StorageError`` (as ``transaction``)."""
+        try:
+            return await self.db.run(work, *args)
+        except (OperationalError, InterfaceError, PoolTimeoutError, OSError) as exc:
+            raise self.db.unavailable(exc) from exc
+
+    async def begin_update(
+        self,
+        update_id: int,
+        chat: tuple[int, int] | None,
+        lease: dt.timedelta,
+        *,
+        graduate: tuple[int, str | None] | None = None,
+        count: bool = False,
+    ) -> Begun | None:
+        """The first step of a new update, in one transaction: claim it, take its chat
+        (``lease_chat``) and, for a graduate's text (``graduate``: their Telegram id and
+        name), read their user and conversation and, with ``count``, count the message
+        (``count_message``) — the user part only when nothing needs writing
+        (``load_graduate`` does the rest).
+
+        None when the update was seen before (a replay, or a retry after a crash): then
+        ``claim_update`` decides."""
+        now = self.now()
+        dialect = self.db.dialect
+
+        def work(connection: Connection) -> Begun | None:
+            new = connection.execute(
+                _claim_new_update(dialect, update_id, now, chat and chat[0])
+            ).first()
+            if new is None:
+                return None
+            if chat is not None:
+                holder = connection.execute(_lease_chat(dialect, chat, update_id, now, lease))
+                if holder.scalar_one_or_none() != update_id:
+                    return Begun(ours=False)
+            if graduate is None:
+                return Begun(ours=True)
+            row = connection.execute(_graduate_query(graduate[0])).one_or_none()
+            known = _known_graduate(row, graduate[1], now)
+            if known is None:
+                return Begun(ours=True)
+            sent = _count_message(connection, known[0].id, now) if count else 0.0
+            return Begun(ours=True, graduate=known, sent_last_minute=sent)
+
+        return await self._run(work)
+
+    async def finish_exchange(
+        self,
+        update_id: int,
+        conversation_id: int,
+        state: dict[str, Any],
+        question: NewTurn,
+        answer: NewTurn,
+    ) -> int | None:
+        """Mark the update done and ``record_answer``, in one transaction. None, with
+        nothing written, when the bot no longer owns the conversation."""
+        now = self.now()
+
+        def work(connection: Connection) -> int:
+            connection.execute(_finish_update(update_id, now))
+            turn = _record_answer(connection, conversation_id, state, question, answer, now)
+            if turn is None:
+                raise _Withheld
+            return turn
+
+        try:
+            return await self._run(work)
+        except _Withheld:
+            return None
+
+    async def end_update(
+        self, update_id: int, chat: tuple[int, int] | None, *, finish: bool = True
+    ) -> None:
+        """The last step of an update: mark it done (unless ``finish`` is False: done
+        already) and hand its chat on (``release_chat``), in one transaction."""
+        now = self.now()
+
+        def work(connection: Connection) -> None:
+            if finish:
+                connection.execute(_finish_update(update_id, now))
+            if chat is not None:
+                connection.execute(_release_chat(chat, update_id))
+
+        if finish or chat is not None:
+            await self._run(work)
 
     async def finish_update(self, update_id: int, *, session: AsyncSession | None = None) -> bool:
-        statement = (
-            update(ProcessedUpdateRow)
-            .where(ProcessedUpdateRow.update_id == update_id)
-            .values(status="done", done_at=self.now())
-        )
         async with self._tx(session) as s:
-            return _rowcount(await self._dml(s, statement)) == 1
+            return _rowcount(await self._dml(s, _finish_update(update_id, self.now()))) == 1
+
+    async def update_status(
+        self, update_id: int, *, session: AsyncSession | None = None
+    ) -> str | None:
+        """'processing' (claimed, not finished), 'done', or None (never claimed, or pruned):
+        what a webhook answers for an update that ``claim_update`` refused."""
+        query = select(ProcessedUpdateRow.status).where(ProcessedUpdateRow.update_id == update_id)
+        async with self._tx(session) as s:
+            return (await s.execute(query)).scalar()
 
     async def prune_updates(
         self, before: dt.datetime, *, session: AsyncSession | None = None
@@ -1689,12 +2000,19 @@ class Store:
         self, cutoff: dt.datetime, *, session: AsyncSession | None = None
     ) -> dict[str, int]:
         """Retention (``GRADGUIDE_RETENTION_DAYS``): what graduates wrote before ``cutoff``
-        goes — their turns, the transcripts of tickets closed before it, the dialogue state
-        of conversations idle since before it (owned by the bot), and unanswered questions.
-        Tickets, ratings and counts stay for the records. Returns rows changed per kind."""
+        goes — their turns and attachments, the transcripts of tickets closed before it, the
+        dialogue state of conversations idle since before it (owned by the bot), and
+        unanswered questions. Tickets, ratings and counts stay for the records. Returns rows
+        changed per kind ("attachments" only when some were deleted)."""
         async with self._tx(session) as s:
             turns = _rowcount(
                 await self._dml(s, delete(TurnRow).where(TurnRow.created_at < cutoff))
+            )
+            attachments = _rowcount(
+                await self._dml(
+                    s,
+                    delete(TicketAttachmentRow).where(TicketAttachmentRow.created_at < cutoff),
+                )
             )
             closed = await s.execute(
                 select(TicketRow.id, TicketRow.transcript).where(
@@ -1722,9 +2040,12 @@ class Store:
             unanswered = _rowcount(
                 await self._dml(s, delete(UnansweredRow).where(UnansweredRow.created_at < cutoff))
             )
-        return {
+        removed = {
             "turns": turns,
             "transcripts": len(ids),
             "conversations": len(stale),
             "unanswered": unanswered,
         }
+        if attachments:
+            removed["attachments"] = attachments
+        return removed

@@ -25,6 +25,7 @@ from bot.kb.ingest import IngestReport
 from bot.kb.loaders import SUPPORTED_SUFFIXES, load_file
 from bot.kb.models import Chunk, ParsedDocument
 from bot.kb.retriever import Hit
+from bot.kb.upload import META_FIELDS
 from bot.storage.store import UnansweredQuestion
 from bot.web import charts
 from bot.web.app import Viewer, WebServices, admin, lang_of, redirect, render, services_of
@@ -34,20 +35,6 @@ logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/admin")
 
-META_FIELDS = (
-    "id",
-    "title",
-    "lang",
-    "authority",
-    "doc_number",
-    "issued",
-    "effective_from",
-    "expires",
-    "region",
-    "topics",
-    "source_url",
-    "summary",
-)
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{20,64}$")
 
 

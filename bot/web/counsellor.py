@@ -1,7 +1,8 @@
 """The counsellors' pages: the live queue, a ticket (transcript, summary, draft, citations,
-notes), and its actions — reply, claim, transfer, resolve, note, propose a curated answer —
-plus canned replies. Ticket actions use the Telegram channel's own functions, so a reply from
-here reaches the graduate exactly like a reply typed in the ticket's topic."""
+the graduate's attachments, notes), and its actions — reply, claim, transfer, resolve, note,
+propose a curated answer — plus canned replies. Ticket actions use the Telegram channel's
+own functions, so a reply from here reaches the graduate exactly like a reply typed in the
+ticket's topic."""
 
 from __future__ import annotations
 
@@ -12,12 +13,14 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, HTTPException, Request
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
+from starlette.background import BackgroundTask
 
 from bot.errors import GradGuideError
 from bot.storage.console_store import Account
 from bot.storage.models import PRIORITIES
 from bot.storage.store import Ticket, TurnRecord
+from bot.web import attachments as files
 from bot.web.app import Viewer, WebServices, counsellor, redirect, render, services_of
 from bot.web.security import new_token
 
@@ -181,8 +184,54 @@ async def ticket_page(request: Request, ticket_id: int, viewer: Viewer = counsel
         doc_ids=doc_ids,
         all_docs=all_docs,
         topic_link=topic_link,
+        attachments=await s.console.attachments(ticket.id),
+        is_image=files.is_image,
+        format_size=files.format_size,
         waiting=format_wait(s.store.now() - ticket.created_at),
         flash=request.query_params.get("msg"),
+    )
+
+
+@router.get("/tickets/{ticket_id}/attachments/{attachment_id}")
+async def attachment(
+    request: Request,
+    ticket_id: int,
+    attachment_id: int,
+    download: bool = False,
+    viewer: Viewer = counsellor,
+) -> Response:
+    """A graduate's file, fetched from Telegram and streamed: images inline (the page's
+    thumbnails) unless ``?download=1``, everything else as a download. Downloads are
+    audited (thumbnails are not: the ticket page shows them)."""
+    s = services_of(request)
+    found = await s.console.get_attachment(attachment_id)
+    if found is None or found.ticket_id != ticket_id:
+        raise HTTPException(404)
+    if download:
+        await s.console.audit(
+            viewer.account, "attachment_download", f"ticket:{ticket_id}", {"attachment": found.id}
+        )
+    try:
+        remote = await files.open_file(s.settings, found.file_id)
+    except files.FileUnavailable as exc:
+        logger.warning(
+            "attachment %d of ticket #%d not fetched from Telegram: %s", found.id, ticket_id, exc
+        )
+        return render(
+            request,
+            "error.html",
+            502,
+            message_key="web_attachment_unavailable",
+            detail_key="web_attachment_unavailable_hint",
+            back=f"/tickets/{ticket_id}",
+            back_key="web_back_to_ticket",
+        )
+    inline = files.is_image(found) and not download
+    return StreamingResponse(
+        remote.chunks(),
+        media_type=files.content_type(found),
+        headers=files.response_headers(found, remote, inline=inline),
+        background=BackgroundTask(remote.close),
     )
 
 

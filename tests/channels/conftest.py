@@ -20,6 +20,7 @@ import pytest
 from bot.agent.agent import Agent
 from bot.agent.curated import CuratedAnswers
 from bot.channels.telegram.app import Services, build_application
+from bot.channels.telegram.webhook import WebhookReceiver
 from bot.kb.service import KnowledgeBase
 from bot.prompts import Messages
 from bot.settings import Settings
@@ -82,6 +83,8 @@ class Bot:
     services: Services
     application: Any
     mode: str
+    webhook: WebhookReceiver | None = None
+    """Webhook mode: ``gradguide serve``'s receiver (it answers once an update is done)."""
 
     @property
     def store(self) -> Store:
@@ -93,6 +96,8 @@ class Bot:
 
     async def stop(self) -> None:
         application = self.application
+        if self.webhook is not None:
+            await self.webhook.stop()
         if application.updater is not None and application.updater.running:
             await application.updater.stop()
         if application.running:
@@ -147,18 +152,22 @@ class Stack:
         await application.initialize()
         await application.start()
         assert application.updater is not None
+        webhook: WebhookReceiver | None = None
         if self.mode == "webhook":
-            port = free_port()
-            await application.updater.start_webhook(
-                listen="127.0.0.1",
-                port=port,
-                url_path="telegram",
-                webhook_url=f"http://127.0.0.1:{port}/telegram",
-                secret_token=WEBHOOK_SECRET,
+            webhook = WebhookReceiver(
+                application,
+                path="telegram",
+                secret=WEBHOOK_SECRET,
+                update_status=services.store.update_status,
+                retry_s=settings.webhook_retry_s,
+            )
+            port = await webhook.start("127.0.0.1", 0)
+            await application.bot.set_webhook(
+                f"http://127.0.0.1:{port}/telegram", secret_token=WEBHOOK_SECRET
             )
         else:
             await application.updater.start_polling(poll_interval=0.0, timeout=1)
-        bot = Bot(self.tg, services, application, self.mode)
+        bot = Bot(self.tg, services, application, self.mode, webhook)
         self.bots.append(bot)
         return bot
 

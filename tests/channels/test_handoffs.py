@@ -442,6 +442,10 @@ async def race_across_replicas(tg: FakeTelegram, stack: Stack) -> Race:
 
 
 async def _race(tg: FakeTelegram, stack: Stack) -> Race:
+    # The webhook answers Telegram once an update is processed, and Telegram delivers a
+    # chat's next update only after that: the graduate's next messages reach the other
+    # replica meanwhile only if that order is broken.
+    tg.webhook_chat_order = False
     first = await stack.start_bot(chat_lease_s=0.5)
     first_url = tg.webhook_url
     second = await stack.start_bot(chat_lease_s=0.5)

@@ -596,12 +596,14 @@ async def test_a_ticket_answered_from_the_cli_is_not_treated_as_waiting(
 # -- the database refuses the claim -------------------------------------------------------
 
 
+@pytest.mark.parametrize("stack", ["polling-sqlite", "polling-postgresql"], indirect=True)
 async def test_an_update_the_database_could_not_record_is_not_processed(
     tg: FakeTelegram, bot: Bot, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Without its claim an update could be processed twice or out of order: the graduate
     is told something went wrong, once, and gets no answer to it; the next message is
-    answered normally."""
+    answered normally. (Long polling: a webhook update is tried again and delivered again
+    instead, tests/channels/test_webhook.py.)"""
     from bot.errors import StorageError
 
     store = bot.store

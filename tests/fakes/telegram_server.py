@@ -58,11 +58,15 @@ that dumps what was sent), ``wait_for_call``/``await_call`` (a request), ``wait_
 ``await_idle`` (no pending update, no request in flight, quiet for a moment), ``mark()``.
 
 Webhooks: ``setWebhook``/``deleteWebhook``/``getWebhookInfo`` or ``tg.set_webhook(...)``;
-updates are POSTed one at a time with ``X-Telegram-Bot-Api-Secret-Token``; a non-2xx answer or
-a connection error is retried after ``webhook_retry_delays``; ``tg.add_webhook_replica(url)``
-or ``tg.webhook_targets = [url1, url2]`` (a load balancer in front of the webhook URL) spread
-deliveries round-robin. ``post_webhook_raw``/``apost_webhook_raw`` POST an update with any
-(wrong or missing) secret and return the status.
+updates are POSTed with ``X-Telegram-Bot-Api-Secret-Token``, several at once (up to the
+webhook's ``max_connections``) but one update of a chat at a time, in order: a chat's next
+update waits until the one before it is delivered (unless ``tg.webhook_chat_order = False``).
+A non-2xx answer, a connection error or no answer within ``webhook_timeout_s`` is retried
+after ``webhook_retry_delays`` (the last delay repeats); ``tg.add_webhook_replica(url)`` or
+``tg.webhook_targets = [url1, url2]`` (a load balancer in front of the webhook URL) spread the
+attempts round-robin.
+``post_webhook_raw``/``apost_webhook_raw`` POST an update with any (wrong or missing) secret
+and return the status.
 
 Faults: ``tg.fail(method, kind, times, executed=...)`` and ``tg.fail_rate(p, kinds, seed)``;
 kinds are "429" (retry_after ``tg.retry_after``), "500", "502" (nginx HTML page) and "timeout"
@@ -81,6 +85,7 @@ import base64
 import concurrent.futures
 import contextlib
 import copy
+import functools
 import json
 import mimetypes
 import random
@@ -1007,6 +1012,10 @@ class FakeTelegram:
         self.retry_after = retry_after
         self.webhook_retry_delays = tuple(webhook_retry_delays)
         self.webhook_timeout_s = webhook_timeout_s
+        self.webhook_chat_order = True
+        """False: deliver a chat's updates without waiting for the one before it to be
+        delivered. Telegram keeps the order; tests of what a replica does when updates of
+        one chat are processed at once anyway (a replica that lost its chat lease) set it."""
 
         self.violations: list[str] = []
         self.unimplemented: list[str] = []
@@ -1050,6 +1059,8 @@ class FakeTelegram:
         self._session: aiohttp.ClientSession | None = None
         self._delivery: asyncio.Task[None] | None = None
         self._delivery_event: asyncio.Event | None = None
+        self._slots: asyncio.Semaphore | None = None
+        self._slots_size = 0
         self._stop_event: asyncio.Event | None = None
         self._update_waiters: list[asyncio.Future[None]] = []
         self._stopping = False
@@ -1213,6 +1224,7 @@ class FakeTelegram:
         self._stopping = False
         self._stop_event = asyncio.Event()
         self._delivery_event = asyncio.Event()
+        self._slots = None
         self._session = aiohttp.ClientSession(trust_env=False)
         app = web.Application(client_max_size=UPLOAD_LIMIT + 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._handle)
@@ -2529,39 +2541,99 @@ class FakeTelegram:
             return list(self.webhook_targets)
         return [self._webhook.url, *self.webhook_replicas]
 
+    @staticmethod
+    def _delivery_chat(update: Mapping[str, Any]) -> tuple[str, object]:
+        """The chat an update belongs to, for the delivery order (its sender when it has
+        no chat, itself when it has neither)."""
+        for kind, body in update.items():
+            if kind == "update_id" or not isinstance(body, dict):
+                continue
+            message = body.get("message") if kind == "callback_query" else body
+            chat = message.get("chat") if isinstance(message, dict) else None
+            if isinstance(chat, dict) and "id" in chat:
+                return "chat", chat["id"]
+            sender = body.get("from")
+            if isinstance(sender, dict) and "id" in sender:
+                return "user", sender["id"]
+        return "update", update.get("update_id")
+
+    def _connection_slots(self, max_connections: int) -> asyncio.Semaphore:
+        """(server loop) The webhook's connections: at most ``max_connections`` POSTs at once
+        (a new semaphore when setWebhook changes it)."""
+        if self._slots is None or self._slots_size != max_connections:
+            self._slots = asyncio.Semaphore(max_connections)
+            self._slots_size = max_connections
+        return self._slots
+
     async def _deliver_forever(self) -> None:
+        """(server loop) Deliver webhook updates like Telegram: several at once, up to the
+        webhook's ``max_connections``, but one update of a chat at a time and in order (a
+        chat's next update waits until the one before it is delivered, retries included)."""
         assert self._delivery_event is not None
+        event = self._delivery_event
+        deliveries: dict[tuple[str, object], asyncio.Task[None]] = {}
+
+        def finished(chat: tuple[str, object], task: asyncio.Task[None]) -> None:
+            if deliveries.get(chat) is task:
+                del deliveries[chat]
+            event.set()
+
+        try:
+            while not self._stopping:
+                event.clear()
+                heads: list[tuple[tuple[str, object], JSONDict]] = []
+                with self._lock:
+                    if self._webhook is not None and self._delivery_targets():
+                        busy = set(deliveries)
+                        for update in self._pending:
+                            chat = self._delivery_chat(update)
+                            if not self.webhook_chat_order:
+                                chat = ("update", update["update_id"])
+                            if chat not in busy:
+                                busy.add(chat)
+                                heads.append((chat, copy.deepcopy(update)))
+                for chat, update in heads:
+                    task = asyncio.create_task(self._deliver_one(update))
+                    deliveries[chat] = task
+                    task.add_done_callback(functools.partial(finished, chat))
+                await event.wait()
+        finally:
+            for task in deliveries.values():
+                task.cancel()
+            await asyncio.gather(*deliveries.values(), return_exceptions=True)
+
+    async def _deliver_one(self, update: JSONDict) -> None:
+        """(server loop) POST one update until a 2xx answer, round-robin over the targets,
+        pausing ``webhook_retry_delays`` after each failure; stops if the update is dropped
+        or the webhook deleted."""
+        update_id = int(update["update_id"])
         failures = 0
         while not self._stopping:
-            self._delivery_event.clear()
             with self._lock:
-                targets = self._delivery_targets()
                 hook = self._webhook
-                update = copy.deepcopy(self._pending[0]) if targets and self._pending else None
-                url = targets[self._round_robin % len(targets)] if update is not None else ""
-                if update is not None:
-                    self._round_robin += 1
-            if update is None or hook is None:
-                await self._delivery_event.wait()
-                continue
-            status, error = await self._post_update(url, update, hook.secret_token)
-            attempt = WebhookAttempt(url, int(update["update_id"]), status, error, time.time())
+                targets = self._delivery_targets()
+                pending = any(u["update_id"] == update_id for u in self._pending)
+                if hook is None or not targets or not pending:
+                    return
+                url = targets[self._round_robin % len(targets)]
+                self._round_robin += 1
+            async with self._connection_slots(hook.max_connections):
+                status, error = await self._post_update(url, update, hook.secret_token)
+            attempt = WebhookAttempt(url, update_id, status, error, time.time())
             with self._lock:
                 self.webhook_attempts.append(attempt)
                 if attempt.ok:
-                    failures = 0
-                    self._pending = [
-                        u for u in self._pending if u["update_id"] != update["update_id"]
-                    ]
+                    self._pending = [u for u in self._pending if u["update_id"] != update_id]
                 else:
                     failures += 1
                     hook.last_error_date = int(time.time())
                     hook.last_error_message = error
                 self._last_activity = time.monotonic()
                 self._notify_changed()
-            if not attempt.ok:
-                delays = self.webhook_retry_delays or (0.05,)
-                await self._sleep(delays[min(failures, len(delays)) - 1])
+            if attempt.ok:
+                return
+            delays = self.webhook_retry_delays or (0.05,)
+            await self._sleep(delays[min(failures, len(delays)) - 1])
 
     async def _post_update(
         self, url: str, update: JSONDict, secret: str | None

@@ -562,6 +562,140 @@ async def test_raw_webhook_posts_with_a_wrong_or_missing_secret(
     assert receiver.bodies[0]["message"]["text"] == "probe"  # type: ignore[index]
 
 
+class HoldingReceiver:
+    """A webhook endpoint that holds every request until the test answers it: shows what
+    the fake delivers at once."""
+
+    def __init__(self) -> None:
+        self.arrived: list[tuple[str, asyncio.Future[int]]] = []
+        self.in_flight: set[str] = set()
+        self.most_in_flight = 0
+        self.url = ""
+        self._changed = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        text = (await request.json())["message"]["text"]
+        answer: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self.arrived.append((text, answer))
+        self.in_flight.add(text)
+        self.most_in_flight = max(self.most_in_flight, len(self.in_flight))
+        self._changed.set()
+        try:
+            return web.Response(status=await answer)
+        finally:
+            self.in_flight.discard(text)
+
+    async def start(self) -> HoldingReceiver:
+        app = web.Application()
+        app.router.add_post("/hook", self._handle)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
+        self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}/hook"
+        return self
+
+    def texts(self) -> list[str]:
+        return [text for text, _ in self.arrived]
+
+    async def wait(self, count: int, timeout: float = 5.0) -> None:
+        async with asyncio.timeout(timeout):
+            while len(self.arrived) < count:
+                self._changed.clear()
+                await self._changed.wait()
+
+    def answer(self, text: str, status: int = 200) -> None:
+        """Answer the oldest unanswered request carrying this text."""
+        future = next(f for t, f in self.arrived if t == text and not f.done())
+        future.set_result(status)
+
+    async def stop(self) -> None:
+        for _, future in self.arrived:
+            if not future.done():
+                future.set_result(200)
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
+@pytest.fixture
+async def holding() -> AsyncIterator[HoldingReceiver]:
+    receiver = await HoldingReceiver().start()
+    yield receiver
+    await receiver.stop()
+
+
+async def test_webhook_delivers_chats_at_once_up_to_max_connections(
+    tg: FakeTelegram, holding: HoldingReceiver
+) -> None:
+    tg.set_webhook(holding.url, max_connections=2)
+    for n in range(4):
+        tg.send_text(tg.user(2001 + n, f"User {n}"), f"u{n}")
+    await holding.wait(2)
+    await asyncio.sleep(0.3)  # a third connection would have come by now
+    assert holding.texts() == ["u0", "u1"]
+    holding.answer("u0")
+    await holding.wait(3)
+    assert holding.texts()[2] == "u2"
+    for text in ("u1", "u2"):
+        holding.answer(text)
+    await holding.wait(4)
+    holding.answer("u3")
+    await tg.await_idle()
+    assert holding.most_in_flight == 2
+    assert not tg.pending_updates
+
+
+async def test_webhook_keeps_one_chat_in_order_while_other_chats_go_on(
+    tg: FakeTelegram, holding: HoldingReceiver
+) -> None:
+    """One update of a chat at a time, in order, retries included; another chat is not
+    held up by it."""
+    tg.set_webhook(holding.url, max_connections=10)
+    alice, bob = tg.user(2001, "Alice"), tg.user(2002, "Bob")
+    for text in ("a0", "a1", "a2"):
+        tg.send_text(alice, text)
+    tg.send_text(bob, "b0")
+    await holding.wait(2)
+    assert sorted(holding.texts()) == ["a0", "b0"]  # a1 waits for a0
+    holding.answer("b0")
+    tg.send_text(bob, "b1")
+    await holding.wait(3)
+    assert holding.texts()[2] == "b1"  # Bob goes on while Alice's first is in flight
+    holding.answer("b1")
+    holding.answer("a0", 503)  # retried before Alice's next update
+    await holding.wait(4)
+    assert holding.texts()[3] == "a0"
+    await asyncio.sleep(0.3)
+    assert holding.texts().count("a1") == 0
+    holding.answer("a0", 200)
+    await holding.wait(5)
+    holding.answer("a1")
+    await holding.wait(6)
+    holding.answer("a2")
+    await tg.await_idle()
+    assert [t for t in holding.texts() if t.startswith("a")] == ["a0", "a0", "a1", "a2"]
+    assert [a.status for a in tg.webhook_attempts].count(503) == 1
+    assert not tg.pending_updates
+
+
+async def test_webhook_retries_a_timeout_and_a_refused_connection(
+    tg: FakeTelegram, holding: HoldingReceiver
+) -> None:
+    tg.webhook_timeout_s = 0.3
+    tg.webhook_targets = ["http://127.0.0.1:1/hook", holding.url]  # nothing listens on :1
+    tg.set_webhook(holding.url)
+    tg.send_text(tg.user(2001, "Alice"), "hello")
+    await holding.wait(1)  # refused on :1, then delivered here (and held)
+    await holding.wait(2, timeout=5)  # no answer within the timeout: delivered again
+    holding.answer("hello", 200)
+    holding.answer("hello", 200)
+    await tg.await_idle()
+    errors = [a.error for a in tg.webhook_attempts if not a.ok]
+    assert errors[0] == "Connection refused"
+    assert "Connection timed out" in errors
+    assert tg.webhook_attempts[-1].ok
+
+
 # -- fault injection -------------------------------------------------------------------------------
 
 

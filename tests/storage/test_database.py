@@ -45,8 +45,9 @@ TABLES = {
     "web_audit",
     "canned_replies",
     "curated_answers",
+    "ticket_attachments",
 }
-HEAD = "0003"
+HEAD = "0004"
 """The newest migration."""
 
 

@@ -1,12 +1,19 @@
-"""The web console under test: the real FastAPI app (httpx in-process), a real SQLite
-database migrated by Alembic, a real knowledge base on a temp dir, and the fake Telegram Bot
-API (real HTTP) for relays to graduates."""
+"""The web console under test: the real FastAPI app (httpx in-process), a real database
+migrated by Alembic, a real knowledge base on a temp dir, and the fake Telegram Bot API (real
+HTTP) for relays to graduates and for the graduates' files.
+
+Every test that uses ``web_settings`` (and so ``console`` and ``own_console``) runs on SQLite
+and on PostgreSQL, like the storage tests (tests/storage/conftest.py): SQLite is a copy of a
+database migrated once per session; PostgreSQL is one database per session at 127.0.0.1:5432
+(``GRADGUIDE_TEST_PG_HOST``), migrated once and emptied before each test. An unreachable
+server fails those tests, unless GRADGUIDE_TEST_SKIP_POSTGRES=1 (then they are skipped, with
+the reason).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import re
-import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,17 +22,26 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from telegram import Message
 
+from bot.channels.telegram.graduates import attachment_of
 from bot.kb.service import KnowledgeBase
 from bot.settings import Settings
-from bot.storage import Store, Ticket
-from bot.storage.console_store import Account
+from bot.storage import Database, Store, Ticket
+from bot.storage.console_store import Account, Attachment
 from bot.web.app import WebServices, build_services, create_app
 from bot.web.security import hash_password
 from tests.channels.conftest import GRADUATE, tg  # noqa: F401  (the fake Bot API fixture)
 from tests.conftest import TODAY, make_markdown
 from tests.fakes.telegram_server import FakeTelegram
-from tests.storage.conftest import postgres_env, sqlite_template  # noqa: F401
+from tests.storage.conftest import (  # noqa: F401  (fixtures shared with the storage tests)
+    db_url,
+    postgres_admin_url,
+    postgres_env,
+    postgres_url,
+    sqlite_template,
+    truncate_all,
+)
 
 PASSWORD = "correct horse battery"
 ADMIN_PASSWORD = "admin staple battery"
@@ -140,6 +156,28 @@ class Console:
         )
         return ticket
 
+    async def attach(self, ticket: Ticket, update: dict[str, Any]) -> Attachment:
+        """Record the file of a graduate's message on ``ticket`` as the bot's ``on_media``
+        does; ``update`` is what the fake Bot API made of it (``tg.send_photo``, …), so the
+        file can be fetched from it with getFile."""
+        message = Message.de_json(update["message"], None)
+        assert message is not None
+        found = attachment_of(message)
+        assert found is not None, "the message carries no file"
+        console = self.services.console
+        added = await console.add_attachment(
+            ticket.id,
+            ticket.conversation_id,
+            chat_id=message.chat_id,
+            message_id=message.message_id,
+            caption=message.caption,
+            **found,
+        )
+        assert added is not None
+        attachment = await console.get_attachment(added)
+        assert attachment is not None
+        return attachment
+
 
 def write_corpus(folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
@@ -167,17 +205,23 @@ def write_corpus(folder: Path) -> None:
 
 
 @pytest.fixture
-def web_settings(tmp_path: Path, tg: FakeTelegram, sqlite_template: Path) -> Settings:  # noqa: F811
-    target = tmp_path / "db" / "gradguide.db"
-    target.parent.mkdir()
-    shutil.copyfile(sqlite_template, target)
+async def web_db_url(db_url: str) -> str:  # noqa: F811
+    """An empty, migrated database on each backend (see the module docstring)."""
+    if db_url.startswith("postgresql"):
+        async with Database(db_url) as database:
+            await truncate_all(database)
+    return db_url
+
+
+@pytest.fixture
+def web_settings(tmp_path: Path, tg: FakeTelegram, web_db_url: str) -> Settings:  # noqa: F811
     knowledge = tmp_path / "knowledge"
     write_corpus(knowledge)
     return Settings(
         data_dir=tmp_path / "data",
         knowledge_dir=knowledge,
         embedding="hash",
-        database_url=f"sqlite+aiosqlite:///{target}",
+        database_url=web_db_url,
         telegram_bot_token=tg.token,
         telegram_api_url=tg.base_url,
         web_login_attempts=5,

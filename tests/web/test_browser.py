@@ -3,6 +3,10 @@ served by uvicorn, the Telegram bot running against the fake Bot API, one SQLite
 
 Screenshots of the pages visited are written to the test's temp dir; with
 ``GG_SCREENSHOTS=1`` they also replace those under docs/screenshots/ (shown in the README).
+
+Like the rest of tests/web they run on SQLite and on PostgreSQL (``web_db_url``); the second
+backend costs about 12 s on the 2-core development machine. With ``GG_SCREENSHOTS=1`` the
+PostgreSQL run's screenshots are the ones kept (the pages are the same).
 """
 
 from __future__ import annotations
@@ -19,11 +23,13 @@ from playwright.async_api import Browser, Page, async_playwright, expect
 
 from bot.kb.service import KnowledgeBase
 from bot.settings import Settings
+from bot.storage import Store
+from bot.storage.console_store import ConsoleStore
 from bot.web.app import build_services, create_app
 from bot.web.security import hash_password
 from tests.channels.conftest import FORUM, GRADUATE, Stack, free_port, wait_until
 from tests.conftest import ROOT, make_markdown
-from tests.fakes.telegram_server import FakeTelegram
+from tests.fakes.telegram_server import FakeTelegram, make_png
 from tests.web.conftest import ADMIN_PASSWORD, PASSWORD
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -94,14 +100,12 @@ async def log_in(page: Page, url: str, username: str, password: str) -> None:
 async def test_counsellor_claims_a_telegram_ticket_and_the_graduate_gets_the_reply(
     tg: FakeTelegram,
     shared_kb: KnowledgeBase,
-    sqlite_template: Path,
+    web_db_url: str,
     browser: Browser,
     tmp_path: Path,
 ) -> None:
-    db = tmp_path / "db" / "gradguide.db"
-    db.parent.mkdir()
-    shutil.copyfile(sqlite_template, db)
-    stack = Stack(tg, shared_kb, "polling", "sqlite", f"sqlite+aiosqlite:///{db}", tmp_path / "d")
+    backend = "postgresql" if web_db_url.startswith("postgresql") else "sqlite"
+    stack = Stack(tg, shared_kb, "polling", backend, web_db_url, tmp_path / "d")
     try:
         bot = await stack.start_bot()
         graduate = tg.user(GRADUATE, "张三", language_code="zh")
@@ -111,6 +115,11 @@ async def test_counsellor_claims_a_telegram_ticket_and_the_graduate_gets_the_rep
             lambda: _has_ticket(bot.store), timeout=20, what="a ticket from the fake Bot API"
         )
         [ticket] = await bot.store.list_tickets(["queued"])
+        photo = make_png(480, 320, (200, 120, 40))
+        tg.send_photo(graduate, photo, caption="这是劳动合同第 3 页")
+        await wait_until(
+            lambda: _has_attachment(bot.store, ticket.id), timeout=20, what="the photo recorded"
+        )
 
         async with Server(stack.settings(), shared_kb) as server:
             await server.services.console.add_account(
@@ -128,6 +137,12 @@ async def test_counsellor_claims_a_telegram_ticket_and_the_graduate_gets_the_rep
             await row.locator("a").first.click()
             await expect(page.locator("h1")).to_contain_text(f"#{ticket.id}")
             await expect(page.locator(".transcript")).to_contain_text("试用期不给交社保")
+            thumb = page.locator(".attachments img.thumb")
+            await expect(thumb).to_have_count(1)
+            await expect(page.locator(".attachments")).to_contain_text("这是劳动合同第 3 页")
+            await page.wait_for_function(
+                "document.querySelector('.attachments img.thumb').naturalWidth === 480"
+            )
             await page.click("text=认领")
             await expect(page.locator(".flash")).to_contain_text("已认领")
             reply = "你好，我是陈老师。试用期公司也必须给你缴纳社保，我们一起看看怎么处理。"
@@ -152,6 +167,10 @@ async def test_counsellor_claims_a_telegram_ticket_and_the_graduate_gets_the_rep
 async def _has_ticket(store: object) -> bool:
     tickets = await store.list_tickets(["queued"])  # type: ignore[attr-defined]
     return bool(tickets)
+
+
+async def _has_attachment(store: Store, ticket_id: int) -> bool:
+    return bool(await ConsoleStore(store).attachments(ticket_id))
 
 
 OVERTIME = make_markdown(

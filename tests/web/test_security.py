@@ -12,7 +12,13 @@ from bot.web import admin, auth, counsellor
 from tests.web.conftest import Console, csrf_of
 
 PUBLIC = {"/login", "/lang/{code}"}
-SAMPLE = {"ticket_id": "1", "canned_id": "1", "doc_id": "probation-zh", "curated_id": "1"}
+SAMPLE = {
+    "ticket_id": "1",
+    "canned_id": "1",
+    "doc_id": "probation-zh",
+    "curated_id": "1",
+    "attachment_id": "1",
+}
 
 
 def routes(console: Console) -> list[tuple[str, str]]:

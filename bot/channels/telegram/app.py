@@ -44,7 +44,9 @@ from bot.storage.store import ConversationRecord, Store, User
 logger = logging.getLogger(__name__)
 
 UPDATE_STALE_AFTER = dt.timedelta(minutes=5)
-"""An update claimed by a worker that then died is processed again after this."""
+"""An update claimed by a worker that then died is processed again once the chat lease it
+held ran out (``GRADGUIDE_CHAT_LEASE_S``, see ``Store.claim_update``); one that never held a
+chat lease (no chat, or its worker died waiting for the chat), after this."""
 
 
 @dataclass(frozen=True)
@@ -175,17 +177,30 @@ def build_application(services: Services) -> Application:  # type: ignore[type-a
         lease = dt.timedelta(seconds=settings.chat_lease_s)
         delay = 0.01
         update_id = update.update_id
+        graduate = (sender.id, sender.first_name) if private_text and sender else None
         try:
-            async with store.transaction() as tx:
-                now = store.now()
-                claimed = await store.claim_update(
-                    update_id, now, UPDATE_STALE_AFTER, chat_id=chat and chat[0], session=tx
-                )
-                ours = claimed and (
-                    chat is None or await store.lease_chat(chat, update_id, now, lease, session=tx)
-                )
-                if ours and private_text:
-                    await _preload(services, update, tx)
+            begun = await store.begin_update(
+                update_id, chat, lease, graduate=graduate, count=settings.rate_limit_per_minute > 0
+            )
+            if begun is not None:  # a new update: most of them
+                claimed, ours = True, begun.ours
+                if begun.graduate is not None:
+                    user, conversation = begun.graduate
+                    services.preloaded[update_id] = Preloaded(
+                        user, conversation, begun.sent_last_minute
+                    )
+            else:  # seen before: a replayed webhook, or a retry after a replica died
+                async with store.transaction() as tx:
+                    now = store.now()
+                    claimed = await store.claim_update(
+                        update_id, now, UPDATE_STALE_AFTER, chat_id=chat and chat[0], session=tx
+                    )
+                    ours = claimed and (
+                        chat is None
+                        or await store.lease_chat(chat, update_id, now, lease, session=tx)
+                    )
+                    if ours and private_text:
+                        await _preload(services, update, tx)
             if not claimed:
                 raise ApplicationHandlerStop
             while not ours:  # another replica is processing this chat's previous update
@@ -209,15 +224,9 @@ def build_application(services: Services) -> Application:  # type: ignore[type-a
         renewal = services.renewals.pop(update.update_id, None)
         if renewal is not None:
             renewal.cancel()
-        chat = chat_key(update)
-        store = services.store
-        async with store.transaction() as tx:
-            if update.update_id in services.finished:  # marked in the answer's transaction
-                services.finished.discard(update.update_id)
-            else:
-                await store.finish_update(update.update_id, session=tx)
-            if chat is not None:
-                await store.release_chat(chat, update.update_id, session=tx)
+        finished = update.update_id in services.finished  # marked with the answer
+        services.finished.discard(update.update_id)
+        await services.store.end_update(update.update_id, chat_key(update), finish=not finished)
 
     application.add_handler(TypeHandler(Update, once), group=-1)
     admins.register(application, services)
@@ -249,8 +258,7 @@ async def _preload(services: Services, update: Update, tx: AsyncSession) -> None
     store = services.store
     sender = update.effective_user
     assert sender is not None
-    user = await store.get_or_create_user(sender.id, sender.first_name, session=tx)
-    conversation = await store.load_conversation(user.id, session=tx)
+    user, conversation = await store.load_graduate(sender.id, sender.first_name, session=tx)
     sent = 0.0
     if services.settings.rate_limit_per_minute > 0:
         sent = await store.count_message(user.id, store.now(), session=tx)
@@ -306,15 +314,12 @@ def serve(settings: Settings) -> None:
     application = build_application(services)
     try:
         if settings.webhook_url:
-            path = settings.webhook_url.rstrip("/").rsplit("/", 1)[-1]
-            application.run_webhook(
-                listen=settings.webhook_listen,
-                port=settings.webhook_port,
-                url_path=path,
-                webhook_url=settings.webhook_url,
-                secret_token=settings.webhook_secret,
-                allowed_updates=Update.ALL_TYPES,
-            )
+            # our own receiver (webhook.py): it answers Telegram only once an update is
+            # processed, so one that fails to be claimed, or whose replica dies, is
+            # delivered again (PTB's run_webhook answers 200 before processing)
+            from bot.channels.telegram.webhook import run_webhook
+
+            asyncio.run(run_webhook(application, settings, services.store.update_status))
         else:
             application.run_polling(allowed_updates=Update.ALL_TYPES)
     except InvalidToken as exc:

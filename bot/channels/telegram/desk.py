@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import Message
 
 from bot.agent.models import Citation, Reply
@@ -28,7 +29,7 @@ from bot.handoff.policy import topic_intent, transcript, triage
 from bot.kb.models import Lang
 from bot.prompts import Messages
 from bot.settings import Settings
-from bot.storage.store import Store, Ticket, User
+from bot.storage.store import HANDED_TO_OUTBOX, Store, Ticket, User
 
 logger = logging.getLogger(__name__)
 
@@ -275,7 +276,12 @@ class Desk:
             if ticket.topic_id is None:
                 return await self._queue_copy(ticket, chat_id, message_id)
         if not await self.store.claim_link(
-            ticket.id, "to_counsellors", chat_id, message_id, self.group_id
+            ticket.id,
+            "to_counsellors",
+            chat_id,
+            message_id,
+            self.group_id,
+            stale_after=self._relay_takeover,
         ):
             return False  # already relayed (a replayed update, or another replica)
         for attempt in (1, 2):
@@ -287,8 +293,15 @@ class Desk:
                         ticket, student=student, user=user, replace=True
                     )
                     continue
-                await self.store.release_link("to_counsellors", chat_id, message_id)
-                return await self._queue_copy(ticket, chat_id, message_id, error=str(exc))
+                # the outbox sends it: the link is final, so that the update processed
+                # again (its replica died) does not copy it a second time
+                async with self.store.transaction() as tx:
+                    await self.store.complete_link(
+                        "to_counsellors", chat_id, message_id, HANDED_TO_OUTBOX, session=tx
+                    )
+                    return await self._queue_copy(
+                        ticket, chat_id, message_id, error=str(exc), session=tx
+                    )
             await self.store.complete_link("to_counsellors", chat_id, message_id, copied)
             await self.store.add_event(
                 ticket.id, "message_from_graduate", "graduate", {"message_id": message_id}
@@ -306,7 +319,13 @@ class Desk:
         return int(result.message_id)
 
     async def _queue_copy(
-        self, ticket: Ticket, chat_id: int, message_id: int, *, error: str = "no topic"
+        self,
+        ticket: Ticket,
+        chat_id: int,
+        message_id: int,
+        *,
+        error: str = "no topic",
+        session: AsyncSession | None = None,
     ) -> bool:
         payload: dict[str, Any] = {
             "chat_id": self.group_id,
@@ -316,10 +335,25 @@ class Desk:
         if ticket.topic_id is not None:
             payload["message_thread_id"] = ticket.topic_id
         await self.store.enqueue(
-            f"copy:{chat_id}:{message_id}", "copyMessage", payload, ticket_id=ticket.id
+            f"copy:{chat_id}:{message_id}",
+            "copyMessage",
+            payload,
+            ticket_id=ticket.id,
+            session=session,
         )
-        await self.store.add_event(ticket.id, "relay_failed", "bot", {"error": error[:500]})
+        await self.store.add_event(
+            ticket.id, "relay_failed", "bot", {"error": error[:500]}, session=session
+        )
         return False
+
+    @property
+    def _relay_takeover(self) -> dt.timedelta:
+        """When a relay reserved but never completed may be taken over: its replica died
+        mid-send, and the update is being processed again. That happens only once the
+        update's chat lease ran out, which is at least two thirds of a lease after the
+        reservation (the lease is renewed every third of it): half a lease is always
+        past, while a live replica keeps its chat, so its update is not processed twice."""
+        return dt.timedelta(seconds=self.settings.chat_lease_s / 2)
 
     async def relay_to_graduate(
         self,
@@ -337,7 +371,12 @@ class Desk:
         media copied as they are."""
         lang = await graduate_lang(self.store, await self.store.get_user(ticket.user_id))
         if not await self.store.claim_link(
-            ticket.id, "to_graduate", source_chat_id, source_message_id, graduate_chat_id
+            ticket.id,
+            "to_graduate",
+            source_chat_id,
+            source_message_id,
+            graduate_chat_id,
+            stale_after=self._relay_takeover,
         ):
             return False
         parts: list[str] = []
@@ -376,27 +415,33 @@ class Desk:
                     )
                 return False
             # Not delivered yet: what is left goes to the outbox, part by part, and the link
-            # stays claimed so the message is never relayed twice.
+            # is final (in the same transaction) so the message is never relayed twice.
             key = f"to-graduate:{source_chat_id}:{source_message_id}"
-            if text is not None:
-                for index, part in enumerate(parts[done:], start=done):
-                    await self.store.enqueue(
-                        f"{key}:{index}",
-                        "sendMessage",
-                        {"chat_id": graduate_chat_id, "text": part, "parse_mode": HTML},
-                        ticket_id=ticket.id,
-                    )
-            else:
-                await self.store.enqueue(
-                    key,
-                    "copyMessage",
-                    {
-                        "chat_id": graduate_chat_id,
-                        "from_chat_id": source_chat_id,
-                        "message_id": source_message_id,
-                    },
-                    ticket_id=ticket.id,
+            async with self.store.transaction() as tx:
+                await self.store.complete_link(
+                    "to_graduate", source_chat_id, source_message_id, HANDED_TO_OUTBOX, session=tx
                 )
+                if text is not None:
+                    for index, part in enumerate(parts[done:], start=done):
+                        await self.store.enqueue(
+                            f"{key}:{index}",
+                            "sendMessage",
+                            {"chat_id": graduate_chat_id, "text": part, "parse_mode": HTML},
+                            ticket_id=ticket.id,
+                            session=tx,
+                        )
+                else:
+                    await self.store.enqueue(
+                        key,
+                        "copyMessage",
+                        {
+                            "chat_id": graduate_chat_id,
+                            "from_chat_id": source_chat_id,
+                            "message_id": source_message_id,
+                        },
+                        ticket_id=ticket.id,
+                        session=tx,
+                    )
             await self.store.mark_first_response(ticket.id)
             await self.store.add_turn(ticket.conversation_id, "counsellor", text or "[media]")
             return False

@@ -9,6 +9,7 @@ import math
 import re
 from typing import Any, cast
 
+from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import Message, Update
 from telegram import User as TgUser
 from telegram.constants import ChatAction
@@ -27,11 +28,12 @@ from bot.channels.telegram import formatting as fmt
 from bot.channels.telegram.app import Services
 from bot.channels.telegram.desk import Desk, graduate_lang, lang_of
 from bot.channels.telegram.gateway import DeliveryFailed
+from bot.channels.telegram.webhook import unclaimed_update
 from bot.errors import GradGuideError, KnowledgeBaseError, UpdateNotClaimed
 from bot.kb.models import Lang
 from bot.kb.regions import REGIONS, normalise_region
 from bot.kb.retriever import detect_lang
-from bot.storage.store import ConversationRecord, Ticket, User
+from bot.storage.store import ConversationRecord, NewTurn, Ticket, User
 
 logger = logging.getLogger(__name__)
 
@@ -263,45 +265,69 @@ async def _record_exchange(
     counsellor took the conversation over while the agent was thinking: then the bot stays
     silent (None) and the audit trail says its answer was withheld."""
     store = s.store
+    dumped = state.model_dump(mode="json")
+    question = NewTurn(
+        "graduate",
+        text,
+        lang=reply.lang,
+        telegram_message_id=message.message_id if message else None,
+    )
+    answer = NewTurn(
+        "bot",
+        reply.text,
+        lang=reply.lang,
+        intent=reply.intent.value,
+        confidence=reply.confidence,
+        handoff=reply.handoff,
+        citations=tuple(c.doc_id for c in reply.citations),
+    )
+    unanswered = reply.intent is Intent.UNCLEAR and not reply.handoff and _LETTERS.search(text)
+    if not unanswered:  # most answers: one transaction (one hand-off on SQLite)
+        bot_turn = await store.finish_exchange(update_id, conversation_id, dumped, question, answer)
+        if bot_turn is not None:
+            s.finished.add(update_id)  # done with the exchange it records
+            return bot_turn
     async with store.transaction() as tx:
-        await store.finish_update(update_id, session=tx)  # done with the exchange it records
+        await store.finish_update(update_id, session=tx)
         s.finished.add(update_id)
-        await store.add_turn(
-            conversation_id,
-            "graduate",
-            text,
-            lang=reply.lang,
-            telegram_message_id=message.message_id if message else None,
-            session=tx,
-        )
-        fresh = await store.get_conversation(conversation_id, session=tx)
-        if fresh is None:  # /forget in the meantime
+        bot_turn = await store.record_answer(conversation_id, dumped, question, answer, session=tx)
+        if bot_turn is None:
+            await _withhold(s, conversation_id, question, reply, dumped, tx)
             return None
-        dumped = state.model_dump(mode="json")
-        if fresh.owner != "bot":
-            ticket = await store.open_ticket_for(conversation_id, session=tx)
-            if ticket is not None:
-                withheld = {"answer": reply.text[:2000]}
-                await store.add_event(ticket.id, "bot_reply_withheld", "bot", withheld, session=tx)
-            await store.save_state(conversation_id, dumped, fresh.version, session=tx)
-            return None
-        bot_turn = await store.add_turn(
-            conversation_id,
-            "bot",
-            reply.text,
-            lang=reply.lang,
-            intent=reply.intent.value,
-            confidence=reply.confidence,
-            handoff=reply.handoff,
-            citations=[c.doc_id for c in reply.citations],
-            session=tx,
-        )
-        await store.save_state(conversation_id, dumped, fresh.version, session=tx)
-        if reply.intent is Intent.UNCLEAR and not reply.handoff and _LETTERS.search(text):
+        if unanswered:
             await store.add_unanswered(
                 user_id, text, reply.lang, reply.confidence, "low_confidence", session=tx
             )
         return bot_turn
+
+
+async def _withhold(
+    s: Services,
+    conversation_id: int,
+    question: NewTurn,
+    reply: Reply,
+    state: dict[str, Any],
+    tx: AsyncSession,
+) -> None:
+    """A counsellor owns the conversation (or it was forgotten) by the time the agent
+    answered: the question joins the transcript, the answer only the ticket's audit trail."""
+    store = s.store
+    fresh = await store.get_conversation(conversation_id, session=tx)
+    if fresh is None:  # /forget in the meantime
+        return
+    await store.add_turn(
+        conversation_id,
+        "graduate",
+        question.text,
+        lang=question.lang,
+        telegram_message_id=question.telegram_message_id,
+        session=tx,
+    )
+    ticket = await store.open_ticket_for(conversation_id, session=tx)
+    if ticket is not None:
+        withheld = {"answer": reply.text[:2000]}
+        await store.add_event(ticket.id, "bot_reply_withheld", "bot", withheld, session=tx)
+    await store.save_state(conversation_id, state, fresh.version, session=tx)
 
 
 async def _typing(s: Services, chat_id: int, after_s: float) -> None:
@@ -537,9 +563,56 @@ async def on_media(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await say(s, message.chat_id, s.messages.get("tg_media_note", lang))
         return
     await s.store.add_turn(conversation.id, "graduate", message.caption or "[media]")
+    attachment = attachment_of(message)
+    if attachment is not None:  # for the ticket page of the web console
+        from bot.storage.console_store import ConsoleStore
+
+        await ConsoleStore(s.store).add_attachment(
+            ticket.id,
+            conversation.id,
+            chat_id=message.chat_id,
+            message_id=message.message_id,
+            caption=message.caption,
+            **attachment,
+        )
     relayed = await _to_counsellor(s, update, user, ticket, message.chat_id, message.message_id)
     if relayed:
         await say(s, message.chat_id, s.messages.get("tg_media_relayed", lang))
+
+
+def attachment_of(message: Message) -> dict[str, Any] | None:
+    """The file a graduate's message carries, as ``ConsoleStore.add_attachment`` takes it
+    (kind, file ids, name, MIME type, size; the largest size of a photo), or None (a
+    location, a contact, a poll: nothing to fetch)."""
+    media: Any
+    mime: str | None
+    if message.photo:
+        media = max(message.photo, key=lambda size: (size.width * size.height, size.file_size or 0))
+        kind, mime = "photo", "image/jpeg"  # Telegram re-encodes every photo as JPEG
+    elif message.sticker is not None:
+        media = message.sticker
+        kind = "sticker"
+        if media.is_animated:
+            mime = "application/x-tgsticker"
+        else:
+            mime = "video/webm" if media.is_video else "image/webp"
+    else:
+        # an animation (GIF) also comes as a document: look at it first
+        kinds = ("animation", "video_note", "voice", "audio", "video", "document")
+        kind = next((k for k in kinds if getattr(message, k) is not None), "")
+        if not kind:
+            return None
+        media = getattr(message, kind)
+        default = {"voice": "audio/ogg", "audio": "audio/mpeg", "document": None}
+        mime = getattr(media, "mime_type", None) or default.get(kind, "video/mp4")
+    return {
+        "kind": kind,
+        "file_id": media.file_id,
+        "file_unique_id": media.file_unique_id,
+        "file_name": getattr(media, "file_name", None),
+        "mime_type": mime,
+        "file_size": media.file_size,
+    }
 
 
 # -- buttons ----------------------------------------------------------------------------
@@ -658,14 +731,31 @@ async def _graduate_button(
 
 async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Log the failure (personal data is redacted by the log filter) and tell the graduate
-    in their language — never a traceback, never silence."""
+    in their language — never a traceback, never silence.
+
+    An update that could not be claimed (the database is down) is not processed. In
+    webhook mode it is tried again and then delivered again by Telegram, so the graduate
+    is told once, on the last try of its first delivery (``webhook.unclaimed_update``),
+    and it is answered once the database is back; in long polling it is lost, and they
+    are told at once."""
     error = context.error
-    if isinstance(error, GradGuideError):
+    tell = True
+    if isinstance(error, UpdateNotClaimed):
+        unclaimed = unclaimed_update(update)
+        tell = unclaimed.tell
+        if not unclaimed.later:
+            logger.error("handler failed: %s", error)
+        elif unclaimed.final:
+            logger.warning("%s; Telegram will deliver it again", error)
+        else:
+            logger.debug("%s; trying again", error)
+    elif isinstance(error, GradGuideError):
         logger.error("handler failed: %s", error)
     else:
         logger.error("handler failed", exc_info=error)
     if (
-        isinstance(update, Update)
+        tell
+        and isinstance(update, Update)
         and update.effective_chat is not None
         and update.effective_chat.type == "private"
     ):

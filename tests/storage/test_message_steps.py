@@ -1,0 +1,87 @@
+"""The steps every message takes, each one transaction (``Store.begin_update``,
+``finish_exchange``, ``end_update``): what they claim, read and write, on SQLite (where
+they run on the database's own thread) and PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from bot.storage import NewTurn, Store
+from tests.storage.conftest import FakeClock, count_rows, new_graduate
+
+LEASE = dt.timedelta(seconds=60)
+
+
+async def test_a_new_update_is_claimed_with_its_chat_and_the_graduate_read(
+    store: Store, clock: FakeClock
+) -> None:
+    user_id, conversation_id = await new_graduate(store, 42)
+    begun = await store.begin_update(1, (42, 0), LEASE, graduate=(42, None), count=True)
+    assert begun is not None and begun.ours
+    assert begun.graduate is not None
+    user, conversation = begun.graduate
+    assert (user.id, user.telegram_id, conversation.id) == (user_id, 42, conversation_id)
+    assert conversation.owner == "bot"
+    assert begun.sent_last_minute == 1
+    assert await count_rows(store.db, "processed_updates", "status = 'processing'") == 1
+
+    # the same update again (a replayed webhook): not new, so the long way decides
+    assert await store.begin_update(1, (42, 0), LEASE, graduate=(42, None)) is None
+    assert not await store.claim_update(1, store.now(), dt.timedelta(minutes=5))
+
+
+async def test_the_next_update_of_a_busy_chat_waits_for_it(store: Store) -> None:
+    await new_graduate(store, 42)
+    first = await store.begin_update(1, (42, 0), LEASE)
+    second = await store.begin_update(2, (42, 0), LEASE, graduate=(42, None))
+    assert first is not None and first.ours
+    assert second is not None and not second.ours and second.graduate is None
+    other_chat = await store.begin_update(3, (43, 0), LEASE)
+    assert other_chat is not None and other_chat.ours
+
+    await store.end_update(1, (42, 0))
+    assert await store.lease_chat((42, 0), 2, store.now(), LEASE)
+    assert await count_rows(store.db, "processed_updates", "status = 'done'") == 1
+
+
+async def test_a_graduate_who_needs_writing_is_left_to_load_graduate(
+    store: Store, clock: FakeClock
+) -> None:
+    """Unknown, renamed or long-unseen graduates are not read on the way: ``on_text``
+    loads them (creating or touching the row) in a transaction of its own."""
+    unknown = await store.begin_update(1, (50, 0), LEASE, graduate=(50, "新同学"))
+    assert unknown is not None and unknown.ours and unknown.graduate is None
+    await store.get_or_create_user(51, "王同学")
+    await store.load_graduate(51, "王同学")
+    renamed = await store.begin_update(2, (51, 0), LEASE, graduate=(51, "王二"))
+    assert renamed is not None and renamed.graduate is None
+    clock.advance(minutes=30)
+    idle = await store.begin_update(3, (51, 1), LEASE, graduate=(51, "王同学"))
+    assert idle is not None and idle.graduate is None
+    user, _ = await store.load_graduate(51, "王同学")
+    assert user.last_seen_at == store.now()
+
+
+async def test_an_answer_is_recorded_only_while_the_bot_owns_the_conversation(
+    store: Store,
+) -> None:
+    user_id, conversation_id = await new_graduate(store, 42)
+    question = NewTurn("graduate", "试用期多长？", lang="zh", telegram_message_id=7)
+    answer = NewTurn("bot", "不超过六个月。", lang="zh", intent="answer", citations=("d1",))
+    await store.begin_update(1, (42, 0), LEASE)
+    turn = await store.finish_exchange(1, conversation_id, {"lang": "zh"}, question, answer)
+    assert turn is not None
+    turns = await store.recent_turns(conversation_id)
+    assert [(t.role, t.text) for t in turns] == [("graduate", question.text), ("bot", answer.text)]
+    assert turns[-1].id == turn and turns[-1].citations == ["d1"]
+    conversation = await store.load_conversation(user_id)
+    assert conversation.state == {"lang": "zh"} and conversation.version == 1
+    assert await count_rows(store.db, "processed_updates", "status = 'done'") == 1
+
+    # a counsellor takes over while the agent thinks: nothing is written, not even "done"
+    await store.set_owner(conversation_id, "assigned")
+    await store.begin_update(2, (42, 0), LEASE)
+    assert await store.finish_exchange(2, conversation_id, {"x": 1}, question, answer) is None
+    assert len(await store.recent_turns(conversation_id)) == 2
+    assert (await store.load_conversation(user_id)).version == 1
+    assert await count_rows(store.db, "processed_updates", "status = 'done'") == 1
