@@ -151,7 +151,8 @@ class Settings(BaseSettings):
         description="An update that cannot be claimed (the database is down, or another "
         "replica is still processing it) is tried again for this long before the webhook "
         "answers 503 and Telegram delivers it again later. Keep it well below Telegram's "
-        "webhook timeout.",
+        "webhook timeout. A graduate whose new message is refused is told once, on the "
+        "last try of its first delivery (0: 503 at once, and nobody is told).",
     )
     office_hours: str = Field(
         default="mon-fri 09:00-18:00",

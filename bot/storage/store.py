@@ -15,11 +15,12 @@ import statistics
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, fields
+from functools import cache
 from types import MappingProxyType
 from typing import Any, Literal, TypeVar, cast
 
 from pydantic import BaseModel
-from sqlalchemy import Table, and_, case, delete, func, insert, or_, select, update
+from sqlalchemy import Table, and_, bindparam, case, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, CursorResult, Result
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
@@ -332,52 +333,83 @@ class Begun:
     sent_last_minute: float = 0.0
 
 
-def _claim_new_update(dialect: str, update_id: int, now: dt.datetime, chat_id: int | None) -> Any:
-    """Claim an update never seen before (RETURNING a row only then)."""
+@cache
+def _claim_new_update(dialect: str) -> Any:
+    """Claim an update never seen before (RETURNING a row only then). Parameters:
+    ``b_update_id``, ``b_now``, ``b_chat_id``. (The hot path's statements are built once per
+    dialect, with parameters: SQLAlchemy then compiles each once, not once a message.)"""
     return (
         _upsert(dialect, ProcessedUpdateRow)
-        .values(update_id=update_id, status="processing", claimed_at=now, chat_id=chat_id)
+        .values(
+            update_id=bindparam("b_update_id"),
+            status="processing",
+            claimed_at=bindparam("b_now"),
+            chat_id=bindparam("b_chat_id"),
+        )
         .on_conflict_do_nothing(index_elements=[ProcessedUpdateRow.update_id])
         .returning(ProcessedUpdateRow.update_id)
     )
 
 
-def _finish_update(update_id: int, now: dt.datetime) -> Update:
-    return (
-        update(ProcessedUpdateRow)
-        .where(ProcessedUpdateRow.update_id == update_id)
-        .values(status="done", done_at=now)
-    )
+_FINISH_UPDATE = (
+    update(ProcessedUpdateRow)
+    .where(ProcessedUpdateRow.update_id == bindparam("b_update_id"))
+    .values(status="done", done_at=bindparam("b_now"))
+)
+"""Parameters: ``b_update_id``, ``b_now``."""
 
 
-def _lease_chat(
-    dialect: str, chat: tuple[int, int], update_id: int, now: dt.datetime, lease: dt.timedelta
-) -> Any:
+@cache
+def _lease_chat(dialect: str) -> Any:
+    """Take a chat for an update. Parameters: ``b_chat_id``, ``b_thread_id``,
+    ``b_update_id``, ``b_now``, ``b_expires`` (see ``_lease``)."""
     statement = _upsert(dialect, ChatLeaseRow).values(
-        chat_id=chat[0], thread_id=chat[1], update_id=update_id, expires_at=now + lease
+        chat_id=bindparam("b_chat_id"),
+        thread_id=bindparam("b_thread_id"),
+        update_id=bindparam("b_update_id"),
+        expires_at=bindparam("b_expires"),
     )
     return statement.on_conflict_do_update(
         index_elements=[ChatLeaseRow.chat_id, ChatLeaseRow.thread_id],
-        set_={"update_id": update_id, "expires_at": now + lease},
-        where=or_(ChatLeaseRow.expires_at <= now, ChatLeaseRow.update_id == update_id),
+        set_={"update_id": bindparam("b_update_id"), "expires_at": bindparam("b_expires")},
+        where=or_(
+            ChatLeaseRow.expires_at <= bindparam("b_now"),
+            ChatLeaseRow.update_id == bindparam("b_update_id"),
+        ),
     ).returning(ChatLeaseRow.update_id)
 
 
-def _release_chat(chat: tuple[int, int], update_id: int) -> Delete:
-    return delete(ChatLeaseRow).where(
-        ChatLeaseRow.chat_id == chat[0],
-        ChatLeaseRow.thread_id == chat[1],
-        ChatLeaseRow.update_id == update_id,
-    )
+def _lease(
+    chat: tuple[int, int], update_id: int, now: dt.datetime, lease: dt.timedelta
+) -> dict[str, Any]:
+    return {
+        "b_chat_id": chat[0],
+        "b_thread_id": chat[1],
+        "b_update_id": update_id,
+        "b_now": now,
+        "b_expires": now + lease,
+    }
 
 
-def _graduate_query(telegram_id: int) -> Any:
-    """A user with their conversation's columns (``c_*``; None when they have none)."""
-    return (
-        select(_USERS, *(c.label(f"c_{c.name}") for c in _CONVERSATIONS.columns))
-        .outerjoin(_CONVERSATIONS, _CONVERSATIONS.c.user_id == _USERS.c.id)
-        .where(_USERS.c.telegram_id == telegram_id)
-    )
+_RELEASE_CHAT = delete(ChatLeaseRow).where(
+    ChatLeaseRow.chat_id == bindparam("b_chat_id"),
+    ChatLeaseRow.thread_id == bindparam("b_thread_id"),
+    ChatLeaseRow.update_id == bindparam("b_update_id"),
+)
+"""Parameters: ``b_chat_id``, ``b_thread_id``, ``b_update_id`` (see ``_release``)."""
+
+
+def _release(chat: tuple[int, int], update_id: int) -> dict[str, Any]:
+    return {"b_chat_id": chat[0], "b_thread_id": chat[1], "b_update_id": update_id}
+
+
+_GRADUATE = (
+    select(_USERS, *(c.label(f"c_{c.name}") for c in _CONVERSATIONS.columns))
+    .outerjoin(_CONVERSATIONS, _CONVERSATIONS.c.user_id == _USERS.c.id)
+    .where(_USERS.c.telegram_id == bindparam("b_telegram_id"))
+)
+"""A user with their conversation's columns (``c_*``; None when they have none).
+Parameter: ``b_telegram_id``."""
 
 
 def _known_graduate(
@@ -416,6 +448,19 @@ def _count_message(connection: Connection, user_id: int, now: dt.datetime) -> fl
     return hits + before * (60 - seconds) / 60
 
 
+_TAKE_FOR_BOT = (
+    update(_CONVERSATIONS)
+    .where(_CONVERSATIONS.c.id == bindparam("b_conversation_id"), _CONVERSATIONS.c.owner == "bot")
+    .values(
+        state=bindparam("b_state"),
+        version=_CONVERSATIONS.c.version + 1,
+        updated_at=bindparam("b_now"),
+    )
+    .returning(_CONVERSATIONS.c.id)
+)
+_ADD_TURNS = insert(_TURNS).returning(_TURNS.c.id, _TURNS.c.role)
+
+
 def _record_answer(
     connection: Connection,
     conversation_id: int,
@@ -425,17 +470,13 @@ def _record_answer(
     now: dt.datetime,
 ) -> int | None:
     """``Store.record_answer`` on a connection."""
-    take = (
-        update(_CONVERSATIONS)
-        .where(_CONVERSATIONS.c.id == conversation_id, _CONVERSATIONS.c.owner == "bot")
-        .values(state=_json(state), version=_CONVERSATIONS.c.version + 1, updated_at=now)
-        .returning(_CONVERSATIONS.c.id)
+    took = connection.execute(
+        _TAKE_FOR_BOT, {"b_conversation_id": conversation_id, "b_state": _json(state), "b_now": now}
     )
-    if connection.execute(take).scalar_one_or_none() is None:
+    if took.scalar_one_or_none() is None:
         return None
     rows = [question.values(conversation_id, now), answer.values(conversation_id, now)]
-    turns = insert(_TURNS).returning(_TURNS.c.id, _TURNS.c.role)
-    added = connection.execute(turns, rows).all()  # one INSERT … VALUES (…), (…)
+    added = connection.execute(_ADD_TURNS, rows).all()  # one INSERT … VALUES (…), (…)
     return next(int(turn.id) for turn in added if turn.role == answer.role)
 
 
@@ -544,7 +585,7 @@ class Store:
         ``load_conversation`` give them — in one read for most messages (a known user,
         seen lately, with a conversation)."""
         async with self._tx(session) as s:
-            row = (await s.execute(_graduate_query(telegram_id))).one_or_none()
+            row = (await s.execute(_GRADUATE, {"b_telegram_id": telegram_id})).one_or_none()
             known = _known_graduate(row, display_name, self.now())
             if known is not None:
                 return known
@@ -793,9 +834,7 @@ class Store:
             telegram_message_id=telegram_message_id,
         )
         statement = (
-            insert(_TURNS)
-            .values(turn.values(conversation_id, self.now()))
-            .returning(TurnRow.id)
+            insert(_TURNS).values(turn.values(conversation_id, self.now())).returning(TurnRow.id)
         )
         async with self._tx(session) as s:
             return (await s.execute(statement)).scalar_one()
@@ -1743,15 +1782,18 @@ class Store:
         """Take the chat (chat id, forum topic id or 0) for this update, unless another
         update holds it and its lease has not run out. Replicas process one update of a
         chat at a time; ``release_chat`` hands it on."""
-        statement = _lease_chat(self.db.dialect, chat, update_id, now, lease)
+        statement, values = _lease_chat(self.db.dialect), _lease(chat, update_id, now, lease)
         async with self._tx(session) as s:
-            return (await s.execute(statement)).scalar_one_or_none() == update_id
+            return (await s.execute(statement, values)).scalar_one_or_none() == update_id
 
     async def release_chat(
         self, chat: tuple[int, int], update_id: int, *, session: AsyncSession | None = None
     ) -> bool:
         async with self._tx(session) as s:
-            return _rowcount(await self._dml(s, _release_chat(chat, update_id))) == 1
+            released = await s.execute(
+                _RELEASE_CHAT, _release(chat, update_id), execution_options=_SYNC
+            )
+            return _rowcount(released) == 1
 
     async def _run(self, work: Callable[..., _T], *args: Any) -> _T:
         """``Database.run`` with outages as ``StorageError`` (as ``transaction``)."""
@@ -1782,17 +1824,20 @@ class Store:
 
         def work(connection: Connection) -> Begun | None:
             new = connection.execute(
-                _claim_new_update(dialect, update_id, now, chat and chat[0])
+                _claim_new_update(dialect),
+                {"b_update_id": update_id, "b_now": now, "b_chat_id": chat and chat[0]},
             ).first()
             if new is None:
                 return None
             if chat is not None:
-                holder = connection.execute(_lease_chat(dialect, chat, update_id, now, lease))
+                holder = connection.execute(
+                    _lease_chat(dialect), _lease(chat, update_id, now, lease)
+                )
                 if holder.scalar_one_or_none() != update_id:
                     return Begun(ours=False)
             if graduate is None:
                 return Begun(ours=True)
-            row = connection.execute(_graduate_query(graduate[0])).one_or_none()
+            row = connection.execute(_GRADUATE, {"b_telegram_id": graduate[0]}).one_or_none()
             known = _known_graduate(row, graduate[1], now)
             if known is None:
                 return Begun(ours=True)
@@ -1808,16 +1853,21 @@ class Store:
         state: dict[str, Any],
         question: NewTurn,
         answer: NewTurn,
+        *,
+        chat: tuple[int, int] | None = None,
     ) -> int | None:
-        """Mark the update done and ``record_answer``, in one transaction. None, with
-        nothing written, when the bot no longer owns the conversation."""
+        """Mark the update done, ``record_answer`` and hand its ``chat`` on
+        (``release_chat``), in one transaction. None, with nothing written, when the bot
+        no longer owns the conversation."""
         now = self.now()
 
         def work(connection: Connection) -> int:
-            connection.execute(_finish_update(update_id, now))
+            connection.execute(_FINISH_UPDATE, {"b_update_id": update_id, "b_now": now})
             turn = _record_answer(connection, conversation_id, state, question, answer, now)
             if turn is None:
                 raise _Withheld
+            if chat is not None:
+                connection.execute(_RELEASE_CHAT, _release(chat, update_id))
             return turn
 
         try:
@@ -1834,16 +1884,18 @@ class Store:
 
         def work(connection: Connection) -> None:
             if finish:
-                connection.execute(_finish_update(update_id, now))
+                connection.execute(_FINISH_UPDATE, {"b_update_id": update_id, "b_now": now})
             if chat is not None:
-                connection.execute(_release_chat(chat, update_id))
+                connection.execute(_RELEASE_CHAT, _release(chat, update_id))
 
         if finish or chat is not None:
             await self._run(work)
 
     async def finish_update(self, update_id: int, *, session: AsyncSession | None = None) -> bool:
         async with self._tx(session) as s:
-            return _rowcount(await self._dml(s, _finish_update(update_id, self.now()))) == 1
+            done = {"b_update_id": update_id, "b_now": self.now()}
+            finished = await s.execute(_FINISH_UPDATE, done, execution_options=_SYNC)
+            return _rowcount(finished) == 1
 
     async def update_status(
         self, update_id: int, *, session: AsyncSession | None = None

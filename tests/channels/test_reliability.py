@@ -607,15 +607,19 @@ async def test_an_update_the_database_could_not_record_is_not_processed(
     from bot.errors import StorageError
 
     store = bot.store
-    claim = store.claim_update
     failures = iter([True])
 
-    async def flaky_claim(*args: Any, **kwargs: Any) -> bool:
-        if next(failures, False):
-            raise StorageError("the database is unavailable")
-        return await claim(*args, **kwargs)
+    def flaky(step: Any) -> Any:
+        async def once_failing(*args: Any, **kwargs: Any) -> Any:
+            if next(failures, False):
+                raise StorageError("the database is unavailable")
+            return await step(*args, **kwargs)
 
-    monkeypatch.setattr(store, "claim_update", flaky_claim)
+        return once_failing
+
+    # a new update is claimed by begin_update, one seen before by claim_update
+    monkeypatch.setattr(store, "begin_update", flaky(store.begin_update))
+    monkeypatch.setattr(store, "claim_update", flaky(store.claim_update))
     graduate = tg.user(GRADUATE, "张三", language_code="zh")
     mark = tg.mark()
     tg.send_text(graduate, QUESTION)

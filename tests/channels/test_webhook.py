@@ -11,17 +11,15 @@ import asyncio
 import datetime as dt
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import event, select
+from sqlalchemy.engine import Engine
 
 from bot.channels.telegram.app import UPDATE_STALE_AFTER
-from bot.errors import StorageError
 from bot.storage.models import ProcessedUpdateRow
 from bot.storage.store import HANDED_TO_OUTBOX
 from tests.channels.conftest import COUNSELLOR, FORUM, GRADUATE, WEBHOOK_SECRET, Bot, Stack
@@ -169,18 +167,22 @@ async def test_a_replayed_update_is_processed_once_even_while_the_first_is_in_pr
 
 
 class Outage:
-    """The store's transactions fail while ``down`` (as when PostgreSQL is stopped)."""
+    """Every statement fails while ``down`` (as when PostgreSQL is stopped), on whichever
+    engine and path the store takes to the database (all engines of this process)."""
 
-    def __init__(self, bot: Bot, monkeypatch: pytest.MonkeyPatch) -> None:
+    def __init__(self) -> None:
         self.down = False
-        real: Callable[[], AbstractAsyncContextManager[AsyncSession]] = bot.store.transaction
+        self.refused = 0
+        event.listen(Engine, "before_cursor_execute", self._refuse)
 
-        def transaction() -> AbstractAsyncContextManager[AsyncSession]:
-            if self.down:
-                raise StorageError("the database is unavailable (test)")
-            return real()
+    def _refuse(self, *args: Any) -> None:
+        if self.down:
+            self.refused += 1
+            raise OSError("the database is unavailable (test)")
 
-        monkeypatch.setattr(bot.store, "transaction", transaction)
+    def end(self) -> None:
+        self.down = False
+        event.remove(Engine, "before_cursor_execute", self._refuse)
 
 
 @pytest.fixture
@@ -188,11 +190,17 @@ async def slow_retry_bot(stack: Stack) -> AsyncIterator[Bot]:
     yield await stack.start_bot(webhook_retry_s=2.0)
 
 
+@pytest.fixture
+def outage(slow_retry_bot: Bot) -> Iterator[Outage]:
+    made = Outage()
+    yield made
+    made.end()
+
+
 async def test_while_the_database_is_down_an_update_gets_503_and_is_answered_once_it_is_back(
-    tg: FakeTelegram, slow_retry_bot: Bot, monkeypatch: pytest.MonkeyPatch
+    tg: FakeTelegram, slow_retry_bot: Bot, outage: Outage
 ) -> None:
     bot = slow_retry_bot
-    outage = Outage(bot, monkeypatch)
     alice = tg.user(GRADUATE, "张三", language_code="zh")
     sorry = bot.messages.get("tg_error", "zh")
     outage.down = True
@@ -219,17 +227,16 @@ async def test_while_the_database_is_down_an_update_gets_503_and_is_answered_onc
 
 
 async def test_a_short_database_outage_is_absorbed_without_telegram_delivering_again(
-    tg: FakeTelegram, slow_retry_bot: Bot, monkeypatch: pytest.MonkeyPatch
+    tg: FakeTelegram, slow_retry_bot: Bot, outage: Outage
 ) -> None:
     """Down for less than ``webhook_retry_s``: the update is tried again in process and
     answered, with no apology and no 503."""
-    bot = slow_retry_bot
-    outage = Outage(bot, monkeypatch)
     alice = tg.user(GRADUATE, "张三", language_code="zh")
     outage.down = True
     mark = tg.mark()
     tg.send_text(alice, QUESTION)
     await asyncio.sleep(0.7)
+    assert outage.refused, "the update was tried while the database was down"
     outage.down = False
     await tg.await_for(chat=GRADUATE, since=mark, text=ANSWER, timeout=20)
     await tg.await_idle()

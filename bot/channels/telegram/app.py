@@ -86,6 +86,8 @@ class Services:
     replicas)."""
     finished: set[int] = field(default_factory=set)
     """Updates already marked done in the transaction that stored their answer."""
+    released: set[int] = field(default_factory=set)
+    """Updates whose chat lease was handed on in that transaction too."""
     renewals: dict[int, asyncio.Task[None]] = field(default_factory=dict)
     """Per update being processed: the task that renews its chat lease."""
     preloaded: dict[int, Preloaded] = field(default_factory=dict)
@@ -224,9 +226,13 @@ def build_application(services: Services) -> Application:  # type: ignore[type-a
         renewal = services.renewals.pop(update.update_id, None)
         if renewal is not None:
             renewal.cancel()
-        finished = update.update_id in services.finished  # marked with the answer
-        services.finished.discard(update.update_id)
-        await services.store.end_update(update.update_id, chat_key(update), finish=not finished)
+        update_id = update.update_id
+        finished = update_id in services.finished  # marked with the answer
+        released = update_id in services.released
+        services.finished.discard(update_id)
+        services.released.discard(update_id)
+        chat = None if released else chat_key(update)
+        await services.store.end_update(update_id, chat, finish=not finished)
 
     application.add_handler(TypeHandler(Update, once), group=-1)
     admins.register(application, services)

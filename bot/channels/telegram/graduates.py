@@ -7,6 +7,7 @@ import contextlib
 import logging
 import math
 import re
+from collections import OrderedDict
 from typing import Any, cast
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -25,7 +26,7 @@ from telegram.ext import (
 
 from bot.agent.models import Conversation, HandoffReason, Intent, Reply
 from bot.channels.telegram import formatting as fmt
-from bot.channels.telegram.app import Services
+from bot.channels.telegram.app import Services, chat_key
 from bot.channels.telegram.desk import Desk, graduate_lang, lang_of
 from bot.channels.telegram.gateway import DeliveryFailed
 from bot.channels.telegram.webhook import unclaimed_update
@@ -229,7 +230,15 @@ async def handle_question(
                 with contextlib.suppress(asyncio.CancelledError):
                     await typing
         bot_turn = await _record_exchange(
-            s, conversation.id, user.id, text, message, reply, state, update.update_id
+            s,
+            conversation.id,
+            user.id,
+            text,
+            message,
+            reply,
+            state,
+            update.update_id,
+            chat_key(update),
         )
         if bot_turn is None:
             # A counsellor took over while the agent was thinking: the question goes to them.
@@ -260,6 +269,7 @@ async def _record_exchange(
     reply: Reply,
     state: Conversation,
     update_id: int,
+    chat: tuple[int, int] | None,
 ) -> int | None:
     """Store the question, the answer and the agent's state in one transaction — unless a
     counsellor took the conversation over while the agent was thinking: then the bot stays
@@ -283,9 +293,17 @@ async def _record_exchange(
     )
     unanswered = reply.intent is Intent.UNCLEAR and not reply.handoff and _LETTERS.search(text)
     if not unanswered:  # most answers: one transaction (one hand-off on SQLite)
-        bot_turn = await store.finish_exchange(update_id, conversation_id, dumped, question, answer)
+        # The chat is handed on with the answer: its next message may start on another
+        # replica while this answer is being sent (this replica keeps them in order).
+        renewal = s.renewals.pop(update_id, None)
+        if renewal is not None:
+            renewal.cancel()
+        bot_turn = await store.finish_exchange(
+            update_id, conversation_id, dumped, question, answer, chat=chat
+        )
         if bot_turn is not None:
             s.finished.add(update_id)  # done with the exchange it records
+            s.released.add(update_id)
             return bot_turn
     async with store.transaction() as tx:
         await store.finish_update(update_id, session=tx)
@@ -729,6 +747,22 @@ async def _graduate_button(
     return False
 
 
+def _first_apology(context: ContextTypes.DEFAULT_TYPE, update_id: int) -> bool:
+    """The graduate is told about an update once, even when a handler and then ``done``
+    both fail (the database went away mid-update): the application remembers the latest
+    updates it apologised for."""
+    told = cast(
+        "OrderedDict[int, None]",
+        context.application.bot_data.setdefault("apologised", OrderedDict()),
+    )
+    if update_id in told:
+        return False
+    told[update_id] = None
+    if len(told) > 1000:
+        told.popitem(last=False)
+    return True
+
+
 async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Log the failure (personal data is redacted by the log filter) and tell the graduate
     in their language — never a traceback, never silence.
@@ -758,6 +792,7 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         and isinstance(update, Update)
         and update.effective_chat is not None
         and update.effective_chat.type == "private"
+        and _first_apology(context, update.update_id)
     ):
         s = services_of(context)
         text = getattr(update.effective_message, "text", None)

@@ -64,7 +64,9 @@ logger = logging.getLogger(__name__)
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 PROCESSED_GROUP = 1_000
 """The handler group of the marker that says an update got through every handler (after
-``done``, group 99). ``once`` stops an update it did not claim before any group runs."""
+``done``, group 99). ``once`` stops an update it did not claim before any group runs, and
+the error handler one that could not be claimed: no other handler may raise
+``ApplicationHandlerStop``, or its update would look refused (503 until it is done)."""
 MAX_BODY_BYTES = 4 * 1024 * 1024
 """Far above any update (a message is at most 4096 characters plus entities)."""
 STOP_GRACE_S = 25.0
@@ -107,10 +109,8 @@ def unclaimed_update(update: object) -> Unclaimed:
     """For the error handler, on ``UpdateNotClaimed``: record it for the webhook delivery
     being processed (which then answers 503 unless a later try claims it)."""
     delivery = _delivery.get()
-    if delivery is None or not isinstance(update, Update):
-        return Unclaimed(tell=True, later=False, final=True)
-    if delivery.update_id != update.update_id:
-        return Unclaimed(tell=True, later=False, final=True)
+    if delivery is None or not isinstance(update, Update) or delivery.update_id != update.update_id:
+        return Unclaimed(tell=True, later=False, final=True)  # long polling: lost
     delivery.unclaimed = True
     return Unclaimed(tell=delivery.final and delivery.fresh, later=True, final=delivery.final)
 
