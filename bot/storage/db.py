@@ -143,11 +143,13 @@ class Database:
         if self._sync is None:
             async with self.engine.begin() as connection:
                 return await connection.run_sync(work, *args)
-        async with self.turn():
-            if self._thread is None:
-                self._thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite")
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._thread, self._run_here, work, args)
+        # The one thread queues these transactions; it runs them back to back, without
+        # waiting for the event loop in between (as ``turn`` would). One that meets an
+        # async transaction waits for it on SQLite's busy timeout, on this thread.
+        if self._thread is None:
+            self._thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._thread, self._run_here, work, args)
 
     def _run_here(self, work: Callable[..., _T], args: tuple[Any, ...]) -> _T:
         assert self._sync is not None

@@ -20,7 +20,19 @@ from types import MappingProxyType
 from typing import Any, Literal, TypeVar, cast
 
 from pydantic import BaseModel
-from sqlalchemy import Table, and_, bindparam, case, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    String,
+    Table,
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, CursorResult, Result
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
@@ -412,6 +424,61 @@ _GRADUATE = (
 Parameter: ``b_telegram_id``."""
 
 
+@cache
+def _touch_graduate(dialect: str) -> Any:
+    """Create the user or refresh ``last_seen_at`` (and the name, when given), as
+    ``get_or_create_user`` does. Parameters: ``b_telegram_id``, ``b_name``, ``b_now``."""
+    name = bindparam("b_name", type_=String)
+    statement = _upsert(dialect, UserRow).values(
+        telegram_id=bindparam("b_telegram_id"),
+        display_name=name,
+        role="graduate",
+        created_at=bindparam("b_now"),
+        last_seen_at=bindparam("b_now"),
+    )
+    return statement.on_conflict_do_update(
+        index_elements=[UserRow.telegram_id],
+        set_={
+            "last_seen_at": bindparam("b_now"),
+            "display_name": func.coalesce(name, UserRow.display_name),
+        },
+    ).returning(UserRow.id)
+
+
+@cache
+def _open_conversation(dialect: str) -> Any:
+    """The user's conversation, created if missing (as ``load_conversation``).
+    Parameters: ``b_user_id``, ``b_now``."""
+    return (
+        _upsert(dialect, ConversationRow)
+        .values(
+            user_id=bindparam("b_user_id"),
+            state={},
+            owner="bot",
+            version=0,
+            updated_at=bindparam("b_now"),
+        )
+        .on_conflict_do_nothing(index_elements=[ConversationRow.user_id])
+    )
+
+
+def _graduate(
+    connection: Connection, telegram_id: int, name: str | None, now: dt.datetime
+) -> tuple[User, ConversationRecord]:
+    """``load_graduate`` on a connection: one read for most messages; for a new,
+    renamed or long-unseen graduate, the writes that brings, then the read again."""
+    row = connection.execute(_GRADUATE, {"b_telegram_id": telegram_id}).one_or_none()
+    known = _known_graduate(row, name, now)
+    if known is not None:
+        return known
+    dialect = connection.dialect.name
+    touched = {"b_telegram_id": telegram_id, "b_name": name, "b_now": now}
+    user_id = connection.execute(_touch_graduate(dialect), touched).scalar_one()
+    connection.execute(_open_conversation(dialect), {"b_user_id": user_id, "b_now": now})
+    row = connection.execute(_GRADUATE, {"b_telegram_id": telegram_id}).one()
+    return _as_graduate(row)
+
+
 def _known_graduate(
     row: Any, display_name: str | None, now: dt.datetime
 ) -> tuple[User, ConversationRecord] | None:
@@ -424,6 +491,10 @@ def _known_graduate(
         or now - row.last_seen_at >= LAST_SEEN_RESOLUTION
     ):
         return None
+    return _as_graduate(row)
+
+
+def _as_graduate(row: Any) -> tuple[User, ConversationRecord]:
     conversation = ConversationRecord(
         **{f.name: getattr(row, f"c_{f.name}") for f in fields(ConversationRecord)}
     )
@@ -584,13 +655,10 @@ class Store:
         """The user and their conversation, as ``get_or_create_user`` then
         ``load_conversation`` give them — in one read for most messages (a known user,
         seen lately, with a conversation)."""
+        now = self.now()
         async with self._tx(session) as s:
-            row = (await s.execute(_GRADUATE, {"b_telegram_id": telegram_id})).one_or_none()
-            known = _known_graduate(row, display_name, self.now())
-            if known is not None:
-                return known
-            user = await self.get_or_create_user(telegram_id, display_name, session=s)
-            return user, await self.load_conversation(user.id, session=s)
+            connection = await s.connection()
+            return await connection.run_sync(_graduate, telegram_id, display_name, now)
 
     async def get_user(
         self,
@@ -1813,9 +1881,8 @@ class Store:
     ) -> Begun | None:
         """The first step of a new update, in one transaction: claim it, take its chat
         (``lease_chat``) and, for a graduate's text (``graduate``: their Telegram id and
-        name), read their user and conversation and, with ``count``, count the message
-        (``count_message``) — the user part only when nothing needs writing
-        (``load_graduate`` does the rest).
+        name), ``load_graduate`` and, with ``count``, count the message
+        (``count_message``).
 
         None when the update was seen before (a replay, or a retry after a crash): then
         ``claim_update`` decides."""
@@ -1837,12 +1904,9 @@ class Store:
                     return Begun(ours=False)
             if graduate is None:
                 return Begun(ours=True)
-            row = connection.execute(_GRADUATE, {"b_telegram_id": graduate[0]}).one_or_none()
-            known = _known_graduate(row, graduate[1], now)
-            if known is None:
-                return Begun(ours=True)
-            sent = _count_message(connection, known[0].id, now) if count else 0.0
-            return Begun(ours=True, graduate=known, sent_last_minute=sent)
+            user, conversation = _graduate(connection, graduate[0], graduate[1], now)
+            sent = _count_message(connection, user.id, now) if count else 0.0
+            return Begun(ours=True, graduate=(user, conversation), sent_last_minute=sent)
 
         return await self._run(work)
 

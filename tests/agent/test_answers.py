@@ -421,3 +421,31 @@ def test_reset_forgets_the_dialogue_but_keeps_settings(bundled_agent: Agent) -> 
     assert (conversation.lang, conversation.region) == ("en", "shanghai")
     # One more 👎 after the reset does not hand over: the streak really restarted.
     assert bundled_agent.record_feedback(conversation, helpful=False) is None
+
+
+def test_warm_up_answers_titles_in_both_languages_and_leaves_no_trace(
+    bundled_agent: Agent,
+) -> None:
+    """``gradguide serve`` warms the agent up before polling: titles of each language,
+    answered on the pool's threads, with nothing carried into a graduate's conversation."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    asked: list[str] = []
+    original = bundled_agent.reply
+
+    def spy(conversation: Conversation, message: str) -> Reply:
+        asked.append(message)
+        return original(conversation, message)
+
+    bundled_agent.reply = spy  # type: ignore[method-assign]
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            answered = bundled_agent.warm_up(pool, per_language=3)
+    finally:
+        del bundled_agent.reply
+    assert answered == len(asked) == 6
+    # English titles may quote a Chinese name in brackets; Chinese ones have no English
+    assert sum(1 for q in asked if re.search(r"[A-Za-z]{4}", q)) == 3
+    fresh = Conversation()
+    reply = bundled_agent.reply(fresh, "试用期最长能约定多久？")
+    assert reply.citations and len(fresh.turns) == 2

@@ -35,7 +35,7 @@ async def test_the_next_update_of_a_busy_chat_waits_for_it(store: Store) -> None
     first = await store.begin_update(1, (42, 0), LEASE)
     second = await store.begin_update(2, (42, 0), LEASE, graduate=(42, None))
     assert first is not None and first.ours
-    assert second is not None and not second.ours and second.graduate is None
+    assert second is not None and not second.ours and second.graduate is None  # read later
     other_chat = await store.begin_update(3, (43, 0), LEASE)
     assert other_chat is not None and other_chat.ours
 
@@ -44,22 +44,34 @@ async def test_the_next_update_of_a_busy_chat_waits_for_it(store: Store) -> None
     assert await count_rows(store.db, "processed_updates", "status = 'done'") == 1
 
 
-async def test_a_graduate_who_needs_writing_is_left_to_load_graduate(
+async def test_a_new_renamed_or_returning_graduate_is_written_on_the_way(
     store: Store, clock: FakeClock
 ) -> None:
-    """Unknown, renamed or long-unseen graduates are not read on the way: ``on_text``
-    loads them (creating or touching the row) in a transaction of its own."""
-    unknown = await store.begin_update(1, (50, 0), LEASE, graduate=(50, "新同学"))
-    assert unknown is not None and unknown.ours and unknown.graduate is None
-    await store.get_or_create_user(51, "王同学")
-    await store.load_graduate(51, "王同学")
-    renamed = await store.begin_update(2, (51, 0), LEASE, graduate=(51, "王二"))
-    assert renamed is not None and renamed.graduate is None
+    """The first step creates a new graduate (with a conversation), takes a new name and
+    refreshes ``last_seen_at`` of one back after a while — as ``load_graduate`` does."""
+    new = await store.begin_update(1, (50, 0), LEASE, graduate=(50, "新同学"), count=True)
+    assert new is not None and new.graduate is not None
+    user, conversation = new.graduate
+    assert (user.telegram_id, user.display_name, user.role) == (50, "新同学", "graduate")
+    assert (conversation.user_id, conversation.owner, conversation.state) == (user.id, "bot", {})
+    assert new.sent_last_minute == 1
+    assert await count_rows(store.db, "users") == 1
+    assert await count_rows(store.db, "conversations") == 1
+    await store.end_update(1, (50, 0))
+
+    renamed = await store.begin_update(2, (50, 0), LEASE, graduate=(50, "王同学"))
+    assert renamed is not None and renamed.graduate is not None
+    assert renamed.graduate[0].display_name == "王同学"
+    assert renamed.graduate[1].id == conversation.id  # the same conversation
+
+    await store.end_update(2, (50, 0))
     clock.advance(minutes=30)
-    idle = await store.begin_update(3, (51, 1), LEASE, graduate=(51, "王同学"))
-    assert idle is not None and idle.graduate is None
-    user, _ = await store.load_graduate(51, "王同学")
-    assert user.last_seen_at == store.now()
+    back = await store.begin_update(3, (50, 0), LEASE, graduate=(50, None))
+    assert back is not None and back.graduate is not None
+    assert back.graduate[0].last_seen_at == store.now()
+    assert back.graduate[0].display_name == "王同学"  # no name given: the name stays
+    assert await count_rows(store.db, "users") == 1
+    assert await count_rows(store.db, "conversations") == 1
 
 
 async def test_an_answer_is_recorded_only_while_the_bot_owns_the_conversation(

@@ -10,6 +10,7 @@ import asyncio
 import datetime as dt
 import logging
 import os
+import time
 from collections import defaultdict
 from collections.abc import Awaitable
 from concurrent.futures import ThreadPoolExecutor
@@ -293,7 +294,7 @@ def open_services(settings: Settings) -> Services:
     store = Store(Database.from_settings(settings))
     curated = CuratedAnswers(kb.embedder, settings.curated_threshold)
     messages = Messages.load()
-    return Services(
+    services = Services(
         settings=settings,
         kb=kb,
         agent=Agent(kb, settings, messages, curated=curated),
@@ -302,6 +303,10 @@ def open_services(settings: Settings) -> Services:
         curated=curated,
         agent_pool=ThreadPoolExecutor(settings.agent_threads, thread_name_prefix="agent"),
     )
+    started = time.perf_counter()
+    answered = services.agent.warm_up(services.agent_pool)
+    logger.info("warmed up: %d answers in %.1f s", answered, time.perf_counter() - started)
+    return services
 
 
 def serve(settings: Settings) -> None:
