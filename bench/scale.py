@@ -14,9 +14,9 @@ graduates (``--handoff``, 5 %) ask for a counsellor: their second message is ``/
 (its reply is the queue notice) and their third is relayed into the ticket's forum topic
 (its "reply" is the copy in the topic). Everyone else asks self-contained questions from
 the evaluation set. A message is lost with no reply (within ``--drain`` seconds of the
-last one sent) and duplicated with more than one. Each replica first answers two warm-up
-questions outside the measurement (the embedding model loads on a replica's first question;
-``--no-warmup`` measures from cold). The machine's load average is printed before each run:
+last one sent) and duplicated with more than one. ``gradguide serve`` warms its agent up
+before it takes updates; each replica also answers two questions outside the measurement
+(``--no-warmup`` skips them). The machine's load average is printed before each run:
 other work on the machine shows up in the latencies.
 """
 
@@ -481,7 +481,7 @@ def main() -> int:
     parser.add_argument(
         "--no-warmup",
         action="store_true",
-        help="measure from cold replicas (the first questions load the embedding model)",
+        help="skip the two questions each replica answers before the measurement",
     )
     parser.add_argument(
         "--setting",

@@ -82,6 +82,7 @@ TELEGRAM_KEYS: dict[str, set[str]] = {
     "tg_rate_limited": {"seconds"},
     "tg_unavailable": set(),
     "tg_error": set(),
+    "tg_error_later": set(),
     "tg_not_allowed": set(),
     "tg_unknown_command": {"command"},
     "tg_button_expired": set(),

@@ -773,10 +773,12 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     and it is answered once the database is back; in long polling it is lost, and they
     are told at once."""
     error = context.error
-    tell = True
+    tell, key = True, "tg_error"
     if isinstance(error, UpdateNotClaimed):
         unclaimed = unclaimed_update(update)
         tell = unclaimed.tell
+        if unclaimed.later:  # Telegram delivers it again: no need to send it again
+            key = "tg_error_later"
         if not unclaimed.later:
             logger.error("handler failed: %s", error)
         elif unclaimed.final:
@@ -798,6 +800,6 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         text = getattr(update.effective_message, "text", None)
         lang = guess_lang(None, update.effective_user, text)
         with contextlib.suppress(DeliveryFailed):
-            await s.need_desk.send(update.effective_chat.id, s.messages.get("tg_error", lang))
+            await s.need_desk.send(update.effective_chat.id, s.messages.get(key, lang))
     if isinstance(error, UpdateNotClaimed):
         raise ApplicationHandlerStop  # no handler may act on an update nobody claimed
