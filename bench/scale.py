@@ -189,8 +189,8 @@ def prefixes(catalogue: Messages, key: str) -> tuple[str, ...]:
 
 async def warm_up(cluster: Cluster) -> None:
     """Two questions per replica (round-robin: each gets two) from users outside the
-    measurement, answered before the clock starts: the embedding model and the lexical
-    index are loaded on a replica's first question, not at start-up."""
+    measurement, answered before the clock starts (a replica has warmed its agent up
+    before it took updates: these check the whole path end to end)."""
     tg = cluster.tg
     pool = questions()
     count = 2 * len(cluster.replicas)

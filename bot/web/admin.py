@@ -19,6 +19,7 @@ from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import Response
 
 from bot.agent.models import Conversation, Reply
+from bot.agent.redact import redact
 from bot.errors import DocumentNotFoundError, GradGuideError
 from bot.kb.chunking import chunk_sections
 from bot.kb.ingest import IngestReport
@@ -29,6 +30,7 @@ from bot.kb.upload import META_FIELDS
 from bot.storage.store import UnansweredQuestion
 from bot.web import charts
 from bot.web.app import Viewer, WebServices, admin, lang_of, redirect, render, services_of
+from bot.web.labels import Labels
 from bot.web.security import new_token
 
 logger = logging.getLogger(__name__)
@@ -197,6 +199,7 @@ def _upload_error(
         body="",
         error=reason,
         error_key=key,
+        error_message="web_upload_unreadable",
         token=token,
         file_name=file_name,
     )
@@ -242,6 +245,7 @@ async def upload_commit(
             body="",
             error=outcome.error if outcome else "?",
             error_key=None,
+            error_message="web_upload_failed",
             token="",
             file_name="",
         )
@@ -317,6 +321,12 @@ async def hit_testing(request: Request, viewer: Viewer = admin) -> Response:
     reply: Reply | None = None
     if question:
         hits, reply = await s.run(_hit_test, s, question, lang, region, mode or "hybrid")
+        await s.console.audit(
+            viewer.account,
+            "hit_test",
+            None,
+            {"query": redact(question)[:300], "lang": lang, "region": region, "mode": mode},
+        )
     return render(
         request,
         "hits.html",
@@ -443,8 +453,10 @@ async def analytics(request: Request, viewer: Viewer = admin) -> Response:
     data = await _analytics(request)
     lang = lang_of(request)
 
-    def t(key: str) -> str:
-        return s.messages.get(key, lang)
+    def t(key: str, **values: Any) -> str:
+        return s.messages.get(key, lang, **values)
+
+    words = Labels(t, s.message_keys)
 
     labels = [d.day.strftime("%m-%d") for d in data.days]
     per_day = charts.bars(
@@ -464,8 +476,12 @@ async def analytics(request: Request, viewer: Viewer = admin) -> Response:
         [(f"{'★' * n}", float(count)) for n, count in sorted(data.ratings.items(), reverse=True)],
         t("web_an_ratings"),
     )
-    topics = charts.hbars([(k, float(v)) for k, v in data.topics], t("web_an_topics"))
-    langs = charts.hbars([(k, float(v)) for k, v in data.by_lang.items()], t("web_an_by_lang"))
+    topics = charts.hbars(
+        [(words.value("web_intent_", k), float(v)) for k, v in data.topics], t("web_an_topics")
+    )
+    langs = charts.hbars(
+        [(words.lang(k), float(v)) for k, v in data.by_lang.items()], t("web_an_by_lang")
+    )
     return render(
         request,
         "analytics.html",
@@ -482,6 +498,9 @@ async def analytics(request: Request, viewer: Viewer = admin) -> Response:
 @router.get("/analytics.csv")
 async def analytics_csv(request: Request, viewer: Viewer = admin) -> Response:
     data = await _analytics(request)
+    await services_of(request).console.audit(
+        viewer.account, "analytics_exported", None, {"days": _days(request, 14)}
+    )
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["date", "questions", "answered", "handed_off"])
@@ -512,4 +531,11 @@ async def analytics_csv(request: Request, viewer: Viewer = admin) -> Response:
 @router.get("/audit")
 async def audit(request: Request, viewer: Viewer = admin) -> Response:
     s = services_of(request)
-    return render(request, "audit.html", entries=await s.console.audit_log(300))
+    from bot.web.counsellor import actor_names
+
+    return render(
+        request,
+        "audit.html",
+        entries=await s.console.audit_log(300),
+        actor_names=await actor_names(s, lang_of(request)),
+    )

@@ -19,9 +19,11 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -36,6 +38,7 @@ from bot.settings import Settings
 from bot.storage.console_store import Account, ConsoleStore, WebSession
 from bot.storage.db import Database
 from bot.storage.store import Clock, Store, utcnow
+from bot.web.labels import Labels
 from bot.web.security import LoginLimiter, same, token_hash
 
 if TYPE_CHECKING:  # the Telegram stack is imported when the first reply is relayed
@@ -259,8 +262,10 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
     def local(moment: dt.datetime) -> dt.datetime:
         return moment.astimezone(zone)
 
+    keys = services.message_keys
     flash = context.pop("flash", None)
-    flash_text = t(flash) if isinstance(flash, str) and flash in services.message_keys else None
+    flash_text = t(flash) if isinstance(flash, str) and flash in keys else None
+    labels = Labels(t, keys)
 
     templates: Jinja2Templates = request.app.state.templates
     return templates.TemplateResponse(
@@ -275,6 +280,8 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
             "settings": services.settings,
             "flash_text": flash_text,
             "local": local,
+            "labels": labels,
+            "format_wait": labels.wait,
             **context,
         },
         status_code=status_code,
@@ -289,6 +296,17 @@ def _wants_html(request: Request) -> bool:
     """A page load (redirect to the login page), not a form post or a background fetch by
     console.js (those get 401)."""
     return request.method in ("GET", "HEAD") and "hx-request" not in request.headers
+
+
+def _same_site_referer(request: Request) -> str:
+    """The path of the page a form was posted from (this site only), else the start page."""
+    referer = urlsplit(request.headers.get("referer", ""))
+    if referer.netloc and referer.netloc != request.url.netloc:
+        return "/"
+    path = referer.path
+    if not path.startswith("/") or path.startswith("//") or "\\" in path:
+        return "/"
+    return path + (f"?{referer.query}" if referer.query else "")
 
 
 def create_app(services: WebServices) -> FastAPI:
@@ -321,7 +339,8 @@ def create_app(services: WebServices) -> FastAPI:
     async def not_logged_in(request: Request, exc: NotLoggedIn) -> Response:
         if _wants_html(request):
             return redirect(f"/login?next={request.url.path}")
-        return PlainTextResponse("login required", status_code=401)
+        message = services.messages.get("web_login_required", lang_of(request))
+        return PlainTextResponse(message, status_code=401)
 
     @app.exception_handler(Forbidden)
     async def forbidden(request: Request, exc: Forbidden) -> Response:
@@ -335,6 +354,20 @@ def create_app(services: WebServices) -> FastAPI:
             viewer.account if viewer else None, "csrf_refused", request.url.path
         )
         return render(request, "error.html", 403, message_key="web_csrf_failed")
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_form(request: Request, exc: RequestValidationError) -> Response:
+        """A form field out of bounds (too long, not a number): a page in the console's
+        language instead of FastAPI's JSON, with a link back to the page the form was on."""
+        logger.info("invalid form on %s: %s", request.url.path, exc.errors()[:3])
+        return render(
+            request,
+            "error.html",
+            422,
+            message_key="web_invalid_form",
+            back=_same_site_referer(request),
+            back_key="web_back",
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:

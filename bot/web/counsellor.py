@@ -17,11 +17,12 @@ from fastapi.responses import Response, StreamingResponse
 from starlette.background import BackgroundTask
 
 from bot.errors import GradGuideError
+from bot.kb.models import Lang
 from bot.storage.console_store import Account
 from bot.storage.models import PRIORITIES
 from bot.storage.store import Ticket, TurnRecord
 from bot.web import attachments as files
-from bot.web.app import Viewer, WebServices, counsellor, redirect, render, services_of
+from bot.web.app import Viewer, WebServices, counsellor, lang_of, redirect, render, services_of
 from bot.web.security import new_token
 
 logger = logging.getLogger(__name__)
@@ -65,19 +66,10 @@ def sla_state(ticket: Ticket, now: dt.datetime, remind_minutes: int) -> str:
     return "ok"
 
 
-def format_wait(delta: dt.timedelta) -> str:
-    minutes = int(delta.total_seconds() // 60)
-    if minutes < 60:
-        return f"{minutes} min"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 48:
-        return f"{hours} h {minutes:02d}"
-    return f"{hours // 24} d {hours % 24} h"
-
-
-async def counsellor_names(s: WebServices) -> dict[int, str]:
-    """Ticket assignee ids → names: console accounts, then known Telegram counsellors."""
-    names: dict[int, str] = {0: "CLI"}
+async def counsellor_names(s: WebServices, lang: Lang = "zh") -> dict[int, str]:
+    """Ticket assignee ids → names: console accounts, then known Telegram counsellors
+    (0 is ``gradguide handoffs``, the command line)."""
+    names: dict[int, str] = {0: s.messages.get("web_actor_cli", lang)}
     for telegram_id in s.settings.counsellor_ids:
         user = await s.store.get_user(telegram_id=telegram_id)
         names[telegram_id] = (user.display_name if user else None) or str(telegram_id)
@@ -86,17 +78,28 @@ async def counsellor_names(s: WebServices) -> dict[int, str]:
     return names
 
 
+async def actor_names(s: WebServices, lang: Lang) -> dict[str, str]:
+    """A trail's or the audit log's actors → names: ``counsellor:<id>`` (Telegram or a
+    console account's counsellor id), ``web:<user>`` and ``<role>:<user>`` (console
+    accounts)."""
+    found = {f"counsellor:{cid}": name for cid, name in (await counsellor_names(s, lang)).items()}
+    for account in await s.console.accounts():
+        found[f"web:{account.username}"] = account.display_name
+        found[f"{account.role}:{account.username}"] = account.display_name
+    return found
+
+
 async def _graduate_name(s: WebServices, ticket: Ticket) -> str:
     user = await s.store.get_user(ticket.user_id)
     return (user.display_name if user else None) or f"#{ticket.user_id}"
 
 
-async def queue_rows(s: WebServices) -> list[QueueRow]:
+async def queue_rows(s: WebServices, lang: Lang) -> list[QueueRow]:
     tickets = await s.store.list_tickets(["queued", "assigned"], limit=500)
     rank = {p: i for i, p in enumerate(PRIORITIES)}
     tickets.sort(key=lambda t: (t.status != "queued", rank.get(t.priority, 9), t.created_at))
     now = s.store.now()
-    names = await counsellor_names(s)
+    names = await counsellor_names(s, lang)
     rows = []
     for ticket in tickets:
         assignee = ticket.assignee_telegram_id
@@ -118,8 +121,7 @@ async def queue(request: Request, viewer: Viewer = counsellor) -> Response:
     return render(
         request,
         "queue.html",
-        rows=await queue_rows(s),
-        format_wait=format_wait,
+        rows=await queue_rows(s, lang_of(request)),
         refresh_s=s.settings.web_queue_refresh_s,
     )
 
@@ -128,7 +130,7 @@ async def queue(request: Request, viewer: Viewer = counsellor) -> Response:
 async def queue_fragment(request: Request, viewer: Viewer = counsellor) -> Response:
     """The queue's table body, fetched again every few seconds by static/console.js."""
     s = services_of(request)
-    return render(request, "_queue_rows.html", rows=await queue_rows(s), format_wait=format_wait)
+    return render(request, "_queue_rows.html", rows=await queue_rows(s, lang_of(request)))
 
 
 async def _ticket(s: WebServices, ticket_id: int) -> Ticket:
@@ -148,7 +150,8 @@ async def ticket_page(request: Request, ticket_id: int, viewer: Viewer = counsel
     ticket = await _ticket(s, ticket_id)
     turns = _turns_since(await s.store.recent_turns(ticket.conversation_id, 200), ticket)
     events = await s.store.events(ticket.id)
-    names = await counsellor_names(s)
+    lang = lang_of(request)
+    names = await counsellor_names(s, lang)
     accounts = [a for a in await s.console.accounts() if a.active]
     targets: dict[int, str] = {cid: n for cid, n in names.items() if cid != 0}
     for account in accounts:
@@ -187,7 +190,8 @@ async def ticket_page(request: Request, ticket_id: int, viewer: Viewer = counsel
         attachments=await s.console.attachments(ticket.id),
         is_image=files.is_image,
         format_size=files.format_size,
-        waiting=format_wait(s.store.now() - ticket.created_at),
+        waited=s.store.now() - ticket.created_at,
+        actor_names=await actor_names(s, lang),
         flash=request.query_params.get("msg"),
     )
 
@@ -333,7 +337,12 @@ async def transfer(
                 else s.messages.get("grp_transferred", lang, name=names.get(target, str(target)))
             )
             await desk.notify_topic(ticket, f"web-transfer:{ticket.id}:{new_token()[:8]}", text)
-    return _back(ticket.id, "web_transferred" if done else "web_ticket_closed")
+    if done:
+        return _back(ticket.id, "web_transferred")
+    fresh = await _ticket(s, ticket.id)
+    if fresh.is_open and target is None:  # "back to the queue" on a ticket already there
+        return _back(ticket.id, "web_already_queued")
+    return _back(ticket.id, "web_ticket_closed")
 
 
 @router.post("/tickets/{ticket_id}/resolve")

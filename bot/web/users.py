@@ -81,6 +81,12 @@ async def run(settings: Settings, args: argparse.Namespace, out: Console) -> int
         if args.users_command == "passwd":
             if not await console.set_password(args.username, hashed):
                 raise GradGuideError(f"no account {args.username!r}")
+            await console.audit(
+                None,
+                "password_changed",
+                f"account:{args.username.strip().lower()}",
+                actor="cli",
+            )
             out.print(f"password of {escape(args.username)} changed")
             return 0
         account = await console.add_account(

@@ -677,3 +677,27 @@ async def _exists(row: Any) -> bool:
 
 async def _gone(row: Any) -> bool:
     return (await row) is None
+
+
+@pytest.mark.parametrize("stack", ["polling-sqlite"], indirect=True)
+async def test_an_answer_that_goes_to_the_outbox_keeps_its_buttons(
+    tg: FakeTelegram, bot: Bot
+) -> None:
+    """Telegram kept failing while the answer was sent: it arrives later from the outbox
+    with 👍 / 👎 / "talk to a counsellor" still under it."""
+    assert bot.application.job_queue is not None
+    for job in bot.application.job_queue.get_jobs_by_name("outbox"):
+        job.schedule_removal()
+    alice = tg.user(GRADUATE, "张三", language_code="zh")
+    tg.fail("sendMessage", "500", times=4)  # every attempt of the answer fails
+    tg.send_text(alice, QUESTION)
+
+    async def queued() -> bool:
+        return bool(await outbox(bot))
+
+    await wait_until(queued, what="the failed answer in the outbox")
+    tg.clear_faults()
+    assert await deliver_due(bot.services) == 1
+    answer = await tg.await_for(chat=GRADUATE, predicate=lambda r: "试用期" in (r.text or ""))
+    assert any(data.startswith("fb:") and data.endswith(":up") for data in answer.callback_data)
+    assert any(data.startswith("human") for data in answer.callback_data)

@@ -166,6 +166,14 @@ async def test_hit_testing_shows_scores_and_the_bots_answer(console: Console) ->
     assert "不得超过六个月" in page.split("bot-answer")[1]
     english = (await console.client.get("/admin/hits?q=How+do+I+settle+my+hukou&lang=en")).text
     assert re.findall(r'<code class="hit-doc">([^<]+)</code>', english)[0] == "hukou-en"
+    await console.client.get("/admin/hits", params={"q": "我的手机 13812345678 试用期多久"})
+    await console.client.get("/admin/hits")  # the empty form is no query
+    tests = [e for e in await console.services.console.audit_log() if e.action == "hit_test"]
+    assert len(tests) == 3 and all(e.actor == "admin:admin" for e in tests)
+    newest = tests[0].data
+    assert newest["query"] == "我的手机 [phone] 试用期多久" and newest["mode"] == "hybrid"
+    assert "13812345678" not in str([e.data for e in tests])
+    assert {"query": "How do I settle my hukou", "lang": "en"}.items() <= tests[1].data.items()
 
 
 async def test_unanswered_questions_are_grouped_by_similarity(console: Console) -> None:
@@ -203,7 +211,7 @@ async def test_analytics_charts_and_csv(console: Console) -> None:
     page = (await console.client.get("/admin/analytics?days=7")).text
     assert page.count("<svg") == 5
     figures = re.findall(r"<div><b>([^<]+)</b>", page)
-    assert figures[:4] == ["2", "2", "1", "12.0 min"]
+    assert figures[:4] == ["2", "2", "1", "12.0 分钟"]
     csv = await console.client.get("/admin/analytics.csv?days=7")
     assert csv.headers["content-type"].startswith("text/csv")
     lines = csv.text.splitlines()
@@ -216,10 +224,19 @@ async def test_analytics_charts_and_csv(console: Console) -> None:
     median = next(line for line in lines if line.startswith("median_first_response_s,"))
     assert 720 <= float(median.split(",")[1]) < 730
     assert "lang_zh,1" in lines and "lang_en,1" in lines and "topic_rights,1" in lines
+    exported = [
+        e for e in await console.services.console.audit_log() if e.action == "analytics_exported"
+    ]
+    assert len(exported) == 1 and exported[0].actor == "admin:admin"
+    assert exported[0].data == {"days": 7}
 
 
 async def test_audit_log_lists_console_actions(console: Console) -> None:
     await console.as_user("chen")
     await console.as_user("admin")
     page = (await console.client.get("/admin/audit")).text
-    assert "counsellor:chen" in page and "admin:admin" in page and "login" in page
+    rows = page.split("<tbody>")[1]
+    assert "陈老师" in rows and "Admin" in rows and "登录" in rows
+    assert "counsellor:chen" not in rows and 'data-action="login"' in rows
+    entries = await console.services.console.audit_log()
+    assert {"counsellor:chen", "admin:admin"} <= {e.actor for e in entries if e.action == "login"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 import signal
@@ -13,6 +14,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bot.settings import Settings
+from bot.storage.console_store import AuditEntry, ConsoleStore
+from bot.storage.db import Database
+from bot.storage.store import Store
 from tests.channels.conftest import free_port
 from tests.conftest import run_cli
 from tests.web.conftest import csrf_of
@@ -39,6 +44,25 @@ def test_users_add_creates_a_login_and_refuses_weak_or_duplicate(
     assert code == 2 and "at least 10" in err
     code, out, _ = run_cli(capsys, "users", "list")
     assert code == 0 and "王老师" in out and "zhao" not in out
+    monkeypatch.setattr(sys, "stdin", io.StringIO("a brand new passphrase\n"))
+    code, out, _ = run_cli(capsys, "users", "passwd", "Wang", "--password-stdin")
+    assert code == 0 and "password of Wang changed" in out
+    monkeypatch.setattr(sys, "stdin", io.StringIO("a brand new passphrase\n"))
+    code, _, err = run_cli(capsys, "users", "passwd", "nobody", "--password-stdin")
+    assert code == 2 and "no account" in err
+    entries = asyncio.run(_audit_log(Settings()))
+    assert [(e.actor, e.action, e.target) for e in reversed(entries)] == [
+        ("cli", "account_created", "account:wang"),
+        ("cli", "password_changed", "account:wang"),
+    ]  # the refused ones changed nothing and are not logged as changes
+
+
+async def _audit_log(settings: Settings) -> list[AuditEntry]:
+    database = Database.from_settings(settings)
+    try:
+        return await ConsoleStore(Store(database)).audit_log()
+    finally:
+        await database.dispose()
 
 
 def test_gradguide_web_serves_the_console(tmp_path: Path) -> None:

@@ -3,7 +3,18 @@ resolutions that reach the graduate through the fake Telegram Bot API."""
 
 from __future__ import annotations
 
-from tests.web.conftest import GRADUATE, Console, csrf_of, field_of
+from bot.kb.service import KnowledgeBase
+from bot.settings import Settings
+from tests.channels.conftest import FORUM
+from tests.fakes.telegram_server import FakeTelegram
+from tests.web.conftest import (
+    GRADUATE,
+    Console,
+    csrf_of,
+    field_of,
+    start_console,
+    stop_console,
+)
 
 
 async def test_queue_sorts_by_priority_and_colours_the_wait(console: Console) -> None:
@@ -19,7 +30,7 @@ async def test_queue_sorts_by_priority_and_colours_the_wait(console: Console) ->
     assert [row.split('"')[0] for row in rows] == [str(urgent.id), str(old.id)]
     assert f'class="sla-late" data-ticket="{old.id}"' in page.text
     assert f'class="sla-ok" data-ticket="{urgent.id}"' in page.text
-    assert "紧急" in rows[0] and "20 min" in rows[1]
+    assert "紧急" in rows[0] and "20 分钟" in rows[1]
     assert 'data-poll="/queue/rows"' in page.text  # refreshed by static/console.js
 
     newer = await console.graduate_ticket("三方协议丢了", name="孙同学", telegram_id=2003)
@@ -90,9 +101,18 @@ async def test_claim_transfer_and_resolve(console: Console) -> None:
     assert fresh is not None and fresh.assignee_telegram_id == li
     bogus = await console.form(f"/tickets/{ticket.id}", f"/tickets/{ticket.id}/transfer", to="77")
     assert bogus.headers["location"].endswith("msg=web_transfer_unknown")
-    await console.form(f"/tickets/{ticket.id}", f"/tickets/{ticket.id}/transfer", to="queue")
+    queued = await console.form(
+        f"/tickets/{ticket.id}", f"/tickets/{ticket.id}/transfer", to="queue"
+    )
+    assert queued.headers["location"].endswith("msg=web_transferred")
     fresh = await console.store.get_ticket(ticket.id)
     assert fresh is not None and fresh.status == "queued" and fresh.assignee_telegram_id is None
+    again = await console.form(
+        f"/tickets/{ticket.id}", f"/tickets/{ticket.id}/transfer", to="queue"
+    )  # already in the queue: said so, not "closed"
+    assert again.headers["location"].endswith("msg=web_already_queued")
+    shown = (await console.client.get(again.headers["location"])).text
+    assert "这个工单已经在队列中" in shown and "这个工单已经结束" not in shown
 
     resolved = await console.form(f"/tickets/{ticket.id}", f"/tickets/{ticket.id}/resolve")
     assert resolved.headers["location"].endswith("msg=web_resolved")
@@ -151,3 +171,34 @@ async def test_send_the_bots_draft(console: Console) -> None:
     response = await console.form(f"/tickets/{ticket.id}", f"/tickets/{ticket.id}/draft")
     assert response.headers["location"].endswith("msg=web_reply_sent")
     await console.tg.await_for(chat=GRADUATE, text=draft)
+
+
+async def test_a_transfer_is_told_in_the_tickets_topic(
+    web_settings: Settings, tg: FakeTelegram, shared_kb: KnowledgeBase
+) -> None:
+    """With a counsellor group, the ticket's topic hears who took it over (and when it went
+    back to the queue), as when /transfer is typed there."""
+    tg.forum(FORUM)
+    settings = web_settings.model_copy(update={"counsellor_chat_id": FORUM})
+    console = await start_console(settings, tg, shared_kb)
+    try:
+        ticket = await console.graduate_ticket()
+        desk = await console.services.desk()
+        user = await console.store.get_user(ticket.user_id)
+        ticket = await desk.ensure_topic(ticket, student="张同学", user=user)
+        assert ticket.topic_id is not None
+        await console.as_user("chen")
+        li = console.accounts["li"]
+        moved = await console.form(
+            f"/tickets/{ticket.id}", f"/tickets/{ticket.id}/transfer", to=li.counsellor_id
+        )
+        assert moved.headers["location"].endswith("msg=web_transferred")
+        told = console.services.messages.get("grp_transferred", "zh", name=li.display_name)
+        notice = await tg.await_for(chat=FORUM, thread_id=ticket.topic_id, text=told)
+        assert notice.text is not None and li.display_name in notice.text
+        await console.form(f"/tickets/{ticket.id}", f"/tickets/{ticket.id}/transfer", to="queue")
+        released = console.services.messages.get("grp_released", "zh")
+        await tg.await_for(chat=FORUM, thread_id=ticket.topic_id, text=released)
+        assert all(told not in (m.text or "") for m in tg.messages_to(GRADUATE))
+    finally:
+        await stop_console(console)

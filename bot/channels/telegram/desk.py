@@ -116,8 +116,9 @@ class Desk:
         key: str | None = None,
     ) -> Message | None:
         """The parts in order, the keyboard on the last one. When Telegram keeps failing,
-        the part and the ones after it go to the outbox under ``key`` (without ``key``, or
-        when Telegram refuses the message outright, the failure is logged)."""
+        the part and the ones after it go to the outbox under ``key``, the keyboard still on
+        the last (without ``key``, or when Telegram refuses the message outright, the
+        failure is logged)."""
         sent: Message | None = None
         for index, part in enumerate(parts):
             markup = reply_markup if index == len(parts) - 1 else None
@@ -128,7 +129,9 @@ class Desk:
                     logger.warning("could not send to chat %s: %s", chat_id, exc)
                     return None
                 for later, rest in enumerate(parts[index:], start=index):
-                    payload = {"chat_id": chat_id, "text": rest, "parse_mode": HTML}
+                    payload: dict[str, Any] = {"chat_id": chat_id, "text": rest, "parse_mode": HTML}
+                    if later == len(parts) - 1 and reply_markup is not None:
+                        payload["reply_markup"] = reply_markup.to_dict()
                     await self.store.enqueue(f"{key}:{later}", "sendMessage", payload)
                 return None
         return sent
