@@ -176,7 +176,8 @@ class Outcome:
     latency: float | None
     replies: int
     delivery: float | None = None
-    """Update created → the replica accepted the webhook POST (time in the fake's queue)."""
+    """Update created → the replica answered its webhook POST (which it does once the
+    update is processed: the reply is sent before)."""
 
 
 def loadavg() -> str:
@@ -587,10 +588,11 @@ def main() -> int:
             f"{len(r['errors'])} ERROR/Traceback lines in the replica logs."
         )
         console.print(
-            f"  where the time goes: update → accepted by a replica (the fake's webhook "
-            f"queue, delivered one at a time) p50 {r['delivery_p50']:.3f} s, "
-            f"p95 {r['delivery_p95']:.3f} s; accepted → reply p50 {r['processing_p50']:.3f} s, "
-            f"p95 {r['processing_p95']:.3f} s; updates per replica "
+            f"  where the time goes: update → webhook POST answered (the replica answers "
+            f"once the update is processed) p50 {r['delivery_p50']:.3f} s, "
+            f"p95 {r['delivery_p95']:.3f} s; POST answered → reply p50 "
+            f"{r['processing_p50']:.3f} s, p95 {r['processing_p95']:.3f} s (negative: the "
+            f"reply went out first); updates per replica "
             f"{' · '.join(map(str, r['per_replica']))}; {r['failed_posts']} failed webhook POSTs; "
             f"{r['transactions_per_message']:.1f} PostgreSQL transactions per message."
         )
