@@ -121,8 +121,9 @@ class Database:
     @asynccontextmanager
     async def turn(self) -> AsyncIterator[None]:
         """SQLite has one writer at a time and every transaction here takes the write lock
-        up front: tasks of this process queue on an asyncio lock instead of spinning on
-        SQLite's busy timeout in threads. (PostgreSQL: no wait.)"""
+        up front: the async transactions of this process queue on an asyncio lock instead
+        of spinning on SQLite's busy timeout in threads (``run``'s transactions queue on
+        the database's own thread instead). (PostgreSQL: no wait.)"""
         if self.dialect != "sqlite":
             yield
             return

@@ -442,7 +442,26 @@ def _touch_graduate(dialect: str) -> Any:
             "last_seen_at": bindparam("b_now"),
             "display_name": func.coalesce(name, UserRow.display_name),
         },
-    ).returning(UserRow.id)
+    ).returning(*_USERS.columns)
+
+
+_USER = select(_USERS).where(_USERS.c.telegram_id == bindparam("b_telegram_id"))
+"""Parameter: ``b_telegram_id``."""
+
+
+def _user(connection: Connection, telegram_id: int, name: str | None, now: dt.datetime) -> User:
+    """``Store.get_or_create_user`` on a connection: a read, and a write only when the
+    user is new, renamed or not seen lately."""
+    row = connection.execute(_USER, {"b_telegram_id": telegram_id}).one_or_none()
+    if row is None or not _is_fresh(row, name, now):
+        touched = {"b_telegram_id": telegram_id, "b_name": name, "b_now": now}
+        row = connection.execute(_touch_graduate(connection.dialect.name), touched).one()
+    return _record(User, row)
+
+
+def _is_fresh(user: Any, name: str | None, now: dt.datetime) -> bool:
+    """Nothing to write for this user row: the same name, seen lately."""
+    return name in (None, user.display_name) and now - user.last_seen_at < LAST_SEEN_RESOLUTION
 
 
 @cache
@@ -471,10 +490,10 @@ def _graduate(
     known = _known_graduate(row, name, now)
     if known is not None:
         return known
-    dialect = connection.dialect.name
-    touched = {"b_telegram_id": telegram_id, "b_name": name, "b_now": now}
-    user_id = connection.execute(_touch_graduate(dialect), touched).scalar_one()
-    connection.execute(_open_conversation(dialect), {"b_user_id": user_id, "b_now": now})
+    user = _user(connection, telegram_id, name, now)
+    connection.execute(
+        _open_conversation(connection.dialect.name), {"b_user_id": user.id, "b_now": now}
+    )
     row = connection.execute(_GRADUATE, {"b_telegram_id": telegram_id}).one()
     return _as_graduate(row)
 
@@ -484,12 +503,7 @@ def _known_graduate(
 ) -> tuple[User, ConversationRecord] | None:
     """The user and conversation in ``row`` when nothing needs writing: they have a
     conversation, the same name, and were seen lately (else: None)."""
-    if (
-        row is None
-        or row.c_id is None
-        or display_name not in (None, row.display_name)
-        or now - row.last_seen_at >= LAST_SEEN_RESOLUTION
-    ):
+    if row is None or row.c_id is None or not _is_fresh(row, display_name, now):
         return None
     return _as_graduate(row)
 
@@ -604,46 +618,9 @@ class Store:
         """The user with this Telegram id, created on first contact; refreshes
         ``last_seen_at`` (and ``display_name`` when given). Safe under concurrency."""
         now = self.now()
-        values: dict[str, Any] = {"last_seen_at": now}
-        if display_name is not None:
-            values["display_name"] = display_name
-        touch = (
-            update(UserRow)
-            .where(UserRow.telegram_id == telegram_id)
-            .values(**values)
-            .returning(UserRow)
-            .execution_options(populate_existing=True)
-        )
         async with self._tx(session) as s:
-            known = (
-                await s.execute(select(UserRow).where(UserRow.telegram_id == telegram_id))
-            ).scalar_one_or_none()
-            if (
-                known is not None
-                and display_name in (None, known.display_name)
-                and now - known.last_seen_at < LAST_SEEN_RESOLUTION
-            ):
-                return _record(User, known)  # nothing to write: most messages
-            row = (await s.execute(touch, execution_options=_SYNC)).scalar_one_or_none()
-            if row is not None:
-                return _record(User, row)
-            try:
-                async with s.begin_nested():
-                    created = await s.execute(
-                        insert(UserRow)
-                        .values(
-                            telegram_id=telegram_id,
-                            display_name=display_name,
-                            role="graduate",
-                            created_at=now,
-                            last_seen_at=now,
-                        )
-                        .returning(UserRow)
-                    )
-                    return _record(User, created.scalar_one())
-            except IntegrityError:  # created by a concurrent caller in the meantime
-                row = (await s.execute(touch, execution_options=_SYNC)).scalar_one()
-                return _record(User, row)
+            connection = await s.connection()
+            return await connection.run_sync(_user, telegram_id, display_name, now)
 
     async def load_graduate(
         self,

@@ -10,6 +10,7 @@ import asyncio
 import datetime as dt
 import shutil
 import socket
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,7 @@ from bot.kb.service import KnowledgeBase
 from bot.prompts import Messages
 from bot.settings import Settings
 from bot.storage import Database, Store
-from tests.fakes.telegram_server import FakeTelegram
+from tests.fakes.telegram_server import FakeTelegram, FakeUser
 from tests.storage.conftest import (  # noqa: F401  (fixtures shared with the storage tests)
     postgres_admin_url,
     postgres_env,
@@ -67,6 +68,20 @@ async def wait_until(
         if loop.time() > deadline:
             raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
         await asyncio.sleep(0.05)
+
+
+def private_update(update_id: int, user: FakeUser, message_id: int, text: str) -> dict[str, Any]:
+    """A graduate's text message as Telegram's raw update (to replay or POST by hand)."""
+    return {
+        "update_id": update_id,
+        "message": {
+            "message_id": message_id,
+            "from": user.to_api(),
+            "chat": {"id": user.id, "type": "private", "first_name": user.first_name},
+            "date": int(time.time()),
+            "text": text,
+        },
+    }
 
 
 def free_port() -> int:

@@ -35,6 +35,7 @@ from tests.channels.conftest import (
     WEBHOOK_SECRET,
     Bot,
     Stack,
+    private_update,
     wait_until,
 )
 from tests.fakes.telegram_server import FakeTelegram, FakeUser, SentRecord
@@ -324,19 +325,6 @@ async def test_a_restart_in_the_middle_of_a_ticket_keeps_the_relay_going(
 
 
 # -- replayed updates ---------------------------------------------------------------------
-
-
-def private_update(update_id: int, user: FakeUser, message_id: int, text: str) -> dict[str, Any]:
-    return {
-        "update_id": update_id,
-        "message": {
-            "message_id": message_id,
-            "from": user.to_api(),
-            "chat": {"id": user.id, "type": "private", "first_name": user.first_name},
-            "date": int(time.time()),
-            "text": text,
-        },
-    }
 
 
 @pytest.mark.parametrize("stack", ["webhook-sqlite", "webhook-postgresql"], indirect=True)

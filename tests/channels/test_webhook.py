@@ -22,8 +22,16 @@ from sqlalchemy.engine import Engine
 from bot.channels.telegram.app import UPDATE_STALE_AFTER
 from bot.storage.models import ProcessedUpdateRow
 from bot.storage.store import HANDED_TO_OUTBOX
-from tests.channels.conftest import COUNSELLOR, FORUM, GRADUATE, WEBHOOK_SECRET, Bot, Stack
-from tests.fakes.telegram_server import FakeTelegram, FakeUser, SentRecord
+from tests.channels.conftest import (
+    COUNSELLOR,
+    FORUM,
+    GRADUATE,
+    WEBHOOK_SECRET,
+    Bot,
+    Stack,
+    private_update,
+)
+from tests.fakes.telegram_server import FakeTelegram, SentRecord
 
 QUESTION = "试用期最长多久？"
 ANSWER = "六个月"
@@ -35,19 +43,6 @@ pytestmark = pytest.mark.parametrize(
 
 def answers(tg: FakeTelegram, chat: int, text: str) -> list[SentRecord]:
     return [r for r in tg.messages_to(chat) if text in (r.text or "")]
-
-
-def private_update(update_id: int, user: FakeUser, message_id: int, text: str) -> dict[str, Any]:
-    return {
-        "update_id": update_id,
-        "message": {
-            "message_id": message_id,
-            "from": user.to_api(),
-            "chat": {"id": user.id, "type": "private", "first_name": user.first_name},
-            "date": int(time.time()),
-            "text": text,
-        },
-    }
 
 
 def webhook_url(bot: Bot) -> str:
