@@ -121,7 +121,7 @@ class ConversationRecord:
 
 @dataclass(frozen=True, slots=True)
 class NewTurn:
-    """A message about to be added to a transcript (``Store.add_turn``, ``record_answer``)."""
+    """A message about to be added to a transcript (``Store.add_turn``, ``finish_exchange``)."""
 
     role: TurnRole
     text: str
@@ -145,6 +145,32 @@ class NewTurn:
             "telegram_message_id": self.telegram_message_id,
             "created_at": now,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class Unanswered:
+    """A question the bot could not answer well (``Store.add_unanswered``)."""
+
+    user_id: int | None
+    question: str
+    lang: str | None
+    confidence: float | None
+    reason: UnansweredReason
+
+    def statement(self, now: dt.datetime) -> Any:
+        """Its INSERT, the text redacted (ID, phone, e-mail and bank numbers)."""
+        return (
+            insert(UnansweredRow)
+            .values(
+                user_id=self.user_id,
+                question=redact(self.question)[:MAX_QUESTION_CHARS],
+                lang=self.lang,
+                confidence=self.confidence,
+                reason=self.reason,
+                created_at=now,
+            )
+            .returning(UnansweredRow.id)
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -554,7 +580,10 @@ def _record_answer(
     answer: NewTurn,
     now: dt.datetime,
 ) -> int | None:
-    """``Store.record_answer`` on a connection."""
+    """The bot's answer to a question, if the bot still owns the conversation: saves
+    the agent's ``state`` (bumping the version) and both turns, and returns the answer's
+    turn id. None, with nothing written, when a counsellor owns it now (or the
+    conversation is gone)."""
     took = connection.execute(
         _TAKE_FOR_BOT, {"b_conversation_id": conversation_id, "b_state": _json(state), "b_now": now}
     )
@@ -883,26 +912,6 @@ class Store:
         )
         async with self._tx(session) as s:
             return (await s.execute(statement)).scalar_one()
-
-    async def record_answer(
-        self,
-        conversation_id: int,
-        state: dict[str, Any],
-        question: NewTurn,
-        answer: NewTurn,
-        *,
-        session: AsyncSession | None = None,
-    ) -> int | None:
-        """The bot's answer to a question, if the bot still owns the conversation: saves
-        the agent's ``state`` (bumping the version) and both turns, and returns the
-        answer's turn id. None, with nothing written, when a counsellor owns it now (or
-        the conversation is gone): the caller records the question their way."""
-        now = self.now()
-        async with self._tx(session) as s:
-            connection = await s.connection()
-            return await connection.run_sync(
-                _record_answer, conversation_id, state, question, answer, now
-            )
 
     async def recent_turns(
         self, conversation_id: int, limit: int = 20, *, session: AsyncSession | None = None
@@ -1739,20 +1748,9 @@ class Store:
     ) -> int:
         """Log a question the bot could not answer well. The text is redacted (ID,
         phone, e-mail and bank numbers) before it is written."""
-        statement = (
-            insert(UnansweredRow)
-            .values(
-                user_id=user_id,
-                question=redact(question)[:MAX_QUESTION_CHARS],
-                lang=lang,
-                confidence=confidence,
-                reason=reason,
-                created_at=self.now(),
-            )
-            .returning(UnansweredRow.id)
-        )
+        logged = Unanswered(user_id, question, lang, confidence, reason)
         async with self._tx(session) as s:
-            return (await s.execute(statement)).scalar_one()
+            return int((await s.execute(logged.statement(self.now()))).scalar_one())
 
     async def list_unanswered(
         self, since: dt.datetime, limit: int = 100, *, session: AsyncSession | None = None
@@ -1896,8 +1894,10 @@ class Store:
         answer: NewTurn,
         *,
         chat: tuple[int, int] | None = None,
+        unanswered: Unanswered | None = None,
     ) -> int | None:
-        """Mark the update done, ``record_answer`` and hand its ``chat`` on
+        """Mark the update done, record the answer (``_record_answer``), log the
+        question as ``unanswered`` when given, and hand its ``chat`` on
         (``release_chat``), in one transaction. None, with nothing written, when the bot
         no longer owns the conversation."""
         now = self.now()
@@ -1907,6 +1907,8 @@ class Store:
             turn = _record_answer(connection, conversation_id, state, question, answer, now)
             if turn is None:
                 raise _Withheld
+            if unanswered is not None:
+                connection.execute(unanswered.statement(now))
             if chat is not None:
                 connection.execute(_RELEASE_CHAT, _release(chat, update_id))
             return turn

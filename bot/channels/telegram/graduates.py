@@ -34,7 +34,7 @@ from bot.errors import GradGuideError, KnowledgeBaseError, UpdateNotClaimed
 from bot.kb.models import Lang
 from bot.kb.regions import REGIONS, normalise_region
 from bot.kb.retriever import detect_lang
-from bot.storage.store import ConversationRecord, NewTurn, Ticket, User
+from bot.storage.store import ConversationRecord, NewTurn, Ticket, Unanswered, User
 
 logger = logging.getLogger(__name__)
 
@@ -291,32 +291,28 @@ async def _record_exchange(
         handoff=reply.handoff,
         citations=tuple(c.doc_id for c in reply.citations),
     )
-    unanswered = reply.intent is Intent.UNCLEAR and not reply.handoff and _LETTERS.search(text)
-    if not unanswered:  # most answers: one transaction (one hand-off on SQLite)
-        # The chat is handed on with the answer: its next message may start on another
-        # replica while this answer is being sent (this replica keeps them in order).
-        renewal = s.renewals.pop(update_id, None)
-        if renewal is not None:
-            renewal.cancel()
-        bot_turn = await store.finish_exchange(
-            update_id, conversation_id, dumped, question, answer, chat=chat
-        )
-        if bot_turn is not None:
-            s.finished.add(update_id)  # done with the exchange it records
-            s.released.add(update_id)
-            return bot_turn
-    async with store.transaction() as tx:
-        await store.finish_update(update_id, session=tx)
-        s.finished.add(update_id)
-        bot_turn = await store.record_answer(conversation_id, dumped, question, answer, session=tx)
-        if bot_turn is None:
+    unclear = reply.intent is Intent.UNCLEAR and not reply.handoff and _LETTERS.search(text)
+    unanswered = (
+        Unanswered(user_id, text, reply.lang, reply.confidence, "low_confidence")
+        if unclear
+        else None
+    )
+    # The chat is handed on with the answer: its next message may start on another
+    # replica while this answer is being sent (this replica keeps them in order).
+    renewal = s.renewals.pop(update_id, None)
+    if renewal is not None:
+        renewal.cancel()
+    bot_turn = await store.finish_exchange(
+        update_id, conversation_id, dumped, question, answer, chat=chat, unanswered=unanswered
+    )
+    if bot_turn is None:  # a counsellor owns the conversation now: nothing was written
+        async with store.transaction() as tx:
+            await store.finish_update(update_id, session=tx)
             await _withhold(s, conversation_id, question, reply, dumped, tx)
-            return None
-        if unanswered:
-            await store.add_unanswered(
-                user_id, text, reply.lang, reply.confidence, "low_confidence", session=tx
-            )
-        return bot_turn
+    s.finished.add(update_id)  # done with the exchange it records
+    if bot_turn is not None:
+        s.released.add(update_id)
+    return bot_turn
 
 
 async def _withhold(
