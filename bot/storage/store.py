@@ -347,6 +347,9 @@ def _priority_rank() -> ColumnElement[int]:
     return case(ranks, value=TicketRow.priority, else_=len(PRIORITIES))
 
 
+_OUTAGES = (OperationalError, InterfaceError, PoolTimeoutError, OSError)
+"""What a database outage raises; the store turns it into ``StorageError``."""
+
 _SYNC: Mapping[str, Any] = MappingProxyType({"synchronize_session": False})
 """Bulk UPDATE/DELETE: the sessions are short-lived, nothing in them needs refreshing."""
 
@@ -621,7 +624,7 @@ class Store:
         try:
             async with self.db.turn(), self.db.sessions() as session, session.begin():
                 yield session
-        except (OperationalError, InterfaceError, PoolTimeoutError, OSError) as exc:
+        except _OUTAGES as exc:
             raise self.db.unavailable(exc) from exc
 
     @asynccontextmanager
@@ -1842,7 +1845,7 @@ class Store:
         """``Database.run`` with outages as ``StorageError`` (as ``transaction``)."""
         try:
             return await self.db.run(work, *args)
-        except (OperationalError, InterfaceError, PoolTimeoutError, OSError) as exc:
+        except _OUTAGES as exc:
             raise self.db.unavailable(exc) from exc
 
     async def begin_update(
