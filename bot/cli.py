@@ -32,8 +32,10 @@ from rich.table import Table
 from bot.agent.agent import Agent
 from bot.agent.evaluation import Scores, load_items
 from bot.agent.evaluation import evaluate as evaluate_answers
+from bot.agent.guard import LABELS, MODEL_PATH
+from bot.agent.guard_eval import GuardReport, confusion_rows
 from bot.agent.models import Conversation, Reply
-from bot.errors import GradGuideError
+from bot.errors import ConfigError, GradGuideError
 from bot.kb.ingest import IngestReport
 from bot.kb.ingest import Progress as ProgressCallback
 from bot.kb.models import Lang, Validity
@@ -99,6 +101,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     search.add_argument("--json", action="store_true")
 
+    train_guard = commands.add_parser(
+        "train-guard",
+        help="fit the message check (crisis, person, scope) to the labelled messages",
+    )
+    train_guard.add_argument("--data", type=Path, default=None, help="default: tests/eval/guard")
+    train_guard.add_argument("--out", type=Path, default=None, help="default: the shipped model")
+    train_guard.add_argument(
+        "--check", action="store_true", help="fit and report, but write nothing"
+    )
     commands.add_parser("serve", help="run the Telegram bot (polling, or webhook if configured)")
     handoffs = commands.add_parser(
         "handoffs", help="counsellor tickets without Telegram (replies go through the bot)"
@@ -144,6 +155,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _ask(args, settings, out, err)
         if args.command == "eval":
             return _eval(args, settings, out, err)
+        if args.command == "train-guard":
+            return _train_guard(args, settings, out)
         if args.command == "serve":
             from bot.channels.telegram.app import serve
 
@@ -483,16 +496,24 @@ def _chat(settings: Settings, out: Console, err: Console) -> int:
         if not line:
             continue
         command, _, argument = line.partition(" ")
-        lang: Lang = conversation.lang or detect_lang(argument if command.startswith("/") else line)
+        lang: Lang = conversation.lang or _chat_lang(conversation, line, command, argument)
         if command in ("/quit", "/exit", "/q"):
             return 0
         if command == "/reset":
             conversation.reset()
             out.print(messages.get("reset_done", lang))
             continue
-        if command == "/lang" and argument.strip() in ("zh", "en"):
-            conversation.lang = "zh" if argument.strip() == "zh" else "en"
-            out.print(messages.get("lang_set", conversation.lang))
+        if command == "/help":
+            out.print(messages.get("help", lang) + "\n" + messages.get("chat_commands", lang))
+            continue
+        if command == "/lang":
+            choice = argument.strip().lower()
+            if choice in ("zh", "en"):
+                conversation.lang = "zh" if choice == "zh" else "en"
+                out.print(messages.get("lang_set", conversation.lang))
+            else:
+                current = conversation.lang or "auto"
+                out.print(messages.get("lang_usage", lang, current=current))
             continue
         if command == "/region":
             code = normalise_region(argument) if argument.strip() else ""
@@ -502,8 +523,24 @@ def _chat(settings: Settings, out: Console, err: Console) -> int:
             else:
                 out.print(messages.get("region_unknown", lang, region=argument.strip()))
             continue
+        if command.startswith("/") and command != "/human":
+            out.print(escape(messages.get("unknown_command", lang, command=command)))
+            out.print(messages.get("chat_commands", lang))
+            continue
         _print_reply(agent.reply(conversation, line), out)
         out.print()
+
+
+def _chat_lang(conversation: Conversation, line: str, command: str, argument: str) -> Lang:
+    """The language to answer a line in: its own, else (a bare command) the language the
+    graduate last wrote in, else Chinese."""
+    text = argument if command.startswith("/") else line
+    if any(ch.isalpha() for ch in text):
+        return detect_lang(text)
+    for turn in reversed(conversation.turns):
+        if turn.role == "user":
+            return detect_lang(turn.text)
+    return "zh"
 
 
 def answer_quality_table(rows: list[Scores], title: str) -> Table:
@@ -528,6 +565,69 @@ def answer_quality_table(rows: list[Scores], title: str) -> Table:
             pct(row.behaviour_accuracy),
         )
     return grid
+
+
+def guard_tables(report: GuardReport, title: str) -> list[Table]:
+    """A message-check report as tables (also printed by bench/guard.py): the headline
+    figures overall and per language, then the confusion matrix."""
+    figures = Table(title=title)
+    names = ("crisis R", "kind", "human R", "human P", "declined", "illegal R", "scope R")
+    more = ("injection R", "false crisis/handoff", "false decline")
+    for column in ("group", "n", *names, *more):
+        figures.add_column(column, justify="left" if column == "group" else "right")
+    groups = [("all", report)] + [
+        (lang, report.subset(lang)) for lang in ("zh", "en", "mixed", "pinyin")
+    ]
+    for name, part in groups:
+        if not part.outcomes:
+            continue
+        s = part.summary()
+        values = (
+            s["crisis_recall"],
+            s["crisis_kind_accuracy"],
+            s["human_recall"],
+            s["human_precision"],
+            s["declined"],
+            s["illegal_recall"],
+            s["out_of_scope_recall"],
+            s["injection_recall"],
+            s["false_crisis_or_handoff"],
+            s["false_decline"],
+        )
+        cells = ["—" if v != v else f"{v:.3f}" for v in values]  # NaN: no such messages
+        figures.add_row(name, str(len(part.outcomes)), *cells)
+    matrix = Table(title="Confusion (rows: truth, columns: decided)")
+    matrix.add_column("truth")
+    for label in LABELS:
+        matrix.add_column(label.value.replace("_", " "), justify="right")
+    for row in confusion_rows(report):
+        matrix.add_row(*row)
+    return [figures, matrix]
+
+
+def _train_guard(args: argparse.Namespace, settings: Settings, out: Console) -> int:
+    try:
+        from bot.agent import guard_train
+    except ImportError as exc:
+        raise ConfigError(
+            f"training needs scikit-learn: pip install 'gradguide[train]' ({exc})"
+        ) from exc
+    from bot.components.embeddings import UseM3Embedder
+
+    encoder = UseM3Embedder(settings.data_dir / "cache")
+    cache = guard_train.EmbeddingCache(
+        encoder.embed_documents, settings.data_dir / "cache" / "guard-embeddings.npz"
+    )
+    target = None if args.check else (args.out or MODEL_PATH)
+    fitted = guard_train.train(args.data or guard_train.DATA_DIR, target, cache)
+    meta = fitted.weights.meta
+    out.print(f"trained on {meta['data']} (sha256 {meta['data_sha256']})")
+    out.print(f"thresholds: {fitted.weights.thresholds}")
+    for table in guard_tables(fitted.report["dev"], "Message check — development set"):
+        out.print(table)
+    if target is not None:
+        out.print(f"wrote {target}")
+    return 0
 
 
 def _eval(args: argparse.Namespace, settings: Settings, out: Console, err: Console) -> int:

@@ -1,7 +1,10 @@
 """The answering agent: a message and the conversation in, a structured ``Reply`` out.
 
-Order of decisions: crisis → noise → request for a person → prompt injection → greeting →
-out of scope → retrieval → relevance gate (answer, or "not sure" and, the second time, a
+Every message is first classified by the message check (``bot.agent.guard``, a model fitted
+to labelled messages). Order of decisions: noise (nothing to read) → crisis (three kinds,
+each with its own emergency message and an urgent handoff) → request for a person → prompt
+injection (the injected sentences are dropped and the rest is checked again) → greeting →
+illegal request → out of scope → retrieval → relevance gate (answer, or "not sure" and, the second time, a
 counsellor) → extractive answer, with a handoff added when a rights violation is happening
 now. Knows no channel.
 """
@@ -17,6 +20,7 @@ from concurrent.futures import Executor
 from bot.agent import guardrails as g
 from bot.agent.compose import Composed, ExtractiveComposer, citation_for, overlap_terms
 from bot.agent.curated import CuratedAnswers
+from bot.agent.guard import Guard, Label, Verdict, build_guard
 from bot.agent.llm_composer import LlmComposer, LlmUnavailable
 from bot.agent.models import Conversation, HandoffReason, Intent, Reply, Turn
 from bot.agent.redact import redact
@@ -48,6 +52,12 @@ _FOLLOW_UP_EN = re.compile(
     re.I,
 )
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
+_CRISIS_MESSAGES = {
+    Label.SELF_HARM: "crisis",
+    Label.VIOLENCE: "crisis_violence",
+    Label.CONFINED: "crisis_confined",
+}
+"""The emergency message for each kind of crisis (prompts/messages.yaml)."""
 
 
 _FULL_WIDTH_ALNUM = {
@@ -94,8 +104,10 @@ class Agent:
         settings: Settings,
         messages: Messages | None = None,
         curated: CuratedAnswers | None = None,
+        guard: Guard | None = None,
     ) -> None:
         self._kb = kb
+        self._guard = guard or build_guard(kb.embedder, settings)
         self._curated = curated
         self._settings = settings
         self._messages = messages or Messages.load()
@@ -170,24 +182,38 @@ class Agent:
         self, conversation: Conversation, text: str, lang: Lang
     ) -> tuple[Reply, str | None]:
         say = self._messages.get
-        if g.is_crisis(text):
-            return self._special("crisis", lang, Intent.CRISIS, HandoffReason.CRISIS), None
-        if g.is_noise(text):
+        if g.is_noise(text):  # nothing to read: no words, only emoji or keyboard mashing
             return self._special("help", lang, Intent.UNCLEAR), None
-        if g.wants_human(text):
+        verdict = self._guard.classify(text, earlier=self._earlier(conversation))
+        if verdict.crisis:
+            return self._crisis(verdict, lang), None
+        focus = self._focus(text)
+        if verdict.label is Label.INJECTION or Label.INJECTION in verdict.lexicon:
+            # The sentences that try to change the bot are dropped; what is left is read
+            # again as if it had been sent alone.
+            focus = self._guard.without_injection(focus)
+            if not focus:
+                return self._special("injection", lang, Intent.OUT_OF_SCOPE, signals=verdict), None
+            verdict = self._guard.classify(focus, earlier=self._earlier(conversation))
+            if verdict.crisis:
+                return self._crisis(verdict, lang), None
+            if verdict.label is not Label.HUMAN and verdict.label is not Label.ORDINARY:
+                return self._special("injection", lang, Intent.OUT_OF_SCOPE, signals=verdict), None
+        if verdict.label is Label.HUMAN:
             reply = self._special(
-                "handoff_requested", lang, Intent.HANDOFF_REQUEST, HandoffReason.REQUESTED
+                "handoff_requested",
+                lang,
+                Intent.HANDOFF_REQUEST,
+                HandoffReason.REQUESTED,
+                signals=verdict,
             )
             return reply, None
-
-        focus = self._focus(text)
-        focus, injected = g.strip_injection(focus)
-        if injected and (not focus or not g.in_domain(focus)):
-            return self._special("injection", lang, Intent.OUT_OF_SCOPE), None
         if g.is_greeting(focus):
             return self._special("greeting", lang, Intent.GREETING), None
-        if g.is_out_of_scope(focus):
-            return self._special("out_of_scope", lang, Intent.OUT_OF_SCOPE), None
+        if verdict.label is Label.ILLEGAL:
+            return self._special("illegal", lang, Intent.OUT_OF_SCOPE, signals=verdict), None
+        if verdict.label is Label.OUT_OF_SCOPE:
+            return self._special("out_of_scope", lang, Intent.OUT_OF_SCOPE, signals=verdict), None
 
         curated = self._curated_reply(focus, lang)
         if curated is not None:
@@ -225,8 +251,6 @@ class Agent:
                 )
                 reply.confidence = score
                 return reply, query
-            if not g.in_domain(query):
-                return self._special("out_of_scope", lang, Intent.OUT_OF_SCOPE), query
             conversation.low_confidence_streak += 1
             if conversation.low_confidence_streak >= 2:
                 conversation.low_confidence_streak = 0
@@ -403,7 +427,12 @@ class Agent:
         return None
 
     def _special(
-        self, key: str, lang: Lang, intent: Intent, handoff: HandoffReason | None = None
+        self,
+        key: str,
+        lang: Lang,
+        intent: Intent,
+        handoff: HandoffReason | None = None,
+        signals: Verdict | None = None,
     ) -> Reply:
         return Reply(
             text=self._messages.get(key, lang),
@@ -412,7 +441,32 @@ class Agent:
             handoff=handoff is not None,
             handoff_reason=handoff,
             confidence=1.0 if intent in (Intent.CRISIS, Intent.HANDOFF_REQUEST) else 0.0,
+            signals=signals.labels() if signals is not None else [],
         )
+
+    def _crisis(self, verdict: Verdict, lang: Lang) -> Reply:
+        """The emergency message for the kind of crisis, and an urgent handoff; never a
+        policy answer."""
+        key = _CRISIS_MESSAGES[verdict.label]
+        return self._special(key, lang, Intent.CRISIS, HandoffReason.CRISIS, signals=verdict)
+
+    def screen(self, conversation: Conversation, message: str) -> Reply | None:
+        """The crisis check alone, for a message that goes to a counsellor instead of the
+        agent (a ticket is open): the crisis reply if it is one, else None. A crisis may
+        come in any turn, also while the graduate waits for a person."""
+        text = clean_text(message)
+        verdict = self._guard.classify(text, earlier=self._earlier(conversation))
+        if not verdict.crisis:
+            return None
+        return self._crisis(verdict, self._language(conversation, text))
+
+    @staticmethod
+    def _earlier(conversation: Conversation) -> str | None:
+        """The graduate's previous message (a short follow-up is read together with it)."""
+        for turn in reversed(conversation.turns):
+            if turn.role == "user":
+                return turn.text
+        return None
 
     def _focus(self, text: str) -> str:
         """Very long messages usually end with the question: keep the last sentence (and

