@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bot.agent.agent import Agent  # noqa: E402
-from bot.agent.guard import CRISIS, Guard, Label, Verdict  # noqa: E402
+from bot.agent.guard import CRISIS, Guard, GuardWeights, Label, Verdict  # noqa: E402
 from bot.agent.guard_eval import (  # noqa: E402
     Example,
     GuardReport,
@@ -80,15 +80,16 @@ def through_agent(agent: Agent, examples: list[Example], messages: Messages) -> 
 class PassThrough(Guard):
     """A check that lets every message through (the baseline for the added latency)."""
 
+    def __init__(self, weights: GuardWeights) -> None:
+        self.weights = weights
+
     def classify(self, text: str, earlier: str | None = None) -> Verdict:
         return Verdict(Label.ORDINARY, {}, ())
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument(
-        "--set", type=Path, default=ROOT / "tests" / "eval" / "guard" / "dev.jsonl"
-    )
+    parser.add_argument("--set", type=Path, default=ROOT / "tests" / "eval" / "guard" / "dev.jsonl")
     parser.add_argument("--no-agent", action="store_true", help="the classifier only")
     parser.add_argument("--show-misses", action="store_true")
     args = parser.parse_args()
@@ -135,7 +136,7 @@ def main() -> int:
 
         ordinary = [e.text for e in examples if e.label is Label.ORDINARY and not e.context]
         with_check = _latencies(agent, ordinary, suffix="  ")
-        baseline = Agent(kb, settings, messages, guard=PassThrough(guard.weights, None))
+        baseline = Agent(kb, settings, messages, guard=PassThrough(guard.weights))
         without = _latencies(baseline, ordinary, suffix="   ")
         rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         console.print(

@@ -4,9 +4,9 @@ Every message is first classified by the message check (``bot.agent.guard``, a m
 to labelled messages). Order of decisions: noise (nothing to read) → crisis (three kinds,
 each with its own emergency message and an urgent handoff) → request for a person → prompt
 injection (the injected sentences are dropped and the rest is checked again) → greeting →
-illegal request → out of scope → retrieval → relevance gate (answer, or "not sure" and, the second time, a
-counsellor) → extractive answer, with a handoff added when a rights violation is happening
-now. Knows no channel.
+illegal request → out of scope → retrieval → relevance gate (answer, or "not sure" and, the
+second time, a counsellor) → extractive answer, with a handoff added when a rights violation
+is happening now. Knows no channel.
 """
 
 from __future__ import annotations
@@ -188,12 +188,14 @@ class Agent:
         if verdict.crisis:
             return self._crisis(verdict, lang), None
         focus = self._focus(text)
+        injected = False
         if verdict.label is Label.INJECTION or Label.INJECTION in verdict.lexicon:
             # The sentences that try to change the bot are dropped; what is left is read
             # again as if it had been sent alone.
             focus = self._guard.without_injection(focus)
             if not focus:
                 return self._special("injection", lang, Intent.OUT_OF_SCOPE, signals=verdict), None
+            injected = True
             verdict = self._guard.classify(focus, earlier=self._earlier(conversation))
             if verdict.crisis:
                 return self._crisis(verdict, lang), None
@@ -244,6 +246,9 @@ class Agent:
         if self._names_unknown_programme(focus):
             score = min(score, self._settings.answer_threshold - 0.01)
 
+        if injected and (not hits or score < self._settings.answer_threshold):
+            # what is left of an injection attempt is no question the documents answer
+            return self._special("injection", lang, Intent.OUT_OF_SCOPE), query
         if not hits or score < self._settings.answer_threshold:
             if g.violation_now(focus):
                 reply = self._special(

@@ -84,6 +84,7 @@ Encode = Callable[[list[str]], NDArray[np.float32]]
 
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
 _CJK_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]+")
+_CONTENT = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fffA-Za-z]")
 _LATIN_WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
 _DIGITS = re.compile(r"\d+")
 _SPACE = re.compile(r"\s+")
@@ -265,7 +266,8 @@ INJECTION_LEXICON = re.compile(
     r"|(?:系统|system)\s*(?:提示|prompt)|提示词|开发者模式|越狱"
     r"|\bignore (?:all |any )?(?:of )?(?:the |your )?(?:previous|prior|above|earlier)\b"
     r"|\bdisregard (?:all |any )?(?:the |your )?(?:previous|prior|above)\b"
-    r"|\byou are now\b|\bjailbreak|\bdeveloper mode\b"
+    r"|\byou are now\b|\bjailbreak|\bdeveloper mode\b|扮演|假装你是"
+    r"|\bpretend (?:to be|you(?:'re| are))\b|\bact as (?:if you|my|an? (?:ai|assistant|bot))"
     r"|\b(?:reveal|show|print|repeat) (?:me )?(?:your|the) (?:prompt|instructions|rules)",
     re.IGNORECASE,
 )
@@ -516,11 +518,25 @@ class Guard:
                 return Verdict(label, table, tuple(a for a in above if a is not label), named)
         return Verdict(Label.ORDINARY, table, (), named)
 
+    MAX_CHARS = 4000
+    """A longer message is read by its first and last 2,000 characters."""
+
     def classify(self, text: str, earlier: str | None = None) -> Verdict:
         """Classify ``text``. ``earlier``: the graduate's previous message, for a short
         follow-up that only means something after it ("他说明天要找人收拾我" after "老板威胁要
         打我"): a crisis read in the two together counts as this message's crisis."""
-        verdict = self.decide(self.scores(text), lexicon(text))
+        if len(text) > self.MAX_CHARS:
+            half = self.MAX_CHARS // 2
+            text = f"{text[:half]}\n{text[-half:]}"
+        parts = sentences(text)
+        distinct = list(dict.fromkeys(parts))
+        if len(distinct) < len(parts):  # a sentence pasted many times is read once
+            text = ("" if _CJK.search(text) else " ").join(distinct)
+        named = lexicon(text)
+        if len(_CONTENT.findall(text)) < 2 and not named:
+            # a letter or an emoji is too little to act on: the agent answers or asks
+            return Verdict(Label.ORDINARY, {}, (), frozenset())
+        verdict = self.decide(self.scores(text), named)
         if verdict.crisis or not earlier or not is_short(text):
             return verdict
         joined = self.decide(self.scores(f"{earlier}\n{text}"), lexicon(text))

@@ -54,14 +54,16 @@ from bot.errors import ConfigError
 
 @dataclass
 class TrainConfig:
-    c: float = 4.0
+    c: float = 16.0
     """Inverse regularisation strength of the regression."""
     min_df: int = 2
     dense_scale: float = 1.0
-    crisis_margin: float = 1.0
+    crisis_margin: float = 0.95
     false_alarm_cost: float = 3.0
     use_embeddings: bool = True
     pinyin_every: int = 3
+    balanced: bool = False
+    """Weigh the classes equally (else by how often they occur in the training data)."""
     """Every n-th Chinese training message is also learnt as typed in pinyin (a graduate
     without a Chinese keyboard): the words and the encoder's view of pinyin text."""
 
@@ -150,7 +152,10 @@ def fit(
         dense = encode(texts).astype(np.float64) * config.dense_scale
         x = sparse.hstack([x, sparse.csr_matrix(dense)]).tocsr()
     y = np.array([LABELS.index(e.label) for e in train])
-    model = LogisticRegression(C=config.c, max_iter=5000, tol=1e-6, solver="lbfgs")
+    weighting = "balanced" if config.balanced else None
+    model = LogisticRegression(
+        C=config.c, max_iter=5000, tol=1e-6, solver="lbfgs", class_weight=weighting
+    )
     model.fit(x, y)
     # every class is in the data, so the coefficients have a row per label
     coef = np.asarray(model.coef_, dtype=np.float32).T  # (features, classes)
@@ -167,7 +172,9 @@ def fit(
     guard = Guard(weights, encode if use_dense else None)
     sentence_texts, sentence_labels = sentence_examples(guard, train)
     xs = _sparse_matrix(sentence_texts, vocabulary, pinyin)
-    sentence_model = LogisticRegression(C=config.c, max_iter=5000, tol=1e-6, solver="lbfgs")
+    sentence_model = LogisticRegression(
+        C=config.c, max_iter=5000, tol=1e-6, solver="lbfgs", class_weight=weighting
+    )
     sentence_model.fit(xs, np.array([LABELS.index(label) for label in sentence_labels]))
     weights.sentence_sparse = np.asarray(sentence_model.coef_, dtype=np.float32).T
     weights.sentence_bias = np.asarray(sentence_model.intercept_, dtype=np.float32)

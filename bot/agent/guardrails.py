@@ -1,16 +1,15 @@
-"""Rule-based checks that run before retrieval: crisis, requests for a person, prompt
-injection, out-of-scope topics, greetings, noise, rights violations happening now, and
-questions whose answer depends on the graduate's region.
+"""Rules that are not about safety: greetings, noise, rights violations happening now,
+questions whose answer depends on the graduate's region, programme names, and instructions
+planted in documents.
 
-The rules are deliberately conservative in what they let through: a crisis check that
-fires on a false alarm costs a supportive message; one that misses costs far more.
+Crises, requests for a person, illegal and out-of-scope requests and prompt injection in a
+graduate's message are the message check's (``bot.agent.guard``, a fitted model).
 """
 
 from __future__ import annotations
 
 import re
 
-from bot.kb.lexical import expand_pinyin
 from bot.kb.regions import REGIONS, normalise_region
 
 
@@ -18,67 +17,7 @@ def _any(*patterns: str) -> re.Pattern[str]:
     return re.compile("|".join(f"(?:{p})" for p in patterns), re.IGNORECASE)
 
 
-CRISIS = _any(
-    r"不想活",
-    r"活着(?:没|没有)(?:意思|意义)",
-    r"活不下去",
-    r"想死",
-    r"去死",
-    r"死了算了",
-    r"不如死",
-    r"自杀",
-    r"轻生",
-    r"寻死",
-    r"结束(?:自己的)?生命",
-    r"结束(?:掉)?自己",
-    r"一了百了",
-    r"(?:从楼上|楼上|天台)?跳下去",
-    r"跳(?:河|江|海|楼)",
-    r"遗书",
-    r"活着.{0,4}(?:意义|意思)",
-    r"不想(?:再)?活",
-    r"了结自己",
-    r"跳楼",
-    r"割腕",
-    r"伤害自己",
-    r"自残",
-    r"suicid",
-    r"kill(?:ing)? my ?self",
-    r"end(?:ing)? (?:my|it) (?:life|all)",
-    r"want(?:ed)? to die",
-    r"(?:don'?t|do not) want to (?:live|be alive)",
-    r"no reason to live",
-    r"(?:no|what'?s (?:even )?the) point (?:of|in) (?:living|life|going on)",
-    r"give up on life",
-    r"jump(?:ing)? off (?:the |a )?(?:roof|building|bridge)",
-    r"(?:life|living) (?:is(?:n'?t| not)|isnt) worth (?:it|living)",
-    r"not worth living",
-    r"wish i (?:was|were) dead",
-    r"better off dead",
-    r"self[- ]?harm",
-    r"hurt(?:ing)? my ?self",
-)
-
-HANDOFF_REQUEST = _any(
-    r"^/human\b",
-    r"转人工",
-    r"人工客服",
-    r"人工服务",
-    r"找人工",
-    r"(?<!智能)人工(?!智能)(?:咨询|回复|帮|吗|$)",
-    r"(?:找|转|要|和|跟)真人",
-    r"真人(?:客服|老师|回复)",
-    r"(?:我要|我想|想要?|帮我|请|能不能|可以)(?:找|联系|问问?)(?:一下)?(?:就业)?"
-    r"(?:老师|辅导员|咨询师|顾问)",
-    r"(?:找|联系)(?:个|一个)?(?:人|真人)(?:处理|帮|来|吗|$)",
-    r"(?:和|跟|找)(?:个)?人(?:聊|说|谈)",
-    r"\b(?:talk|speak|chat) (?:to|with) (?:a |an )?(?:real |live )?"
-    r"(?:human|person|counsell?or|advis[eo]r|someone|somebody|agent)\b",
-    r"\b(?:connect|transfer) me (?:to|with)\b",
-    r"\b(?:need|want) (?:a |an |to talk to a )?(?:real )?(?:human|person|counsell?or)\b",
-)
-
-INJECTION = _any(
+INJECTION = _any(  # in documents; a graduate's message is read by bot.agent.guard
     r"忽略.{0,8}(?:指令|指示|提示|规则|设定|要求)",
     r"无视.{0,8}(?:指令|指示|提示|规则|设定)",
     r"(?:系统|system)\s*(?:提示|prompt)",
@@ -96,211 +35,6 @@ INJECTION = _any(
     r"\bdeveloper mode\b",
     r"\bDAN\b",
     r"\b(?:reveal|show|print|repeat) (?:me )?(?:your|the) (?:prompt|instructions|rules)",
-)
-
-OUT_OF_SCOPE = _any(
-    r"天气",
-    r"气温",
-    r"下雨",
-    r"weather",
-    r"forecast",
-    r"论文",
-    r"毕业设计",
-    r"作业",
-    r"写一篇",
-    r"\bthesis\b",
-    r"\bessay\b",
-    r"homework",
-    r"股票",
-    r"基金",
-    r"炒股",
-    r"比特币",
-    r"加密货币",
-    r"理财",
-    r"\bstocks?\b",
-    r"crypto",
-    r"bitcoin",
-    r"\binvest",
-    r"看病",
-    r"症状",
-    r"感冒",
-    r"发烧",
-    r"吃什么药",
-    r"diagnos",
-    r"symptom",
-    r"\bfever\b",
-    r"medicine",
-    r"彩票",
-    r"lottery",
-    r"女朋友",
-    r"男朋友",
-    r"恋爱",
-    r"girlfriend",
-    r"boyfriend",
-    r"菜谱",
-    r"recipe",
-    r"写代码",
-    r"编程题",
-    r"\bleetcode\b",
-    r"debug my code",
-    r"write (?:me )?(?:a |some )?code",
-)
-
-# Requests that stay out of scope even when they mention work or graduation
-# ("写一篇毕业论文", "put my first salary into crypto").
-STRONG_OUT_OF_SCOPE = _any(
-    r"伪造",
-    r"造假",
-    r"办(?:个)?假(?:证|学历|文凭)",
-    r"\bforg(?:e|ing|ed)\b",
-    r"\bfake (?:a |my )?(?:degree|diploma|certificate|transcript|document|contract)",
-    r"写.{0,12}(?:论文|综述|作文|文章|报告|代码|程序|爬虫)",
-    r"文献综述",
-    r"爬虫",
-    r"\bpython\b",
-    r"(?:write|draft) (?:me )?(?:a |an |my )?(?:thesis|essay|paper|literature review|code|script)",
-    r"股票",
-    r"基金",
-    r"比特币",
-    r"crypto",
-    r"bitcoin",
-    r"index funds?",
-    r"\bstocks?\b",
-    r"分手",
-    r"break up with",
-)
-
-# Words that keep a message in scope even when an out-of-scope word appears
-# ("论文答辩影响毕业去向登记吗", "can my employer make me pay for medical checks").
-DOMAIN = _any(
-    r"就业",
-    r"工作",
-    r"求职",
-    r"招聘",
-    r"合同",
-    r"协议",
-    r"工资",
-    r"薪",
-    r"社保",
-    r"公积金",
-    r"试用",
-    r"公司",
-    r"单位",
-    r"老板",
-    r"毕业",
-    r"档案",
-    r"户口",
-    r"补贴",
-    r"贷款",
-    r"考公",
-    r"考编",
-    r"公务员",
-    r"征兵",
-    r"实习",
-    r"见习",
-    r"仲裁",
-    r"劳动",
-    r"维权",
-    r"入职",
-    r"离职",
-    r"辞职",
-    r"\bjobs?\b",
-    r"employ",
-    r"contract",
-    r"salary",
-    r"wage",
-    r"graduat",
-    r"intern",
-    r"probation",
-    r"social insurance",
-    r"hukou",
-    r"\bboss\b",
-    r"company",
-    r"recruit",
-    r"offer",
-    r"labou?r",
-    r"subsid",
-    r"\bloan\b",
-    r"civil service",
-    r"enlist",
-    r"加班",
-    r"补偿",
-    r"赔偿",
-    r"辞退",
-    r"解除",
-    r"面试",
-    r"简历",
-    r"户籍",
-    r"落户",
-    r"国考",
-    r"事业",
-    r"选调",
-    r"三支一扶",
-    r"西部计划",
-    r"特岗",
-    r"入伍",
-    r"学信",
-    r"报到",
-    r"登记",
-    r"三方",
-    r"违约",
-    r"押金",
-    r"身份证",
-    r"歧视",
-    r"骗",
-    r"中介",
-    r"培训",
-    r"热线",
-    r"失业",
-    r"创业",
-    r"学费",
-    r"国企",
-    r"央企",
-    r"体检",
-    r"怀孕",
-    r"生育",
-    r"婚育",
-    r"\d{5}",
-    r"overtime",
-    r"fired",
-    r"dismiss",
-    r"resign",
-    r"\bquit",
-    r"deposit",
-    r"\bid card",
-    r"passport",
-    r"interview",
-    r"pregnan",
-    r"discriminat",
-    r"scam",
-    r"fraud",
-    r"agency",
-    r"arbitrat",
-    r"holiday",
-    r"\bpaid\b",
-    r"\bpay\b",
-    r"employer",
-    r"manager",
-    r"\bhr\b",
-    r"hiring",
-    r"degree",
-    r"diploma",
-    r"personnel file",
-    r"archive",
-    r"registration",
-    r"tripartite",
-    r"agreement",
-    r"\bsoe\b",
-    r"civil servant",
-    r"\bexam",
-    r"military",
-    r"\barmy\b",
-    r"tuition",
-    r"start-?up",
-    r"business",
-    r"insurance",
-    r"pension",
-    r"unemploy",
 )
 
 GREETING = _any(
@@ -386,14 +120,6 @@ _REGION_PINYIN = re.compile(
 )
 
 
-def is_crisis(text: str) -> bool:
-    return bool(CRISIS.search(text))
-
-
-def wants_human(text: str) -> bool:
-    return bool(HANDOFF_REQUEST.search(text.strip()))
-
-
 DOC_INSTRUCTION = _any(
     r"^\s*(?:AI|assistant|bot|chatbot|AI\s*助手|智能助手|助手|机器人|给\s*AI[^：:]{0,12})"
     r"\s*(?:注意|说明|指令|note|instruction)?\s*[:：]",
@@ -409,24 +135,6 @@ def is_planted(sentence: str) -> bool:
     """A document sentence that is an instruction to the bot, not policy: never quoted,
     never shown to a model."""
     return bool(INJECTION.search(sentence) or DOC_INSTRUCTION.search(sentence))
-
-
-def strip_injection(text: str) -> tuple[str, bool]:
-    """Drop the sentences that try to change the bot's instructions; say if any were found."""
-    pieces = re.split(r"(?<=[。！？!?；;\n])|(?<=\.)\s", text)
-    kept = [p for p in pieces if p and not INJECTION.search(p)]
-    found = len(kept) != len([p for p in pieces if p])
-    return "".join(kept).strip() if found else text, found
-
-
-def is_out_of_scope(text: str) -> bool:
-    if STRONG_OUT_OF_SCOPE.search(text):
-        return True
-    return bool(OUT_OF_SCOPE.search(text)) and not DOMAIN.search(text)
-
-
-def in_domain(text: str) -> bool:
-    return bool(DOMAIN.search(expand_pinyin(text)))
 
 
 def is_greeting(text: str) -> bool:

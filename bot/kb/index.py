@@ -9,25 +9,43 @@ then the registry record is flipped to that version (a single upsert), then the 
 are deleted. Readers only ever see chunks of the active version, so a document is never
 missing and never doubled, and a crash part-way leaves only orphans that
 ``collect_garbage`` removes.
+
+Several processes share one index (the bot, the console, ``gradguide kb``): see
+``KnowledgeIndex`` for how they stay consistent on embedded Chroma.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import hashlib
 import json
-from collections.abc import Callable, Sequence
-from typing import Any, TypeVar, cast
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 from chromadb.api import ClientAPI
 from chromadb.api.models.Collection import Collection
 
 from bot.components.embeddings import Vectors
+from bot.components.vectorstore import release_chroma
 from bot.errors import DocumentNotFoundError, IndexUnavailableError
 from bot.kb.models import Chunk, DocMeta, IndexedDocument, ParsedDocument
 
 T = TypeVar("T")
+
+INDEX_LOCK_FILE = "gradguide-index.lock"
+"""In the embedded Chroma directory: see ``IndexLock``."""
+RELEASE_AFTER_S = 5.0
+"""A replaced embedded client is freed at the first reopening at least this long after: no
+call that took its collections before the replacement can still be running (they take
+milliseconds)."""
 
 
 class ChunkRecord:
@@ -77,10 +95,92 @@ def embedding_text(meta: DocMeta, chunk: Chunk) -> str:
     return "\n".join([meta.title, *([" > ".join(headings)] if headings else []), chunk.text])
 
 
+class IndexLock:
+    """A lock file (``flock``) next to an embedded index that also holds the index's
+    *generation*, a token that every write changes. Shared while reading, exclusive while
+    writing; each hold opens the file anew, so two threads of one process exclude each other
+    as two processes do, and the kernel releases the lock of a process that dies."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+    @contextmanager
+    def hold(self, *, exclusive: bool) -> Iterator[int]:
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise IndexUnavailableError(f"cannot open the index lock {self.path}: {exc}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            yield fd
+        finally:
+            os.close(fd)  # releases the lock
+
+    @staticmethod
+    def generation(fd: int) -> str:
+        return os.pread(fd, 64, 0).decode("ascii", "replace").strip()
+
+    @staticmethod
+    def advance(fd: int) -> str:
+        """A new generation (under the exclusive lock)."""
+        token = uuid.uuid4().hex
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, token.encode("ascii"), 0)
+        return token
+
+
 class KnowledgeIndex:
-    def __init__(self, client: ClientAPI, model_key: str) -> None:
+    """The index on one Chroma: embedded (``lock`` given) or a server (``lock`` None).
+
+    The race, on embedded Chroma shared by processes (the bot, the console, ``gradguide kb``).
+    Each process keeps its own copy of a collection's vectors (HNSW) in memory, brought up to
+    date from Chroma's write log only the first time that process touches the collection;
+    the metadata is in SQLite, which every process reads current. A query's ``where`` filter
+    runs in SQLite, then its ids are looked up among the in-memory vectors. So after another
+    process adds chunks, a long-running process reads their version from the registry,
+    filters to ids its vectors have never seen, and every dense query fails ("Error finding
+    id") until it restarts. And two processes writing at once interleave their stage /
+    switch / purge steps.
+
+    How it is handled: a lock and a reopened client. ``IndexLock`` is a lock file holding a
+    *generation*. Every write (``replace_document``, ``remove_document``, ``collect_garbage``)
+    holds it exclusively, so processes write one at a time, and changes the generation before
+    writing anything (a writer that dies part-way still tells the others). The retriever reads
+    the registry (its refresh, every ``GRADGUIDE_INDEX_REFRESH_S``) inside ``reading()``,
+    under the shared lock, so no write is under way meanwhile. Both compare the generation
+    with the one this index last saw; if another process wrote since, the client is replaced
+    by a new one with state of its own (``open_client``), whose vectors are loaded from disk
+    when first used, which is after this point, so they hold every chunk the registry lists
+    now. A snapshot so taken names only versions whose vectors this process holds, so its
+    queries never fail however long it is used; the next refresh catches up. A Chroma server
+    is one process with one copy of the vectors: no lock, no reopening.
+    """
+
+    def __init__(
+        self,
+        open_client: Callable[[], ClientAPI],
+        model_key: str,
+        lock: IndexLock | None = None,
+    ) -> None:
         self.model_key = model_key
-        self._client = client
+        self._open_client = open_client
+        self._lock = lock
+        self._client: ClientAPI | None = None
+        self._retired: list[tuple[float, ClientAPI]] = []  # (when replaced, client)
+        self._held = threading.local()  # this thread's hold on the lock: None, shared, exclusive
+        self._generation = ""
+        if lock is None:
+            self._connect()
+            return
+        with lock.hold(exclusive=True) as fd:  # one process creates the collections
+            self._generation = lock.generation(fd)
+            self._connect()
+
+    def _connect(self) -> None:
+        """A new client (with state of its own, when embedded) and its collections."""
+        client = self._open_client()
+        model_key = self.model_key
 
         def open_collections() -> tuple[Collection, Collection]:
             chunks = client.get_or_create_collection(
@@ -97,6 +197,44 @@ class KnowledgeIndex:
             return chunks, registry
 
         self._chunks, self._registry = _guard(open_collections)
+        if self._client is not None:  # replaced: freed once no call can still be using it
+            now = time.monotonic()
+            self._retired.append((now, self._client))
+            for retired_at, old in self._retired:
+                if now - retired_at > RELEASE_AFTER_S:
+                    release_chroma(old)
+            self._retired = [(at, c) for at, c in self._retired if now - at <= RELEASE_AFTER_S]
+        self._client = client
+
+    @contextmanager
+    def _holding(self, mode: Literal["shared", "exclusive"]) -> Iterator[None]:
+        """Hold the lock in ``mode`` (nothing on a server, or if this thread already holds
+        it); on entry, catch up with other processes' writes; before a write, announce it."""
+        held = getattr(self._held, "mode", None)
+        if held == "shared" and mode == "exclusive":
+            raise RuntimeError("a write inside reading() would need to upgrade the lock")
+        if self._lock is None or held is not None:
+            yield
+            return
+        with self._lock.hold(exclusive=mode == "exclusive") as fd:
+            self._held.mode = mode
+            try:
+                generation = self._lock.generation(fd)
+                if generation != self._generation:  # another process wrote since
+                    self._connect()
+                    self._generation = generation
+                if mode == "exclusive":
+                    self._generation = self._lock.advance(fd)
+                yield
+            finally:
+                self._held.mode = None
+
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        """A consistent view for several reads: no write starts or ends inside it, and the
+        client holds every write made before it (see the class docstring)."""
+        with self._holding("shared"):
+            yield
 
     # -- reading -------------------------------------------------------------------------
 
@@ -201,14 +339,15 @@ class KnowledgeIndex:
             {**carried, "chunk_index": c.index, "heading": c.heading_path, "tokens": " ".join(t)}
             for c, t in zip(chunks, tokens, strict=True)
         ]
-        _guard(
-            lambda: self._chunks.upsert(
-                ids=ids,
-                embeddings=vectors,
-                documents=[c.text for c in chunks],
-                metadatas=metadatas,
+        with self._holding("exclusive"):
+            _guard(
+                lambda: self._chunks.upsert(
+                    ids=ids,
+                    embeddings=vectors,
+                    documents=[c.text for c in chunks],
+                    metadatas=metadatas,
+                )
             )
-        )
         return version
 
     def activate(
@@ -224,22 +363,21 @@ class KnowledgeIndex:
             ingested_at=now,
         )
         record: Any = _doc_to_record(doc)
-        _guard(
-            lambda: self._registry.upsert(
-                ids=[doc.meta.id],
-                embeddings=np.ones((1, 1), dtype=np.float32),
-                metadatas=[record],
-                documents=[doc.meta.title],
+        with self._holding("exclusive"):
+            _guard(
+                lambda: self._registry.upsert(
+                    ids=[doc.meta.id],
+                    embeddings=np.ones((1, 1), dtype=np.float32),
+                    metadatas=[record],
+                    documents=[doc.meta.title],
+                )
             )
-        )
         return doc
 
     def purge_other_versions(self, doc_id: str, keep_version: str) -> None:
-        _guard(
-            lambda: self._chunks.delete(
-                where=cast(Any, {"$and": [{"doc_id": doc_id}, {"version": {"$ne": keep_version}}]})
-            )
-        )
+        where: Any = {"$and": [{"doc_id": doc_id}, {"version": {"$ne": keep_version}}]}
+        with self._holding("exclusive"):
+            _guard(lambda: self._chunks.delete(where=where))
 
     def replace_document(
         self,
@@ -250,28 +388,31 @@ class KnowledgeIndex:
         tokens: Sequence[Sequence[str]],
         now: dt.datetime,
     ) -> IndexedDocument:
-        version = self.stage_chunks(parsed, content_hash, chunks, vectors, tokens)
-        doc = self.activate(parsed, content_hash, len(chunks), now)
-        self.purge_other_versions(parsed.meta.id, version)
+        with self._holding("exclusive"):  # the three steps, with no other writer between
+            version = self.stage_chunks(parsed, content_hash, chunks, vectors, tokens)
+            doc = self.activate(parsed, content_hash, len(chunks), now)
+            self.purge_other_versions(parsed.meta.id, version)
         return doc
 
     def remove_document(self, doc_id: str) -> IndexedDocument:
-        doc = self.document(doc_id)
-        _guard(lambda: self._registry.delete(ids=[doc_id]))
-        _guard(lambda: self._chunks.delete(where={"doc_id": doc_id}))
+        with self._holding("exclusive"):
+            doc = self.document(doc_id)
+            _guard(lambda: self._registry.delete(ids=[doc_id]))
+            _guard(lambda: self._chunks.delete(where={"doc_id": doc_id}))
         return doc
 
     def collect_garbage(self) -> int:
         """Delete chunks of versions that are not active (left by an interrupted write)."""
-        active = {d.version for d in self.documents()}
-        result = _guard(lambda: self._chunks.get(include=["metadatas"]))
-        orphans = [
-            cid
-            for cid, meta in zip(result["ids"], result["metadatas"] or [], strict=True)
-            if meta["version"] not in active
-        ]
-        if orphans:
-            _guard(lambda: self._chunks.delete(ids=orphans))
+        with self._holding("exclusive"):  # not another process's staged, unswitched chunks
+            active = {d.version for d in self.documents()}
+            result = _guard(lambda: self._chunks.get(include=["metadatas"]))
+            orphans = [
+                cid
+                for cid, meta in zip(result["ids"], result["metadatas"] or [], strict=True)
+                if meta["version"] not in active
+            ]
+            if orphans:
+                _guard(lambda: self._chunks.delete(ids=orphans))
         return len(orphans)
 
 

@@ -99,7 +99,8 @@ class Retriever:
         self._checked_at = 0.0
 
     def refresh(self, force: bool = False) -> None:
-        """Reload documents and the lexical index if the index changed since the last look."""
+        """Reload documents and the lexical index if the index changed since the last look
+        (by this process or another: ``KnowledgeIndex.reading`` catches up with the others)."""
         with self._lock:
             now = time.monotonic()
             if (
@@ -108,17 +109,18 @@ class Retriever:
                 and now - self._checked_at < self._settings.index_refresh_s
             ):
                 return
-            listed = self._index.documents()
-            fingerprint = self._index.fingerprint(listed)
-            self._checked_at = now
-            if (
-                not force
-                and self._snapshot is not None
-                and self._snapshot.fingerprint == fingerprint
-            ):
-                return
+            with self._index.reading():
+                listed = self._index.documents()
+                fingerprint = self._index.fingerprint(listed)
+                self._checked_at = now
+                if (
+                    not force
+                    and self._snapshot is not None
+                    and self._snapshot.fingerprint == fingerprint
+                ):
+                    return
+                chunks = self._load_chunks(fingerprint, {d.version for d in listed})
             documents = {d.meta.id: d for d in listed}
-            chunks = self._load_chunks(fingerprint, {d.version for d in listed})
             self._snapshot = _Snapshot(
                 fingerprint=fingerprint,
                 documents=documents,

@@ -12,7 +12,7 @@ from pydantic import BaseModel
 
 from bot.components.embeddings import Embedder, build_embedder
 from bot.components.vectorstore import open_chroma
-from bot.kb.index import KnowledgeIndex
+from bot.kb.index import INDEX_LOCK_FILE, IndexLock, KnowledgeIndex
 from bot.kb.ingest import Ingestor, IngestReport, Progress
 from bot.kb.lexical import Tokenizer
 from bot.kb.models import IndexedDocument, Validity
@@ -52,7 +52,15 @@ class KnowledgeBase:
         cls, settings: Settings, clock: Callable[[], dt.date] = dt.date.today
     ) -> KnowledgeBase:
         embedder = build_embedder(settings)
-        index = KnowledgeIndex(open_chroma(settings), embedder.key)
+        if settings.chroma_url is None:  # embedded: shared by processes through a lock file
+            index = KnowledgeIndex(
+                lambda: open_chroma(settings, own_state=True),
+                embedder.key,
+                IndexLock(settings.chroma_path / INDEX_LOCK_FILE),
+            )
+        else:
+            client = open_chroma(settings)
+            index = KnowledgeIndex(lambda: client, embedder.key)
         tokenizer = Tokenizer(settings.data_dir / "cache")
         return cls(settings, index, embedder, tokenizer, clock)
 

@@ -270,10 +270,10 @@ def assert_low_confidence_handoff(reply: Reply, lang: str) -> None:
 @pytest.mark.parametrize(
     ("first", "second", "lang"),
     [
-        ("公司年会节目必须参加吗", "公司团建去哪里玩比较好", "zh"),
+        ("公司年会节目必须参加吗", "年会不表演节目会被扣奖金吗", "zh"),
         (
-            "What color should my interview suit be?",
-            "How many copies of my resume should I print for a job fair?",
+            "Is it OK to bring my parents to a job fair?",
+            "Can my parents sit in on my interview?",
             "en",
         ),
     ],
@@ -290,7 +290,7 @@ def test_an_answer_in_between_resets_the_not_sure_streak(bundled_agent: Agent) -
     conversation = Conversation()
     assert_not_sure(bundled_agent.reply(conversation, "公司年会节目必须参加吗"), "zh")
     assert bundled_agent.reply(conversation, "试用期最长多久？").citations
-    assert_not_sure(bundled_agent.reply(conversation, "公司团建去哪里玩比较好"), "zh")
+    assert_not_sure(bundled_agent.reply(conversation, "年会不表演节目会被扣奖金吗"), "zh")
 
 
 @pytest.mark.parametrize(

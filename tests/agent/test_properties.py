@@ -24,6 +24,9 @@ MESSAGES = Messages.load()
 # record_feedback): a reply without sources must be one of these, word for word.
 FIXED_KEYS = (
     "crisis",
+    "crisis_violence",
+    "crisis_confined",
+    "illegal",
     "help",
     "handoff_requested",
     "injection",
