@@ -103,14 +103,8 @@ def main() -> int:
             kb.ingest([settings.knowledge_dir])
         agent = Agent(kb, settings, messages)
         guard: Guard = agent._guard  # the one the agent uses
-        report = classify_all(guard, examples)
         title = f"Classifier — {args.set.name} ({len(examples)} messages)"
-        for table in guard_tables(report, title):
-            console.print(table)
-        if args.show_misses:
-            for o in report.outcomes:
-                if o.example.label is not o.predicted:
-                    console.print(f"{o.example.label} → {o.predicted}: {o.example.text[:120]}")
+        _report(console, classify_all(guard, examples), title, args.show_misses)
 
         cold = []
         for example in examples:
@@ -125,14 +119,8 @@ def main() -> int:
             return 0
 
         through_agent(agent, examples[:40], messages)  # warm-up
-        agent_report = through_agent(agent, examples, messages)
         title = f"What the graduate got — {args.set.name} through the agent"
-        for table in guard_tables(agent_report, title):
-            console.print(table)
-        if args.show_misses:
-            for o in agent_report.outcomes:
-                if o.example.label is not o.predicted:
-                    console.print(f"{o.example.label} → {o.predicted}: {o.example.text[:120]}")
+        _report(console, through_agent(agent, examples, messages), title, args.show_misses)
 
         ordinary = [e.text for e in examples if e.label is Label.ORDINARY and not e.context]
         with_check = _latencies(agent, ordinary, suffix="  ")
@@ -147,6 +135,15 @@ def main() -> int:
             f"peak RSS {rss_mb:.0f} MB"
         )
     return 0
+
+
+def _report(console: Console, report: GuardReport, title: str, show_misses: bool) -> None:
+    for table in guard_tables(report, title):
+        console.print(table)
+    if show_misses:  # reading them makes a blind set development data
+        for o in report.outcomes:
+            if o.example.label is not o.predicted:
+                console.print(f"{o.example.label} → {o.predicted}: {o.example.text[:120]}")
 
 
 def _latencies(agent: Agent, texts: list[str], suffix: str) -> list[float]:
