@@ -52,6 +52,10 @@ _FOLLOW_UP_EN = re.compile(
     re.I,
 )
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
+SURELY_OUT_OF_SCOPE = 0.8
+"""Out of scope is said only when the check is this sure; below, the knowledge base decides
+(a confident passage answers, else "not sure"): a refusal given to an in-domain question
+leaves a graduate with nothing (seen: "…安家补贴是多少钱" scored 0.54 out of scope)."""
 _CRISIS_MESSAGES = {
     Label.SELF_HARM: "crisis",
     Label.VIOLENCE: "crisis_violence",
@@ -214,7 +218,10 @@ class Agent:
             return self._special("greeting", lang, Intent.GREETING), None
         if verdict.label is Label.ILLEGAL:
             return self._special("illegal", lang, Intent.OUT_OF_SCOPE, signals=verdict), None
-        if verdict.label is Label.OUT_OF_SCOPE:
+        if (
+            verdict.label is Label.OUT_OF_SCOPE
+            and verdict.scores.get(Label.OUT_OF_SCOPE, 1.0) >= SURELY_OUT_OF_SCOPE
+        ):
             return self._special("out_of_scope", lang, Intent.OUT_OF_SCOPE, signals=verdict), None
 
         curated = self._curated_reply(focus, lang)
