@@ -2,6 +2,7 @@
 PostgreSQL server of its own (so it can be restarted), a Chroma server (``chroma run``), N
 ``gradguide serve`` replicas in webhook mode (each its own process, data dir and port), and
 the fake Bot API delivering webhook updates round-robin across them (a load balancer).
+``PollingBot`` is the other deployment: one ``gradguide serve`` in long polling.
 
     with Cluster(tmp_path, replicas=2) as cluster:
         cluster.tg.send_text(user, "试用期最长多久？")
@@ -205,6 +206,86 @@ class Replica:
 
     def stop(self) -> None:
         _stop(self.process)
+
+
+class PollingBot:
+    """One ``gradguide serve`` process in long polling (the default mode), on a data dir
+    (embedded Chroma, ingested beforehand) and a database that outlive it: started,
+    killed with SIGKILL, started again.
+
+    In long polling python-telegram-bot confirms the updates it fetched with its next
+    ``getUpdates`` call, at once: Telegram never delivers them again, whatever happens to
+    the process that is handling them."""
+
+    def __init__(self, tg: FakeTelegram, data_dir: Path, database_url: str, **settings: str):
+        self.tg = tg
+        self.data_dir = data_dir
+        self.env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": os.environ.get("HOME", "/root"),
+            "TELEGRAM_BOT_TOKEN": tg.token,
+            "GRADGUIDE_TELEGRAM_API_URL": tg.base_url,
+            "GRADGUIDE_DATA_DIR": str(data_dir),
+            "GRADGUIDE_DATABASE_URL": database_url,
+            "GRADGUIDE_COUNSELLOR_CHAT_ID": str(FORUM),
+            "GRADGUIDE_COUNSELLOR_IDS": str(COUNSELLOR),
+            "GRADGUIDE_OFFICE_HOURS": "daily 00:00-23:59",
+            "GRADGUIDE_LOG_LEVEL": "WARNING",
+            **{f"GRADGUIDE_{k.upper()}": v for k, v in settings.items()},
+        }
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log = data_dir / "serve.log"
+        self.starts = 0
+
+    def ingest(self) -> None:
+        """The bundled knowledge base into the data dir's embedded Chroma (once, before
+        any bot starts: a process of its own, as an operator would run it)."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [sys.executable, "-m", "bot", "kb", "ingest", str(ROOT / "knowledge")],
+            cwd=ROOT,
+            env=self.env,
+            check=True,
+            capture_output=True,
+        )
+
+    def start(self, timeout: float = 240) -> None:
+        """Start ``gradguide serve`` and wait until it polls for updates."""
+        assert not self.running, "one polling process per bot token"
+        calls = len(self.tg.requests)
+        self.starts += 1
+        with self.log.open("ab") as log:
+            log.write(f"\n--- start {self.starts}\n".encode())
+            log.flush()
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "bot", "serve"],
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        _wait(
+            lambda: any(r.method == "getUpdates" for r in self.tg.requests[calls:]),
+            f"gradguide serve (polling; see {self.log})",
+            timeout,
+            self.process,
+        )
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no goodbye (a crashed machine, the OOM killer)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait()
+
+    def stop(self) -> None:
+        _stop(self.process)
+
+    def logs(self, tail: int = 6000) -> str:
+        return self.log.read_text(errors="replace")[-tail:] if self.log.exists() else ""
 
 
 class Cluster:

@@ -9,9 +9,11 @@ from bot.errors import StorageError
 from bot.storage.db import Database, alembic_config, mask_url
 from bot.storage.store import (
     ConversationRecord,
+    Exchange,
     MessageLink,
     NewTurn,
     OutboxItem,
+    Send,
     Stats,
     Store,
     Ticket,
@@ -27,9 +29,11 @@ from bot.storage.store import (
 __all__ = [
     "ConversationRecord",
     "Database",
+    "Exchange",
     "MessageLink",
     "NewTurn",
     "OutboxItem",
+    "Send",
     "Stats",
     "StorageError",
     "Store",

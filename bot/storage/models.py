@@ -26,6 +26,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -279,9 +280,17 @@ class UnansweredRow(Base):
     created_at: Mapped[dt.datetime] = mapped_column(index=True)
 
 
+PROCESSING = text("status = 'processing'")
+
+
 class ProcessedUpdateRow(Base):
     __tablename__ = "processed_updates"
-    __table_args__ = (_one_of("status", UPDATE_STATUSES, "status"),)
+    __table_args__ = (
+        _one_of("status", UPDATE_STATUSES, "status"),
+        # the updates still being processed, for finding those a dead process left
+        # (``Store.stranded_updates``): a few rows, however many are done
+        Index(None, "claimed_at", sqlite_where=PROCESSING, postgresql_where=PROCESSING),
+    )
 
     update_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     status: Mapped[str] = mapped_column(String(16))
@@ -289,6 +298,10 @@ class ProcessedUpdateRow(Base):
     done_at: Mapped[dt.datetime | None]
     chat_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
     """The chat the update came from (so /forget can remove the trace of theirs)."""
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    """Long polling: the update itself while it is being processed (Telegram will not
+    deliver it again), so that it can be resumed if its process dies; cleared when it is
+    done."""
 
 
 class ChatLeaseRow(Base):

@@ -29,6 +29,7 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    null,
     or_,
     select,
     update,
@@ -81,8 +82,12 @@ LAST_SEEN_RESOLUTION = dt.timedelta(minutes=5)
 """``last_seen_at`` is refreshed at most this often (one write saved on most messages)."""
 MAX_ERROR_CHARS = 2000
 HANDED_TO_OUTBOX = 0
-"""A relay link's target message id when the outbox sends the copy (its id is not known):
-the link is final, the message is not relayed again."""
+"""A relay link's target message id while the outbox holds the copy (written with the
+link, before the first attempt to send it; replaced by the copy's id once the relaying
+process has sent it): the link is final, the message is not relayed again."""
+SEND_LEASE = dt.timedelta(seconds=60)
+"""How long a process that queued a message in the outbox has to send it before the outbox
+job of any process may (``Store.queue``; the default of ``GRADGUIDE_CHAT_LEASE_S``)."""
 
 
 def utcnow() -> dt.datetime:
@@ -247,7 +252,31 @@ class MessageLink:
 
 
 @dataclass(frozen=True, slots=True)
+class Send:
+    """A Bot API call to make durable before it is first attempted: an outbox row, leased
+    to the process that writes it (``Store.queue``, ``finish_exchange``)."""
+
+    key: str
+    """The outbox's ``dedupe_key``: the same call is never queued twice."""
+    method: str
+    payload: dict[str, Any]
+    ticket_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """What ``Store.finish_exchange`` wrote: the answer's turn and its outbox items."""
+
+    turn: int
+    queued: tuple[OutboxItem, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class OutboxItem:
+    """A Bot API call in the outbox. While ``status`` is 'pending', ``next_attempt_at`` in
+    the future is a lease: the process that queued (or ``due`` handed) it is sending it;
+    once it passes, any process's outbox job may."""
+
     id: int
     dedupe_key: str
     ticket_id: int | None
@@ -362,6 +391,8 @@ _SYNC: Mapping[str, Any] = MappingProxyType({"synchronize_session": False})
 _USERS: Table = cast(Table, UserRow.__table__)
 _CONVERSATIONS: Table = cast(Table, ConversationRow.__table__)
 _TURNS: Table = cast(Table, TurnRow.__table__)
+_UPDATES: Table = cast(Table, ProcessedUpdateRow.__table__)
+_OUTBOX: Table = cast(Table, OutboxRow.__table__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -377,8 +408,9 @@ class Begun:
 @cache
 def _claim_new_update(dialect: str) -> Any:
     """Claim an update never seen before (RETURNING a row only then). Parameters:
-    ``b_update_id``, ``b_now``, ``b_chat_id``. (The hot path's statements are built once per
-    dialect, with parameters: SQLAlchemy then compiles each once, not once a message.)"""
+    ``b_update_id``, ``b_now``, ``b_chat_id``, ``b_payload``. (The hot path's statements are
+    built once per dialect, with parameters: SQLAlchemy then compiles each once, not once a
+    message.)"""
     return (
         _upsert(dialect, ProcessedUpdateRow)
         .values(
@@ -386,6 +418,7 @@ def _claim_new_update(dialect: str) -> Any:
             status="processing",
             claimed_at=bindparam("b_now"),
             chat_id=bindparam("b_chat_id"),
+            payload=bindparam("b_payload", type_=_UPDATES.c.payload.type),
         )
         .on_conflict_do_nothing(index_elements=[ProcessedUpdateRow.update_id])
         .returning(ProcessedUpdateRow.update_id)
@@ -395,9 +428,10 @@ def _claim_new_update(dialect: str) -> Any:
 _FINISH_UPDATE = (
     update(ProcessedUpdateRow)
     .where(ProcessedUpdateRow.update_id == bindparam("b_update_id"))
-    .values(status="done", done_at=bindparam("b_now"))
+    .values(status="done", done_at=bindparam("b_now"), payload=null())
 )
-"""Parameters: ``b_update_id``, ``b_now``."""
+"""Parameters: ``b_update_id``, ``b_now``. (What the update said is not kept once it is
+done.)"""
 
 
 @cache
@@ -597,6 +631,65 @@ def _record_answer(
     return next(int(turn.id) for turn in added if turn.role == answer.role)
 
 
+@cache
+def _insert_sends(dialect: str) -> Any:
+    """New outbox rows (several: one INSERT … VALUES (…), (…)); a key already queued is
+    skipped, not an error (RETURNING only the rows written)."""
+    return (
+        _upsert(dialect, OutboxRow)
+        .on_conflict_do_nothing(index_elements=[OutboxRow.dedupe_key])
+        .returning(OutboxRow.id, OutboxRow.dedupe_key)
+    )
+
+
+def _queue(
+    connection: Connection, sends: Sequence[Send], now: dt.datetime, until: dt.datetime
+) -> list[OutboxItem]:
+    """``Store.queue`` on a connection."""
+    if not sends:
+        return []
+    rows = [
+        {
+            "dedupe_key": send.key,
+            "ticket_id": send.ticket_id,
+            "method": send.method,
+            "payload": _json(send.payload),
+            "status": "pending",
+            "attempts": 0,
+            "next_attempt_at": until,
+            "created_at": now,
+        }
+        for send in sends
+    ]
+    inserted = connection.execute(_insert_sends(connection.dialect.name), rows)
+    written = {key: int(row_id) for row_id, key in inserted}
+    return [
+        OutboxItem(
+            id=written[send.key],
+            dedupe_key=send.key,
+            ticket_id=send.ticket_id,
+            method=send.method,
+            payload=row["payload"],
+            status="pending",
+            attempts=0,
+            next_attempt_at=until,
+            last_error=None,
+            created_at=now,
+            sent_at=None,
+        )
+        for send, row in zip(sends, rows, strict=True)
+        if send.key in written
+    ]
+
+
+_MARK_SENT = (
+    update(_OUTBOX)
+    .where(_OUTBOX.c.id == bindparam("b_id"), _OUTBOX.c.status == "pending")
+    .values(status="sent", sent_at=bindparam("b_now"))
+)
+"""Parameters: ``b_id``, ``b_now``."""
+
+
 class _Withheld(Exception):
     """Rolls back ``Store.finish_exchange`` when the bot no longer owns the conversation."""
 
@@ -791,6 +884,12 @@ class Store:
                             ProcessedUpdateRow.status == "done",
                         ),
                     )
+                )
+                await self._dml(  # what their updates still in process said
+                    s,
+                    update(ProcessedUpdateRow)
+                    .where(ProcessedUpdateRow.chat_id == telegram_id)
+                    .values(payload=null()),
                 )
                 loose = await s.execute(
                     select(OutboxRow.id, OutboxRow.payload).where(OutboxRow.ticket_id.is_(None))
@@ -1425,12 +1524,16 @@ class Store:
     ) -> bool:
         """Reserve the relay of one message before sending it: True for exactly one
         caller, False if that message was already relayed (or is being relayed) in that
-        direction. Send, then ``complete_link`` (with ``HANDED_TO_OUTBOX`` when the outbox
-        sends it); on failure ``release_link``.
+        direction. The desk reserves with ``target_message_id=HANDED_TO_OUTBOX`` and queues
+        the copy in the outbox in the same transaction (the link is final at once), then
+        sends, then ``complete_link`` with the copy's id. A link reserved without a target
+        (an older version's, or ``record_link``'s callers) is completed the same way, or
+        dropped with ``release_link``.
 
         With ``stale_after``, a reservation older than that which was never completed
-        (its worker died while sending) is taken over: True for exactly one caller. A
-        completed link, or one handed to the outbox, is never relayed again."""
+        (its worker died while sending) is taken over, taking ``target_message_id``: True
+        for exactly one caller. A completed link, or one handed to the outbox, is never
+        relayed again."""
         now = self.now()
         statement = insert(MessageLinkRow).values(
             ticket_id=ticket_id,
@@ -1458,7 +1561,7 @@ class Store:
                         MessageLinkRow.target_message_id.is_(None),
                         MessageLinkRow.created_at <= now - stale_after,
                     )
-                    .values(created_at=now)
+                    .values(created_at=now, target_message_id=target_message_id)
                 )
                 return _rowcount(await self._dml(s, takeover)) == 1
             return True
@@ -1495,13 +1598,17 @@ class Store:
         *,
         session: AsyncSession | None = None,
     ) -> bool:
-        """Fill in the relayed copy's message id after a successful ``claim_link``
-        (``HANDED_TO_OUTBOX`` when the outbox sends it: the link is final either way)."""
+        """Fill in the relayed copy's message id after a successful ``claim_link``: once,
+        on a link without a target or one handed to the outbox (``HANDED_TO_OUTBOX``, also
+        accepted here: the link is final either way)."""
         statement = (
             update(MessageLinkRow)
             .where(
                 self._link_key(direction, source_chat_id, source_message_id),
-                MessageLinkRow.target_message_id.is_(None),
+                or_(
+                    MessageLinkRow.target_message_id.is_(None),
+                    MessageLinkRow.target_message_id == HANDED_TO_OUTBOX,
+                ),
             )
             .values(target_message_id=target_message_id)
         )
@@ -1595,6 +1702,85 @@ class Store:
                 return False
             return True
 
+    async def queue(
+        self,
+        sends: Sequence[Send],
+        *,
+        lease: dt.timedelta = SEND_LEASE,
+        session: AsyncSession | None = None,
+    ) -> list[OutboxItem]:
+        """Make Bot API calls durable before the first attempt to send them: outbox rows
+        leased to the caller for ``lease`` (their ``next_attempt_at``), so that no outbox
+        job sends them while the caller does. The caller sends them in order, marking each
+        ``mark_sent``; on failure ``mark_failed`` hands it to the outbox job; if the caller
+        dies, the job sends them once the lease has passed. Returns the items written (a
+        key already queued is skipped)."""
+        now = self.now()
+        async with self._tx(session) as s:
+            connection = await s.connection()
+            return await connection.run_sync(_queue, sends, now, now + lease)
+
+    async def renew(
+        self,
+        item_ids: Sequence[int],
+        held_until: dt.datetime,
+        until: dt.datetime,
+        *,
+        session: AsyncSession | None = None,
+    ) -> set[int]:
+        """Extend the lease of pending items that are still held until ``held_until`` (the
+        lease this caller wrote) to ``until``; the ids still held. An item missing from the
+        answer was sent, or its lease ran out and the outbox job may have taken it: the
+        caller must not send it."""
+        if not item_ids:
+            return set()
+        statement = (
+            update(OutboxRow)
+            .where(
+                OutboxRow.id.in_(list(item_ids)),
+                OutboxRow.status == "pending",
+                OutboxRow.next_attempt_at == held_until,
+            )
+            .values(next_attempt_at=until)
+            .returning(OutboxRow.id)
+        )
+        async with self._tx(session) as s:
+            rows = await s.execute(statement, execution_options=_SYNC)
+            return {int(row_id) for row_id in rows.scalars()}
+
+    async def move_item(
+        self,
+        item_id: int,
+        payload: dict[str, Any],
+        until: dt.datetime,
+        *,
+        session: AsyncSession | None = None,
+    ) -> bool:
+        """A pending item's new parameters (e.g. the forum topic recreated under it),
+        leased to the caller until ``until``."""
+        statement = (
+            update(OutboxRow)
+            .where(OutboxRow.id == item_id, OutboxRow.status == "pending")
+            .values(payload=_json(payload), next_attempt_at=until)
+        )
+        async with self._tx(session) as s:
+            return _rowcount(await self._dml(s, statement)) == 1
+
+    async def postpone(
+        self, item_ids: Sequence[int], until: dt.datetime, *, session: AsyncSession | None = None
+    ) -> int:
+        """Pending items wait until ``until`` (the parts after one that failed: they keep
+        their order behind it)."""
+        if not item_ids:
+            return 0
+        statement = (
+            update(OutboxRow)
+            .where(OutboxRow.id.in_(list(item_ids)), OutboxRow.status == "pending")
+            .values(next_attempt_at=until)
+        )
+        async with self._tx(session) as s:
+            return _rowcount(await self._dml(s, statement))
+
     async def due(
         self,
         now: dt.datetime,
@@ -1632,13 +1818,16 @@ class Store:
         return sorted(items, key=lambda item: (item.created_at, item.id))
 
     async def mark_sent(self, item_id: int, *, session: AsyncSession | None = None) -> bool:
-        statement = (
-            update(OutboxRow)
-            .where(OutboxRow.id == item_id, OutboxRow.status == "pending")
-            .values(status="sent", sent_at=self.now())
-        )
-        async with self._tx(session) as s:
-            return _rowcount(await self._dml(s, statement)) == 1
+        """Telegram took the item: never sent again. (One short transaction: right after
+        every message the bot sends, so it runs as the hot path's steps do.)"""
+        sent = {"b_id": item_id, "b_now": self.now()}
+        if session is not None:
+            return _rowcount(await session.execute(_MARK_SENT, sent, execution_options=_SYNC)) == 1
+
+        def work(connection: Connection) -> bool:
+            return _rowcount(connection.execute(_MARK_SENT, sent)) == 1
+
+        return await self._run(work)
 
     async def mark_failed(
         self,
@@ -1664,11 +1853,16 @@ class Store:
             return _rowcount(await self._dml(s, statement)) == 1
 
     async def prune_outbox(
-        self, before: dt.datetime, *, session: AsyncSession | None = None
+        self,
+        before: dt.datetime,
+        *,
+        statuses: Sequence[str] = ("sent", "dead"),
+        session: AsyncSession | None = None,
     ) -> int:
-        """Delete sent and dead items created before ``before``; how many."""
+        """Delete sent and dead items (or those of ``statuses``) created before
+        ``before``; how many."""
         statement = delete(OutboxRow).where(
-            OutboxRow.status.in_(["sent", "dead"]), OutboxRow.created_at < before
+            OutboxRow.status.in_(list(statuses)), OutboxRow.created_at < before
         )
         async with self._tx(session) as s:
             return _rowcount(await self._dml(s, statement))
@@ -1856,22 +2050,27 @@ class Store:
         *,
         graduate: tuple[int, str | None] | None = None,
         count: bool = False,
+        payload: dict[str, Any] | None = None,
     ) -> Begun | None:
         """The first step of a new update, in one transaction: claim it, take its chat
         (``lease_chat``) and, for a graduate's text (``graduate``: their Telegram id and
         name), ``load_graduate`` and, with ``count``, count the message
-        (``count_message``).
+        (``count_message``). ``payload`` (the update itself, in long polling) is kept until
+        the update is done, for ``stranded_updates``.
 
         None when the update was seen before (a replay, or a retry after a crash): then
         ``claim_update`` decides."""
         now = self.now()
         dialect = self.db.dialect
+        claim = {
+            "b_update_id": update_id,
+            "b_now": now,
+            "b_chat_id": chat and chat[0],
+            "b_payload": payload,
+        }
 
         def work(connection: Connection) -> Begun | None:
-            new = connection.execute(
-                _claim_new_update(dialect),
-                {"b_update_id": update_id, "b_now": now, "b_chat_id": chat and chat[0]},
-            ).first()
+            new = connection.execute(_claim_new_update(dialect), claim).first()
             if new is None:
                 return None
             if chat is not None:
@@ -1898,23 +2097,30 @@ class Store:
         *,
         chat: tuple[int, int] | None = None,
         unanswered: Unanswered | None = None,
-    ) -> int | None:
-        """Mark the update done, record the answer (``_record_answer``), log the
-        question as ``unanswered`` when given, and hand its ``chat`` on
-        (``release_chat``), in one transaction. None, with nothing written, when the bot
-        no longer owns the conversation."""
+        finish: bool = True,
+        sends: Callable[[int], Sequence[Send]] | None = None,
+        lease: dt.timedelta = SEND_LEASE,
+    ) -> Exchange | None:
+        """Mark the update done (unless ``finish`` is False), record the answer
+        (``_record_answer``), log the question as ``unanswered`` when given, queue the
+        messages that carry the answer (``sends(turn id)``: ``queue``, leased to the caller
+        for ``lease``) and hand its ``chat`` on (``release_chat``), in one transaction: the
+        answer is durable before the first attempt to send it. None, with nothing written,
+        when the bot no longer owns the conversation."""
         now = self.now()
 
-        def work(connection: Connection) -> int:
-            connection.execute(_FINISH_UPDATE, {"b_update_id": update_id, "b_now": now})
+        def work(connection: Connection) -> Exchange:
+            if finish:
+                connection.execute(_FINISH_UPDATE, {"b_update_id": update_id, "b_now": now})
             turn = _record_answer(connection, conversation_id, state, question, answer, now)
             if turn is None:
                 raise _Withheld
             if unanswered is not None:
                 connection.execute(unanswered.statement(now))
+            queued = _queue(connection, sends(turn), now, now + lease) if sends else []
             if chat is not None:
                 connection.execute(_RELEASE_CHAT, _release(chat, update_id))
-            return turn
+            return Exchange(turn, tuple(queued))
 
         try:
             return await self._run(work)
@@ -1942,6 +2148,48 @@ class Store:
             done = {"b_update_id": update_id, "b_now": self.now()}
             finished = await s.execute(_FINISH_UPDATE, done, execution_options=_SYNC)
             return _rowcount(finished) == 1
+
+    async def stranded_updates(
+        self,
+        now: dt.datetime,
+        stale_after: dt.timedelta,
+        limit: int = 50,
+        *,
+        session: AsyncSession | None = None,
+    ) -> list[tuple[int, dict[str, Any]]]:
+        """Updates still 'processing' whose process presumably died (as ``claim_update``
+        sees them: the chat lease the update held ran out, or, without one, ``stale_after``
+        passed), with the update kept at ``begin_update`` (long polling), oldest first: to
+        process again (``claim_update`` lets one caller take each over)."""
+        lease_end = (
+            select(func.max(ChatLeaseRow.expires_at))
+            .where(ChatLeaseRow.update_id == ProcessedUpdateRow.update_id)
+            .correlate(ProcessedUpdateRow)
+            .scalar_subquery()
+        )
+        query = (
+            select(ProcessedUpdateRow.update_id, ProcessedUpdateRow.payload)
+            .where(
+                ProcessedUpdateRow.status == "processing",
+                ProcessedUpdateRow.payload.is_not(None),
+                or_(
+                    and_(
+                        lease_end.is_not(None),
+                        lease_end <= now,
+                        ProcessedUpdateRow.claimed_at < lease_end,
+                    ),
+                    and_(
+                        lease_end.is_(None),
+                        ProcessedUpdateRow.claimed_at <= now - stale_after,
+                    ),
+                ),
+            )
+            .order_by(ProcessedUpdateRow.claimed_at, ProcessedUpdateRow.update_id)
+            .limit(limit)
+        )
+        async with self._tx(session) as s:
+            rows = (await s.execute(query)).all()
+        return [(int(update_id), dict(payload)) for update_id, payload in rows if payload]
 
     async def update_status(
         self, update_id: int, *, session: AsyncSession | None = None

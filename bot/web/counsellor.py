@@ -261,6 +261,7 @@ async def reply(
     viewer: Viewer = counsellor,
 ) -> Response:
     from bot.channels.telegram import counsellors
+    from bot.channels.telegram.desk import Relayed
 
     s = services_of(request)
     ticket = await _ticket(s, ticket_id)
@@ -276,7 +277,7 @@ async def reply(
     if desk is None:
         return _back(ticket.id, "web_telegram_unavailable")
     account = viewer.account
-    done = await counsellors.reply(
+    relayed = await counsellors.reply(
         desk,
         ticket,
         body,
@@ -286,10 +287,10 @@ async def reply(
         name=account.display_name,
         actor=actor(account),
     )
-    await s.console.audit(
-        account, "reply", f"ticket:{ticket.id}", {"delivered": done, "chars": len(body)}
-    )
-    return _back(ticket.id, "web_reply_sent" if done else "web_reply_not_sent")
+    sent = relayed is Relayed.SENT
+    details = {"delivered": sent, "outcome": relayed.value, "chars": len(body)}
+    await s.console.audit(account, "reply", f"ticket:{ticket.id}", details)
+    return _back(ticket.id, "web_reply_sent" if sent else "web_reply_not_sent")
 
 
 @router.post("/tickets/{ticket_id}/claim")
@@ -362,17 +363,20 @@ async def resolve(request: Request, ticket_id: int, viewer: Viewer = counsellor)
 @router.post("/tickets/{ticket_id}/draft")
 async def send_draft(request: Request, ticket_id: int, viewer: Viewer = counsellor) -> Response:
     from bot.channels.telegram import counsellors
+    from bot.channels.telegram.desk import Relayed
 
     s = services_of(request)
     ticket = await _ticket(s, ticket_id)
     desk = await _desk_or_none(s)
     if desk is None:
         return _back(ticket.id, "web_telegram_unavailable")
-    done = await counsellors.send_draft(
+    relayed = await counsellors.send_draft(
         desk, ticket, actor(viewer.account), viewer.account.display_name
     )
-    await s.console.audit(viewer.account, "send_draft", f"ticket:{ticket.id}", {"done": done})
-    return _back(ticket.id, "web_reply_sent" if done else "web_reply_not_sent")
+    sent = relayed is Relayed.SENT
+    details = {"done": relayed not in (Relayed.ALREADY, Relayed.NOWHERE), "outcome": relayed.value}
+    await s.console.audit(viewer.account, "send_draft", f"ticket:{ticket.id}", details)
+    return _back(ticket.id, "web_reply_sent" if sent else "web_reply_not_sent")
 
 
 @router.post("/tickets/{ticket_id}/note")

@@ -109,7 +109,28 @@ async def test_an_answer_survives_transient_faults_and_arrives_exactly_once(
     if kind == "429":  # Telegram's retry_after is honoured before each retry
         gaps = [later.time - earlier.time for earlier, later in itertools.pairwise(calls)]
         assert all(gap >= tg.retry_after * 0.9 for gap in gaps), gaps
-    assert await outbox(bot) == [], "retried in place, nothing left for later"
+    # in the outbox before the first attempt (a crash would not lose it), retried in place,
+    # marked sent: nothing left for later
+    (item,) = await outbox(bot)
+    assert item.status == "sent" and item.sent and item.attempts == 0
+
+
+async def test_an_answer_waiting_out_a_429_longer_than_its_lease_is_not_sent_twice(
+    tg: FakeTelegram, stack: Stack
+) -> None:
+    """The answer is in the outbox, leased to the process sending it, before the first
+    attempt; while the gateway waits out a 429 longer than the lease, the lease is renewed,
+    so the outbox job (every 2 s, on every replica) does not send it as well."""
+    bot = await stack.start_bot(chat_lease_s=0.6)
+    alice = tg.user(GRADUATE, "张三", language_code="zh")
+    tg.fail("sendMessage", "429", retry_after=3)
+    tg.send_text(alice, QUESTION)
+    await tg.await_for(chat=GRADUATE, text=ANSWER, timeout=30)
+    await asyncio.sleep(4.5)  # two more runs of the outbox job (a long poll is never idle)
+    await tg.await_idle()
+    assert len(answers(tg, GRADUATE, ANSWER)) == 1
+    (item,) = await outbox(bot)
+    assert item.status == "sent" and item.attempts == 0
 
 
 @dataclass
@@ -210,23 +231,28 @@ async def test_a_relay_that_keeps_failing_is_kept_in_the_outbox_and_delivered_on
     source_id = sent["message"]["message_id"]
 
     async def queued() -> bool:
-        return any(i.method == "copyMessage" for i in await outbox(bot))
+        return any(i.method == "copyMessage" and i.attempts for i in await outbox(bot))
 
+    # in the outbox before its first attempt; the failed attempts leave it to the job
     await wait_until(queued, what="the failed relay in the outbox")
     (item,) = await outbox(bot)
     assert item.status == "pending" and item.ticket_id == ticket.id
     assert item.payload["from_chat_id"] == GRADUATE
     assert item.payload["message_id"] == source_id
     assert item.payload["message_thread_id"] == thread
+    await wait_until(
+        lambda: _has_event(bot, ticket.id, "relay_failed"), what="the failure in the trail"
+    )
     events = [e.kind for e in await bot.store.events(ticket.id)]
-    assert "relay_failed" in events
     assert "message_from_graduate" not in events
     assert not [r for r in tg.messages_to(FORUM, thread) if "两年" in (r.text or "")]
 
     # Telegram still failing: the item stays, with the attempt counted
+    (item,) = await outbox(bot)
+    stack.clock.advance(seconds=(item.next_attempt_at - bot.store.now()).total_seconds() + 1)
     assert await deliver_due(bot.services) == 0
     (item,) = await outbox(bot)
-    assert item.status == "pending" and item.attempts == 1 and item.last_error
+    assert item.status == "pending" and item.attempts == 2 and item.last_error
 
     tg.clear_faults()
     (item,) = await outbox(bot)
@@ -267,7 +293,7 @@ async def test_the_outbox_delivers_without_python_telegram_bot_warnings(
 
 @pytest.mark.parametrize("stack", ["polling-sqlite"], indirect=True)
 async def test_a_long_counsellor_reply_that_goes_to_the_outbox_arrives_whole(
-    tg: FakeTelegram, bot: Bot
+    tg: FakeTelegram, stack: Stack, bot: Bot
 ) -> None:
     assert bot.application.job_queue is not None
     for job in bot.application.job_queue.get_jobs_by_name("outbox"):
@@ -286,10 +312,11 @@ async def test_a_long_counsellor_reply_that_goes_to_the_outbox_arrives_whole(
     tg.send_text(counsellor, reply, chat=FORUM, thread_id=thread)
 
     async def queued() -> bool:
-        return bool(await outbox(bot))
+        return any(item.attempts for item in await outbox(bot))
 
     await wait_until(queued, what="the failed relay in the outbox")
     tg.clear_faults()
+    stack.clock.advance(seconds=3)  # the pause after a failure
     assert await deliver_due(bot.services) == 2  # with the label it takes two messages
     await tg.await_idle()
     received = "".join(
@@ -300,6 +327,31 @@ async def test_a_long_counsellor_reply_that_goes_to_the_outbox_arrives_whole(
 
 
 # -- restarts -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stack", ["polling-sqlite", "polling-postgresql"], indirect=True)
+async def test_an_update_a_dead_process_left_unfinished_is_taken_up_again_once(
+    tg: FakeTelegram, stack: Stack
+) -> None:
+    """Long polling: Telegram will not deliver a fetched update again. One that a process
+    claimed (its chat leased, the update kept with the claim) and never finished is taken
+    up by a running process once the lease has run out, and answered once."""
+    bot = await stack.start_bot(chat_lease_s=0.5)
+    alice = tg.user(GRADUATE, "张三", language_code="zh", started=True)
+    update_id = 810_000_100
+    raw = private_update(update_id, alice, 1, QUESTION)
+    # the "dead" process: claimed it, leased the chat, kept the update; nothing else
+    begun = await bot.store.begin_update(
+        update_id, (GRADUATE, 0), dt.timedelta(seconds=0.5), payload=raw
+    )
+    assert begun is not None and begun.ours
+    await tg.await_for(chat=GRADUATE, text=ANSWER, timeout=20)
+    await asyncio.sleep(2.5)  # the job runs every second: a second take-up would show
+    await tg.await_idle()
+    assert len(answers(tg, GRADUATE, ANSWER)) == 1
+    async with bot.store.transaction() as session:
+        row = await session.get(ProcessedUpdateRow, update_id)
+        assert row is not None and row.status == "done" and row.payload is None
 
 
 async def test_a_restart_in_the_middle_of_a_ticket_keeps_the_relay_going(
@@ -654,6 +706,10 @@ async def test_a_chat_stays_leased_while_its_update_is_still_being_answered(
     await wait_until(lambda: _gone(lease()), what="the lease released")
 
 
+async def _has_event(bot: Bot, ticket_id: int, kind: str) -> bool:
+    return any(e.kind == kind for e in await bot.store.events(ticket_id))
+
+
 def _wait_for(gate: asyncio.Event) -> None:
     while not gate.is_set():
         time.sleep(0.02)
@@ -669,7 +725,7 @@ async def _gone(row: Any) -> bool:
 
 @pytest.mark.parametrize("stack", ["polling-sqlite"], indirect=True)
 async def test_an_answer_that_goes_to_the_outbox_keeps_its_buttons(
-    tg: FakeTelegram, bot: Bot
+    tg: FakeTelegram, stack: Stack, bot: Bot
 ) -> None:
     """Telegram kept failing while the answer was sent: it arrives later from the outbox
     with 👍 / 👎 / "talk to a counsellor" still under it."""
@@ -681,10 +737,11 @@ async def test_an_answer_that_goes_to_the_outbox_keeps_its_buttons(
     tg.send_text(alice, QUESTION)
 
     async def queued() -> bool:
-        return bool(await outbox(bot))
+        return any(item.attempts for item in await outbox(bot))
 
     await wait_until(queued, what="the failed answer in the outbox")
     tg.clear_faults()
+    stack.clock.advance(seconds=3)  # the pause after a failure
     assert await deliver_due(bot.services) == 1
     answer = await tg.await_for(chat=GRADUATE, predicate=lambda r: "试用期" in (r.text or ""))
     assert any(data.startswith("fb:") and data.endswith(":up") for data in answer.callback_data)

@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import select
 
 from bot.storage.db import Database
-from bot.storage.models import OutboxRow
+from bot.storage.models import OutboxRow, ProcessedUpdateRow
 from bot.storage.store import Store, Ticket
 from tests.cluster import COUNSELLOR, Cluster
 from tests.fakes.telegram_server import FakeTelegram, FakeUser
@@ -75,11 +75,16 @@ def healthy(cluster: Cluster) -> Iterator[Cluster]:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
-    """A failing fault test shows the replicas' logs."""
+    """A failing fault test shows the bot processes' logs (the cluster's replicas, or a
+    test's own polling process: any fixture with ``logs()``)."""
     report = yield
-    running = getattr(item, "funcargs", {}).get("cluster")
-    if report.failed and isinstance(running, Cluster):
-        report.sections.append(("replica logs", running.logs(6000)))
+    if report.failed:
+        for name, value in getattr(item, "funcargs", {}).items():
+            logs = getattr(value, "logs", None)
+            if isinstance(value, Cluster):
+                report.sections.append(("replica logs", value.logs(6000)))
+            elif callable(logs):
+                report.sections.append((f"{name} logs", str(logs())))
     return report
 
 
@@ -153,6 +158,20 @@ class Records:
                     select(OutboxRow.id).where(OutboxRow.status == "pending")
                 )
                 return len(rows.all())
+
+        return self._run(read)
+
+    def processing(self) -> list[int]:
+        """Updates claimed and not finished ('processing')."""
+
+        async def read(store: Store) -> list[int]:
+            async with store.transaction() as session:
+                rows = await session.execute(
+                    select(ProcessedUpdateRow.update_id).where(
+                        ProcessedUpdateRow.status == "processing"
+                    )
+                )
+                return [int(update_id) for update_id in rows.scalars()]
 
         return self._run(read)
 

@@ -47,7 +47,7 @@ TABLES = {
     "curated_answers",
     "ticket_attachments",
 }
-HEAD = "0004"
+HEAD = "0005"
 """The newest migration."""
 
 

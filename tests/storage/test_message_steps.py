@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from bot.storage import NewTurn, Store
+from bot.storage import NewTurn, Send, Store
 from tests.storage.conftest import FakeClock, count_rows, new_graduate
 
 LEASE = dt.timedelta(seconds=60)
@@ -81,11 +81,11 @@ async def test_an_answer_is_recorded_only_while_the_bot_owns_the_conversation(
     question = NewTurn("graduate", "试用期多长？", lang="zh", telegram_message_id=7)
     answer = NewTurn("bot", "不超过六个月。", lang="zh", intent="answer", citations=("d1",))
     await store.begin_update(1, (42, 0), LEASE)
-    turn = await store.finish_exchange(1, conversation_id, {"lang": "zh"}, question, answer)
-    assert turn is not None
+    exchange = await store.finish_exchange(1, conversation_id, {"lang": "zh"}, question, answer)
+    assert exchange is not None and exchange.queued == ()
     turns = await store.recent_turns(conversation_id)
     assert [(t.role, t.text) for t in turns] == [("graduate", question.text), ("bot", answer.text)]
-    assert turns[-1].id == turn and turns[-1].citations == ["d1"]
+    assert turns[-1].id == exchange.turn and turns[-1].citations == ["d1"]
     conversation = await store.load_conversation(user_id)
     assert conversation.state == {"lang": "zh"} and conversation.version == 1
     assert await count_rows(store.db, "processed_updates", "status = 'done'") == 1
@@ -97,3 +97,65 @@ async def test_an_answer_is_recorded_only_while_the_bot_owns_the_conversation(
     assert len(await store.recent_turns(conversation_id)) == 2
     assert (await store.load_conversation(user_id)).version == 1
     assert await count_rows(store.db, "processed_updates", "status = 'done'") == 1
+
+
+async def test_the_answer_is_in_the_outbox_in_its_own_transaction_leased_to_its_sender(
+    store: Store, clock: FakeClock
+) -> None:
+    """The messages that carry an answer are written with it, before the first attempt to
+    send them: leased to the process that answers (no outbox job takes them while it
+    sends), and due for any process's outbox job once the lease has passed (it died)."""
+    _, conversation_id = await new_graduate(store, 42)
+    question = NewTurn("graduate", "试用期多长？", lang="zh")
+    answer = NewTurn("bot", "不超过六个月。", lang="zh", intent="answer")
+    await store.begin_update(1, (42, 0), LEASE, payload={"update_id": 1})
+
+    def sends(turn: int) -> list[Send]:
+        return [
+            Send(f"answer:{turn}:{i}", "sendMessage", {"chat_id": 42, "text": f"{turn}/{i}"})
+            for i in range(2)
+        ]
+
+    exchange = await store.finish_exchange(
+        1, conversation_id, {}, question, answer, chat=(42, 0), sends=sends, lease=LEASE
+    )
+    assert exchange is not None
+    first, second = exchange.queued
+    assert first.dedupe_key == f"answer:{exchange.turn}:0" and first.status == "pending"
+    assert first.payload == {"chat_id": 42, "text": f"{exchange.turn}/0"}
+    assert first.next_attempt_at == clock.now + LEASE and first.attempts == 0
+    assert await count_rows(store.db, "outbox", "status = 'pending'") == 2
+    # the update is done (and what it said forgotten) in the same transaction
+    assert await count_rows(store.db, "processed_updates", "status = 'done'") == 1
+    assert await count_rows(store.db, "processed_updates", "payload IS NULL") == 1
+    assert await count_rows(store.db, "chat_leases") == 0
+
+    assert await store.due(clock.now, 10) == [], "leased to the process sending it"
+    assert await store.mark_sent(first.id)
+    assert not await store.mark_sent(first.id)
+    clock.advance(seconds=61)  # the sender died before the second part
+    (late,) = await store.due(clock.now, 10)
+    assert late.id == second.id
+
+    # a counsellor took over: no answer, so nothing queued either
+    await store.set_owner(conversation_id, "assigned")
+    await store.begin_update(2, (42, 0), LEASE)
+    withheld = await store.finish_exchange(
+        2, conversation_id, {}, question, answer, sends=sends, lease=LEASE
+    )
+    assert withheld is None
+    assert await count_rows(store.db, "outbox") == 2
+
+
+async def test_a_handoff_exchange_leaves_its_update_and_chat_to_the_end(store: Store) -> None:
+    _, conversation_id = await new_graduate(store, 42)
+    question = NewTurn("graduate", "我要找人工", lang="zh")
+    answer = NewTurn("bot", "好的，正在为你转接。", lang="zh", handoff=True)
+    await store.begin_update(1, (42, 0), LEASE)
+    exchange = await store.finish_exchange(1, conversation_id, {}, question, answer, finish=False)
+    assert exchange is not None and exchange.queued == ()
+    assert await count_rows(store.db, "processed_updates", "status = 'processing'") == 1
+    assert await count_rows(store.db, "chat_leases") == 1
+    await store.end_update(1, (42, 0))
+    assert await count_rows(store.db, "processed_updates", "status = 'done'") == 1
+    assert await count_rows(store.db, "chat_leases") == 0

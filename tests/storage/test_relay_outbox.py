@@ -8,8 +8,8 @@ import datetime as dt
 import pytest
 from sqlalchemy.exc import IntegrityError
 
-from bot.storage import Store
-from tests.storage.conftest import FakeClock, new_graduate
+from bot.storage import Send, Store
+from tests.storage.conftest import FakeClock, count_rows, new_graduate
 
 GROUP = -1_009_876_543_210
 GRADUATE_CHAT = 8_000_000_001
@@ -114,6 +114,80 @@ async def test_a_lease_expires_when_the_worker_dies(store: Store, clock: FakeClo
     assert len(await store.due(clock.now, 5, lease=dt.timedelta(seconds=60))) == 1
     clock.advance(seconds=61)
     assert len(await store.due(clock.now, 5)) == 1
+
+
+async def test_queued_items_are_leased_to_their_sender_who_keeps_them_while_sending(
+    store: Store, clock: FakeClock
+) -> None:
+    ticket_id = await a_ticket(store)
+    lease = dt.timedelta(seconds=30)
+    payload = {"chat_id": 1, "at": clock.now}
+    sends = [Send(f"part:{i}", "sendMessage", payload, ticket_id) for i in range(3)]
+    items = await store.queue(sends, lease=lease)
+    assert [i.dedupe_key for i in items] == ["part:0", "part:1", "part:2"]
+    assert {i.next_attempt_at for i in items} == {clock.now + lease}
+    assert items[0].payload["at"] == clock.now.isoformat()
+    assert await store.queue(sends[:1], lease=lease) == [], "queued once"
+    assert await store.due(clock.now + dt.timedelta(seconds=29), 10) == []
+
+    # renewed while sending (a 429 waited out): still not due
+    held = items[0].next_attempt_at
+    clock.advance(seconds=20)
+    ids = [i.id for i in items]
+    assert await store.renew(ids, held, clock.now + lease) == set(ids)
+    assert await store.due(clock.now + dt.timedelta(seconds=29), 10) == []
+    assert await store.renew(ids, held, clock.now + lease) == set(), "not held until then"
+    held = clock.now + lease
+    assert await store.mark_sent(items[0].id)
+    assert await store.renew(ids, held, clock.now + 2 * lease) == {items[1].id, items[2].id}
+
+    # the sender died: its lease passes, the outbox job takes the rest, and a renewal by a
+    # sender that was only stalled finds them no longer its own
+    clock.advance(seconds=2 * 30 + 1)
+    taken = await store.due(clock.now, 10)
+    assert [i.id for i in taken] == [items[1].id, items[2].id]
+    assert await store.renew(ids, clock.now + lease, clock.now + 2 * lease) == set()
+    assert await store.postpone([items[2].id], clock.now + dt.timedelta(seconds=5)) == 1
+    assert await store.move_item(items[1].id, {"chat_id": 2}, clock.now)
+    (moved,) = await store.due(clock.now, 10)
+    assert moved.payload == {"chat_id": 2}
+
+
+async def test_a_relay_link_reserved_for_the_outbox_is_final_and_completed_once(
+    store: Store,
+) -> None:
+    ticket_id = await a_ticket(store)
+    assert await store.claim_link(ticket_id, "to_graduate", GROUP, 50, GRADUATE_CHAT, 0)
+    assert not await store.claim_link(
+        ticket_id, "to_graduate", GROUP, 50, GRADUATE_CHAT, 0, stale_after=dt.timedelta(0)
+    ), "handed to the outbox: never relayed again"
+    assert await store.complete_link("to_graduate", GROUP, 50, 777)  # the copy's id
+    assert not await store.complete_link("to_graduate", GROUP, 50, 778)
+    back = await store.link_for_target(GRADUATE_CHAT, 777)
+    assert back is not None and back.source_message_id == 50
+
+
+async def test_stranded_updates_are_the_unfinished_ones_whose_lease_ran_out(
+    store: Store, clock: FakeClock
+) -> None:
+    """Long polling keeps an update with its claim; one left 'processing' by a dead process
+    is found once its chat lease ran out (or, without one, after the stale window)."""
+    lease, stale = dt.timedelta(seconds=10), dt.timedelta(minutes=5)
+    update = {"update_id": 1, "message": {"text": "试用期多长？"}}
+    await store.begin_update(1, (42, 0), lease, payload=update)
+    await store.begin_update(2, None, lease, payload={"update_id": 2})
+    await store.begin_update(3, (43, 0), lease, payload={"update_id": 3})
+    await store.end_update(3, (43, 0))  # finished: never resumed, and forgotten
+    await store.begin_update(4, (44, 0), lease)  # webhook mode: nothing kept
+    assert await store.stranded_updates(clock.now, stale) == []
+    clock.advance(seconds=11)
+    assert await store.stranded_updates(clock.now, stale) == [(1, update)]
+    # another process takes it over: its claim is newer than the lease's end
+    assert await store.claim_update(1, clock.now, stale, chat_id=42)
+    assert await store.stranded_updates(clock.now, stale) == []
+    clock.advance(minutes=5)
+    assert [u for u, _ in await store.stranded_updates(clock.now, stale)] == [2]
+    assert await count_rows(store.db, "processed_updates", "payload IS NOT NULL") == 2
 
 
 async def test_update_is_claimed_once_and_again_when_stale(store: Store, clock: FakeClock) -> None:

@@ -32,7 +32,7 @@ from telegram.ext import (
 from bot.agent.agent import Agent
 from bot.agent.curated import CuratedAnswers
 from bot.agent.redact import install_log_redaction
-from bot.channels.telegram.desk import Desk
+from bot.channels.telegram.desk import Desk, UpdateInProgress, current_update
 from bot.channels.telegram.gateway import Gateway
 from bot.errors import StorageError, TelegramConfigError, UpdateNotClaimed
 from bot.kb.models import Lang
@@ -93,6 +93,9 @@ class Services:
     """Per update being processed: the task that renews its chat lease."""
     preloaded: dict[int, Preloaded] = field(default_factory=dict)
     """A text update's user and conversation, read when the update was claimed."""
+    in_flight: set[int] = field(default_factory=set)
+    """Updates this process claimed and is processing (``jobs.resume_stranded`` leaves
+    them alone)."""
 
     @property
     def need_desk(self) -> Desk:
@@ -167,7 +170,10 @@ def build_application(services: Services) -> Application:  # type: ignore[type-a
         """Each update is processed once, even when a webhook is replayed, and a chat's
         updates one at a time on whichever replica receives them. A graduate's text also
         has its user and conversation read, and is counted for the rate limit, in the
-        same transaction."""
+        same transaction. In long polling the update itself is kept with its claim until it
+        is done: Telegram will not deliver it again, so if this process dies, the next one
+        resumes it (``jobs.resume_stranded``)."""
+        current_update.set(None)
         store = services.store
         message, sender = update.message, update.effective_user
         private_text = (
@@ -181,9 +187,15 @@ def build_application(services: Services) -> Application:  # type: ignore[type-a
         delay = 0.01
         update_id = update.update_id
         graduate = (sender.id, sender.first_name) if private_text and sender else None
+        polling = context.application.updater is not None and context.application.updater.running
         try:
             begun = await store.begin_update(
-                update_id, chat, lease, graduate=graduate, count=settings.rate_limit_per_minute > 0
+                update_id,
+                chat,
+                lease,
+                graduate=graduate,
+                count=settings.rate_limit_per_minute > 0,
+                payload=update.to_dict() if polling else None,
             )
             if begun is not None:  # a new update: most of them
                 claimed, ours = True, begun.ours
@@ -217,6 +229,8 @@ def build_application(services: Services) -> Application:  # type: ignore[type-a
         except (StorageError, SQLAlchemyError, OSError) as exc:
             # a connection dropped mid-statement surfaces as a plain DBAPIError
             raise UpdateNotClaimed(f"update {update_id} not claimed: {exc}") from exc
+        services.in_flight.add(update_id)
+        current_update.set(UpdateInProgress(update_id))  # for the desk's relays
         if chat is not None:
             services.renewals[update_id] = asyncio.create_task(
                 _keep_chat(store, chat, update_id, lease)
@@ -224,11 +238,15 @@ def build_application(services: Services) -> Application:  # type: ignore[type-a
 
     async def done(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         services.preloaded.pop(update.update_id, None)
+        services.in_flight.discard(update.update_id)
         renewal = services.renewals.pop(update.update_id, None)
         if renewal is not None:
             renewal.cancel()
         update_id = update.update_id
-        finished = update_id in services.finished  # marked with the answer
+        scope = current_update.get()
+        finished = update_id in services.finished or (  # marked with the answer or relay
+            scope is not None and scope.update_id == update_id and scope.finished
+        )
         released = update_id in services.released
         services.finished.discard(update_id)
         services.released.discard(update_id)

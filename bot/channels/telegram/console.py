@@ -12,7 +12,7 @@ from rich.table import Table
 from telegram import Bot
 
 from bot.channels.telegram import counsellors
-from bot.channels.telegram.desk import Desk
+from bot.channels.telegram.desk import Desk, Relayed
 from bot.channels.telegram.gateway import Gateway
 from bot.errors import GradGuideError, TelegramConfigError
 from bot.prompts import Messages
@@ -43,7 +43,7 @@ async def run(settings: Settings, action: str, args: Any, out: Console) -> int:
             desk = Desk(settings, store, Gateway(bot), Messages.load())
             if action == "reply":
                 message_id = -(int(store.now().timestamp() * 1000) * 10 + next(_sequence) % 10)
-                done = await counsellors.reply(
+                relayed = await counsellors.reply(
                     desk,
                     ticket,
                     args.text,
@@ -53,6 +53,15 @@ async def run(settings: Settings, action: str, args: Any, out: Console) -> int:
                     name="CLI",
                     actor="cli",
                 )
+                done = relayed in (Relayed.SENT, Relayed.QUEUED)
+                if relayed is Relayed.REFUSED:
+                    raise GradGuideError(f"ticket #{ticket.id}: Telegram refused the reply")
+                if relayed is Relayed.QUEUED:
+                    out.print(
+                        f"ticket #{ticket.id}: reply queued (Telegram is not taking messages "
+                        "now): the running bot's outbox delivers it"
+                    )
+                    return 0
             else:
                 done = await counsellors.close(desk, ticket, "cli", "CLI")
         if not done:

@@ -15,9 +15,9 @@ from telegram.ext import Application, CommandHandler, ContextTypes, MessageHandl
 
 from bot.channels.telegram import formatting as fmt
 from bot.channels.telegram.app import Services
-from bot.channels.telegram.desk import Desk, graduate_lang
+from bot.channels.telegram.desk import Desk, Relayed, graduate_lang, message_payload
 from bot.channels.telegram.gateway import DeliveryFailed
-from bot.storage.store import Ticket
+from bot.storage.store import Send, Ticket
 
 logger = logging.getLogger(__name__)
 
@@ -134,25 +134,44 @@ async def close(desk: Desk, ticket: Ticket, actor: str, name: str, *, rate: bool
     return True
 
 
-async def send_draft(desk: Desk, ticket: Ticket, actor: str, name: str) -> bool:
+async def send_draft(desk: Desk, ticket: Ticket, actor: str, name: str) -> Relayed:
+    """The bot's draft answer, checked by a counsellor, to the graduate: durable in the
+    outbox (with the transcript's turn and the audit event) before the first attempt, then
+    sent. ``NOWHERE`` for a closed ticket, one without a draft or a graduate's chat.
+
+    Races: a double tap, or the button and the web console at once: the outbox's keys
+    (``draft:<ticket>:<part>``) let exactly one caller queue it; the others get
+    ``ALREADY`` and send nothing."""
     if not ticket.is_open or not ticket.draft_answer:
-        return False
+        return Relayed.NOWHERE
     if any(event.kind == "draft_sent" for event in await desk.store.events(ticket.id)):
-        return False  # a double tap (button presses of one topic are handled in order)
+        return Relayed.ALREADY  # a double tap (button presses of one topic run in order)
     user = await desk.store.get_user(ticket.user_id)
     if user is None or user.telegram_id is None:
-        return False
-    for index, part in enumerate(fmt.split_html(fmt.escape(ticket.draft_answer))):
-        await desk.send_or_queue(f"draft:{ticket.id}:{index}", user.telegram_id, part)
-    await desk.store.mark_first_response(ticket.id)
-    await desk.store.add_turn(ticket.conversation_id, "counsellor", ticket.draft_answer)
-    await desk.store.add_event(ticket.id, "draft_sent", actor, {})
+        return Relayed.NOWHERE
+    graduate = user.telegram_id
+    parts = fmt.split_html(fmt.escape(ticket.draft_answer))
+    sends = [
+        Send(f"draft:{ticket.id}:{i}", "sendMessage", message_payload(graduate, part), ticket.id)
+        for i, part in enumerate(parts)
+    ]
+    store = desk.store
+    async with store.transaction() as tx:  # decided: durable before the first attempt
+        items = await store.queue(sends, lease=desk.send_lease, session=tx)
+        if not items:
+            return Relayed.ALREADY
+        await store.mark_first_response(ticket.id, session=tx)
+        await store.add_turn(ticket.conversation_id, "counsellor", ticket.draft_answer, session=tx)
+        await store.add_event(ticket.id, "draft_sent", actor, {}, session=tx)
+    delivery = await desk.deliver(items)
     await desk.notify_topic(
         ticket,
         f"draft-sent:{ticket.id}",
         desk.messages.get("grp_draft_sent", desk.group_lang, name=fmt.escape(name)),
     )
-    return True
+    if delivery.failed is not None:
+        return Relayed.REFUSED if delivery.failed.permanent else Relayed.QUEUED
+    return Relayed.QUEUED if delivery.lost else Relayed.SENT
 
 
 async def reply(
@@ -165,15 +184,16 @@ async def reply(
     counsellor_id: int | None,
     name: str | None,
     actor: str,
-) -> bool:
-    """A counsellor's answer to the graduate (claiming a queued ticket on the way)."""
+) -> Relayed:
+    """A counsellor's answer to the graduate (claiming a queued ticket on the way);
+    ``NOWHERE`` when the ticket is closed or the graduate has no chat."""
     if not ticket.is_open:
-        return False
+        return Relayed.NOWHERE
     if ticket.status == "queued" and counsellor_id is not None:
         await claim(desk, ticket, counsellor_id, name or "counsellor")
     user = await desk.store.get_user(ticket.user_id)
     if user is None or user.telegram_id is None:
-        return False
+        return Relayed.NOWHERE
     return await desk.relay_to_graduate(
         ticket,
         user.telegram_id,
@@ -353,7 +373,8 @@ async def on_card_button(
     if callback.action == "claim":
         done = await claim(desk, ticket, user.id, name)
     elif callback.action == "draft":
-        done = await send_draft(desk, ticket, actor, name)
+        sent = await send_draft(desk, ticket, actor, name)
+        done = sent not in (Relayed.ALREADY, Relayed.NOWHERE)
     else:
         done = await close(desk, ticket, actor, name)
     await _answer(query, None if done else await _why_not(s, ticket, callback.action))

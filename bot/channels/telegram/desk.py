@@ -3,17 +3,39 @@ ways exactly once, and every step lands in the ticket's audit trail.
 
 Used by the handlers, the background jobs and ``gradguide handoffs`` (which relays through
 the bot without running it).
+
+**Durable sends.** An answer or a relay, once decided, is written to the outbox *before*
+the first attempt to send it — in the same transaction that records it (the answer with
+``Store.finish_exchange``; a relay with its link, ``_reserve``) — leased to this process
+for ``GRADGUIDE_CHAT_LEASE_S``. Then ``deliver`` sends it (the gateway waits out 429s and
+retries 5xx and timeouts, the lease renewed meanwhile) and marks it sent. If Telegram keeps
+failing, the outbox job takes it over (``hand_over``). If the process dies at any point,
+the row is still there, pending: once the lease has passed, the outbox job of any process
+(this one restarted, or another replica) sends it.
+
+**What "exactly once" cannot cover.** The Bot API has no idempotency key: a message cannot
+be sent "only if it was not sent already". If the process dies after Telegram accepted a
+message but before the row is marked sent — the time it takes Telegram's answer to travel
+back plus one short transaction (``Store.mark_sent``, started the moment the answer
+arrives, a few milliseconds) — the row is still pending and the outbox job sends the
+message a second time. The same holds when Telegram carried out a request whose answer
+timed out (the gateway retries it). Everywhere else a crash ends with the message sent
+once: before the row is committed nothing was sent and nothing recorded (the update is
+processed again); after it is marked sent it is never sent again.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
+import enum
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import Message
 
 from bot.agent.models import Citation, Reply
@@ -25,15 +47,170 @@ from bot.channels.telegram.gateway import (
     is_thread_missing,
     is_topic_closed,
 )
+from bot.errors import StorageError
 from bot.handoff.policy import topic_intent, transcript, triage
 from bot.kb.models import Lang
 from bot.prompts import Messages
 from bot.settings import Settings
-from bot.storage.store import HANDED_TO_OUTBOX, Store, Ticket, User
+from bot.storage.store import (
+    HANDED_TO_OUTBOX,
+    Direction,
+    NewTurn,
+    OutboxItem,
+    Send,
+    Store,
+    Ticket,
+    User,
+)
 
 logger = logging.getLogger(__name__)
 
 HTML = "HTML"
+MAX_ATTEMPTS = 20
+"""An outbox item is given up (status 'dead', logged at ERROR) after this many failures."""
+
+
+def retry_delay(attempts: int) -> dt.timedelta:
+    """How long a failed outbox item waits before its next try: 2, 4, 8 … s, at most 5 min."""
+    return dt.timedelta(seconds=min(300, 2**attempts))
+
+
+def message_payload(
+    chat_id: int, text: str, *, thread_id: int | None = None, reply_markup: Any = None
+) -> dict[str, Any]:
+    """``sendMessage``'s parameters for one HTML message, as ``Desk.send`` sends it (no
+    link preview), for the outbox."""
+    payload: dict[str, Any] = {
+        "chat_id": chat_id,
+        "text": text,
+        "parse_mode": HTML,
+        "link_preview_options": {"is_disabled": True},
+    }
+    if thread_id is not None:
+        payload["message_thread_id"] = thread_id
+    if reply_markup is not None:
+        payload["reply_markup"] = reply_markup.to_dict()
+    return payload
+
+
+@dataclass
+class UpdateInProgress:
+    """The update the current handler is processing (set by ``once``; None outside the
+    bot: ``gradguide handoffs``, the console)."""
+
+    update_id: int
+    finished: bool = False
+    """Marked done in the transaction that made its relay durable (``_reserve``)."""
+
+
+current_update: ContextVar[UpdateInProgress | None] = ContextVar("gradguide_update", default=None)
+
+
+class _LeaseLost(Exception):
+    """The outbox item's lease ran out while this process still meant to send it: the
+    outbox job may be sending it now, so this process does not."""
+
+
+class Relayed(enum.Enum):
+    """What became of a relay (``Desk.relay_to_counsellors``, ``relay_to_graduate``) or a
+    counsellor's draft (``counsellors.send_draft``)."""
+
+    SENT = "sent"
+    """Telegram took it (marked sent in the outbox)."""
+    QUEUED = "queued"
+    """In the outbox, not sent yet: Telegram kept failing (the outbox job tries again), or
+    there is no topic to copy into yet, or this process's lease on it ran out (another
+    process's outbox job is sending it). It will be delivered once, without a caller."""
+    ALREADY = "already"
+    """This message was relayed (or the draft sent) before: a replayed or resumed update,
+    another replica, a second click. Nothing was done."""
+    REFUSED = "refused"
+    """Telegram refused it on its merits (the bot was blocked, a bad request): given up."""
+    NOWHERE = "nowhere"
+    """Nothing to send it to: no counsellor group, no graduate's chat, a closed ticket, no
+    draft."""
+
+
+@dataclass
+class Delivery:
+    """What ``Desk.send_queued`` did with outbox items."""
+
+    results: list[Any] = field(default_factory=list)
+    """Telegram's answers for the items sent (each marked sent), in order."""
+    failed: DeliveryFailed | None = None
+    """Why the next item was not sent: it and those after it are still the caller's
+    (``Desk.hand_over``)."""
+    lost: bool = False
+    """The items not sent are no longer the caller's: their lease ran out."""
+
+    @property
+    def message_id(self) -> int | None:
+        """The message id of the last item sent (a copy's, or a message's)."""
+        if not self.results or not isinstance(self.results[-1], dict):
+            return None
+        value = self.results[-1].get("message_id")
+        return int(value) if value is not None else None
+
+
+class _Lease:
+    """Keeps outbox items leased while they are being sent (a 429 may be waited out for
+    longer than the lease): renewed every third of it, only if the sending takes that long.
+    A renewal that finds an item no longer held records it as lost."""
+
+    def __init__(self, store: Store, items: Sequence[OutboxItem], length: dt.timedelta) -> None:
+        self._store = store
+        self._length = length
+        self._held_until = items[0].next_attempt_at
+        self._pending = [item.id for item in items]
+        self.lost: set[int] = set()
+        self._stop = asyncio.Event()
+        self._timer: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(self._every, self._begin)
+
+    @property
+    def _every(self) -> float:
+        return max(self._length.total_seconds() / 3, 0.05)
+
+    def _begin(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._renew())
+
+    def sent(self, item_id: int) -> None:
+        with contextlib.suppress(ValueError):
+            self._pending.remove(item_id)
+
+    def check(self, item_id: int) -> Callable[[], None]:
+        def still_ours() -> None:
+            if item_id in self.lost:
+                raise _LeaseLost(item_id)
+
+        return still_ours
+
+    async def _renew(self) -> None:
+        while not self._stop.is_set():
+            ids = [item_id for item_id in self._pending if item_id not in self.lost]
+            if not ids:
+                return
+            until = self._store.now() + self._length
+            try:
+                kept = await self._store.renew(ids, self._held_until, until)
+            except StorageError as exc:  # the next renewal may succeed; the lease still runs
+                logger.warning("outbox lease of %s not renewed: %s", ids, exc)
+            else:
+                self._held_until = until
+                self.lost.update(i for i in ids if i not in kept and i in self._pending)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self._every)
+
+    async def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._stop.set()
+        if self._task is not None:
+            await self._task
 
 
 @dataclass(frozen=True)
@@ -74,6 +251,12 @@ class Desk:
     @property
     def group_id(self) -> int | None:
         return self.settings.counsellor_chat_id
+
+    @property
+    def send_lease(self) -> dt.timedelta:
+        """How long an outbox item this process queued or took is its own to send (renewed
+        while it sends): the chat lease's length, the time a dead process holds anything."""
+        return dt.timedelta(seconds=self.settings.chat_lease_s)
 
     # -- sending ------------------------------------------------------------------------
 
@@ -153,6 +336,122 @@ class Desk:
             await self.store.enqueue(key, "sendMessage", payload)
             logger.warning("message %s queued for a later retry: %s", key, exc)
             return False
+
+    # -- durable sends (see the module docs) ------------------------------------------------
+
+    async def deliver(self, items: Sequence[OutboxItem]) -> Delivery:
+        """Send outbox items this process holds (just queued, or taken by ``Store.due``),
+        in order, each marked sent once Telegram took it; if Telegram keeps failing, the
+        rest is handed to the outbox job (``hand_over``)."""
+        delivery = await self.send_queued(items)
+        if delivery.failed is not None:
+            await self.hand_over(items[len(delivery.results) :], delivery.failed)
+        return delivery
+
+    async def send_queued(self, items: Sequence[OutboxItem]) -> Delivery:
+        """Send outbox items in order until one fails (``Delivery.failed``: it and the
+        rest are still the caller's), marking each sent. Their lease is renewed while this
+        takes (a 429 waited out); an item whose lease was lost is not sent."""
+        delivery = Delivery()
+        if not items:
+            return delivery
+        lease = _Lease(self.store, items, self.send_lease)
+        lease.start()
+        try:
+            for item in items:
+                try:
+                    lease.check(item.id)()
+                    result = await self.gateway.call(
+                        item.method, dict(item.payload), before_attempt=lease.check(item.id)
+                    )
+                except DeliveryFailed as exc:
+                    delivery.failed = exc
+                    break
+                except _LeaseLost:
+                    logger.warning("outbox item %s: lease lost, left to the outbox", item.id)
+                    delivery.lost = True
+                    break
+                lease.sent(item.id)
+                try:
+                    await self.store.mark_sent(item.id)
+                except StorageError as exc:  # sent: the outbox may send it once more
+                    logger.warning("outbox item %s sent but not marked: %s", item.id, exc)
+                delivery.results.append(result)
+        finally:
+            await lease.stop()
+        return delivery
+
+    async def hand_over(
+        self, items: Sequence[OutboxItem], error: DeliveryFailed
+    ) -> dt.datetime | None:
+        """The first of ``items`` failed to send: the outbox job tries it again after a
+        pause, and the rest after it (in order); returns when. When Telegram refused it on
+        its merits (a bad request, a blocked bot) or after ``MAX_ATTEMPTS``, none of them
+        is sent: they are given up ('dead'), and None is returned."""
+        if not items:
+            return None
+        first, rest = items[0], [item.id for item in items[1:]]
+        attempts = first.attempts + 1
+        dead = error.permanent or attempts >= MAX_ATTEMPTS
+        retry_at = self.store.now() + retry_delay(attempts)
+        async with self.store.transaction() as tx:
+            await self.store.mark_failed(first.id, str(error), retry_at, dead=dead, session=tx)
+            if dead:
+                for item_id in rest:
+                    await self.store.mark_failed(
+                        item_id, "an earlier part was refused", retry_at, dead=True, session=tx
+                    )
+            else:
+                await self.store.postpone(rest, retry_at, session=tx)
+        if dead:
+            logger.error("outbox item %s given up: %s", first.dedupe_key, error)
+            return None
+        logger.warning("outbox item %s left to the outbox: %s", first.dedupe_key, error)
+        return retry_at
+
+    async def _reserve(
+        self,
+        ticket: Ticket,
+        direction: Direction,
+        source: tuple[int, int],
+        target_chat_id: int,
+        sends: Sequence[Send],
+        *,
+        turn: NewTurn | None = None,
+        first_response: bool = False,
+    ) -> list[OutboxItem] | None:
+        """A relay, decided and durable in one transaction before its first send: the link
+        (final at once: ``HANDED_TO_OUTBOX``), the outbox items (leased to this process),
+        the transcript's ``turn``, the ticket's first response, and — inside a bot update —
+        the update marked done (a process that dies after this leaves nothing to resume:
+        the outbox job sends the items once the lease has passed). None (nothing written)
+        when the message was already relayed: of concurrent callers for one message, the
+        link's unique key lets exactly one through."""
+        store = self.store
+        async with store.transaction() as tx:
+            reserved = await store.claim_link(
+                ticket.id,
+                direction,
+                source[0],
+                source[1],
+                target_chat_id,
+                HANDED_TO_OUTBOX,
+                stale_after=self._relay_takeover,
+                session=tx,
+            )
+            if not reserved:
+                return None
+            items = await store.queue(sends, lease=self.send_lease, session=tx)
+            if turn is not None:
+                await store.add_turn(ticket.conversation_id, turn.role, turn.text, session=tx)
+            if first_response:
+                await store.mark_first_response(ticket.id, session=tx)
+            update = current_update.get()
+            if update is not None:
+                await store.finish_update(update.update_id, session=tx)
+        if update is not None:
+            update.finished = True
+        return items
 
     # -- tickets ------------------------------------------------------------------------
 
@@ -269,85 +568,87 @@ class Desk:
 
     async def relay_to_counsellors(
         self, ticket: Ticket, chat_id: int, message_id: int, *, student: str, user: User | None
-    ) -> bool:
-        """Copy one graduate message into the ticket's topic, once. A deleted topic is
-        recreated; a failure is queued in the outbox, never dropped."""
+    ) -> Relayed:
+        """Copy one graduate message into the ticket's topic, once: durable in the outbox
+        before the first attempt (``_reserve``), then sent. A deleted topic is recreated
+        (if that fails too, the copy goes to the group itself, as without a topic); a
+        failure is left to the outbox job, never dropped.
+
+        Races: of several callers relaying the same message (a replayed update, a resumed
+        one, another replica) exactly one reserves it (``Store.claim_link``); the others
+        get ``ALREADY`` and send nothing."""
         if self.group_id is None:
-            return False
+            return Relayed.NOWHERE
         if ticket.topic_id is None:
             ticket = await self.ensure_topic(ticket, student=student, user=user)
             if ticket.topic_id is None:
                 return await self._queue_copy(ticket, chat_id, message_id)
-        if not await self.store.claim_link(
-            ticket.id,
-            "to_counsellors",
-            chat_id,
-            message_id,
-            self.group_id,
-            stale_after=self._relay_takeover,
-        ):
-            return False  # already relayed (a replayed update, or another replica)
-        for attempt in (1, 2):
-            try:
-                copied = await self._copy(chat_id, message_id, self.group_id, ticket.topic_id)
-            except DeliveryFailed as exc:
-                if attempt == 1 and is_thread_missing(exc):
-                    ticket = await self.ensure_topic(
-                        ticket, student=student, user=user, replace=True
-                    )
-                    continue
-                # the outbox sends it: the link is final, so that the update processed
-                # again (its replica died) does not copy it a second time
-                async with self.store.transaction() as tx:
-                    await self.store.complete_link(
-                        "to_counsellors", chat_id, message_id, HANDED_TO_OUTBOX, session=tx
-                    )
-                    return await self._queue_copy(
-                        ticket, chat_id, message_id, error=str(exc), session=tx
-                    )
-            await self.store.complete_link("to_counsellors", chat_id, message_id, copied)
-            await self.store.add_event(
-                ticket.id, "message_from_graduate", "graduate", {"message_id": message_id}
-            )
-            return True
-        return False
-
-    async def _copy(self, chat_id: int, message_id: int, to_chat: int, thread: int | None) -> int:
-        result = await self.gateway.run(
+        copy = Send(
+            f"copy:{chat_id}:{message_id}",
             "copyMessage",
-            lambda: self.gateway.bot.copy_message(
-                to_chat, chat_id, message_id, message_thread_id=thread
-            ),
+            self._copy_payload(chat_id, message_id, ticket.topic_id),
+            ticket.id,
         )
-        return int(result.message_id)
+        items = await self._reserve(
+            ticket, "to_counsellors", (chat_id, message_id), self.group_id, [copy]
+        )
+        if not items:
+            return Relayed.ALREADY
+        delivery = await self.send_queued(items)
+        if delivery.failed is not None and is_thread_missing(delivery.failed):
+            ticket = await self.ensure_topic(ticket, student=student, user=user, replace=True)
+            payload = self._copy_payload(chat_id, message_id, ticket.topic_id)
+            until = self.store.now() + self.send_lease
+            if await self.store.move_item(items[0].id, payload, until):
+                items = [replace(items[0], payload=payload, next_attempt_at=until)]
+                delivery = await self.send_queued(items)
+        if delivery.failed is not None:
+            await self.hand_over(items, delivery.failed)
+            error = {"error": str(delivery.failed)[:500]}
+            await self.store.add_event(ticket.id, "relay_failed", "bot", error)
+            return Relayed.REFUSED if delivery.failed.permanent else Relayed.QUEUED
+        if delivery.lost:
+            return Relayed.QUEUED
+        async with self.store.transaction() as tx:
+            if delivery.message_id is not None:
+                await self.store.complete_link(
+                    "to_counsellors", chat_id, message_id, delivery.message_id, session=tx
+                )
+            await self.store.add_event(
+                ticket.id,
+                "message_from_graduate",
+                "graduate",
+                {"message_id": message_id},
+                session=tx,
+            )
+        return Relayed.SENT
 
-    async def _queue_copy(
-        self,
-        ticket: Ticket,
-        chat_id: int,
-        message_id: int,
-        *,
-        error: str = "no topic",
-        session: AsyncSession | None = None,
-    ) -> bool:
+    def _copy_payload(self, chat_id: int, message_id: int, thread_id: int | None) -> dict[str, Any]:
         payload: dict[str, Any] = {
             "chat_id": self.group_id,
             "from_chat_id": chat_id,
             "message_id": message_id,
         }
-        if ticket.topic_id is not None:
-            payload["message_thread_id"] = ticket.topic_id
-        await self.store.enqueue(
-            f"copy:{chat_id}:{message_id}",
-            "copyMessage",
-            payload,
-            ticket_id=ticket.id,
-            session=session,
-        )
-        await self.store.add_event(
-            ticket.id, "relay_failed", "bot", {"error": error[:500]}, session=session
-        )
-        return False
+        if thread_id is not None:
+            payload["message_thread_id"] = thread_id
+        return payload
+
+    async def _queue_copy(self, ticket: Ticket, chat_id: int, message_id: int) -> Relayed:
+        """No topic to copy into yet: the outbox job copies it (into the group), once
+        (``ALREADY`` if it is queued already: the outbox's key)."""
+        async with self.store.transaction() as tx:
+            queued = await self.store.enqueue(
+                f"copy:{chat_id}:{message_id}",
+                "copyMessage",
+                self._copy_payload(chat_id, message_id, ticket.topic_id),
+                ticket_id=ticket.id,
+                session=tx,
+            )
+            if not queued:
+                return Relayed.ALREADY
+            error = {"error": "no topic"}
+            await self.store.add_event(ticket.id, "relay_failed", "bot", error, session=tx)
+        return Relayed.QUEUED
 
     @property
     def _relay_takeover(self) -> dt.timedelta:
@@ -355,7 +656,9 @@ class Desk:
         mid-send, and the update is being processed again. That happens only once the
         update's chat lease ran out, which is at least two thirds of a lease after the
         reservation (the lease is renewed every third of it): half a lease is always
-        past, while a live replica keeps its chat, so its update is not processed twice."""
+        past, while a live replica keeps its chat, so its update is not processed twice.
+        (Only links reserved without the outbox, by an older version, are ever taken over:
+        ``_reserve`` writes the link final.)"""
         return dt.timedelta(seconds=self.settings.chat_lease_s / 2)
 
     async def relay_to_graduate(
@@ -369,20 +672,18 @@ class Desk:
         counsellor_name: str | None,
         counsellor_id: int | None,
         actor: str,
-    ) -> bool:
+    ) -> Relayed:
         """A counsellor's message, to the graduate, once: text with the counsellor label,
-        media copied as they are."""
+        media copied as they are. Durable in the outbox (with the transcript's turn) before
+        the first attempt (``_reserve``), then sent; a failure is left to the outbox job,
+        and one Telegram refuses is reported in the topic.
+
+        Races: of several callers relaying the same message (a replayed or resumed update,
+        another replica) exactly one reserves it (``Store.claim_link``); the others get
+        ``ALREADY`` and send nothing."""
         lang = await graduate_lang(self.store, await self.store.get_user(ticket.user_id))
-        if not await self.store.claim_link(
-            ticket.id,
-            "to_graduate",
-            source_chat_id,
-            source_message_id,
-            graduate_chat_id,
-            stale_after=self._relay_takeover,
-        ):
-            return False
-        parts: list[str] = []
+        key = f"to-graduate:{source_chat_id}:{source_message_id}"
+        sends: list[Send] = []
         if text is not None:
             shown = fmt.escape(text)
             if self.settings.counsellor_names_visible and counsellor_name:
@@ -391,73 +692,61 @@ class Desk:
                 )
             else:
                 body = self.messages.get("tg_counsellor_says", lang, text=shown)
-            parts = fmt.split_html(body)
-        sent_id = 0
-        done = 0
-        try:
-            if text is not None:
-                for part in parts:
-                    sent_id = (await self.send(graduate_chat_id, part)).message_id
-                    done += 1
-            else:
-                sent_id = await self._copy(
-                    source_chat_id, source_message_id, graduate_chat_id, None
-                )
-        except DeliveryFailed as exc:
-            await self.store.add_event(ticket.id, "relay_failed", actor, {"error": str(exc)[:500]})
-            if exc.permanent:
-                await self.store.release_link("to_graduate", source_chat_id, source_message_id)
-                if ticket.topic_id is not None and self.group_id is not None:
-                    await self.send_or_queue(
-                        f"relay-failed:{source_chat_id}:{source_message_id}",
-                        self.group_id,
-                        self.messages.get(
-                            "grp_relay_failed", self.group_lang, error=fmt.escape(str(exc.cause))
-                        ),
-                        thread_id=ticket.topic_id,
-                    )
-                return False
-            # Not delivered yet: what is left goes to the outbox, part by part, and the link
-            # is final (in the same transaction) so the message is never relayed twice.
-            key = f"to-graduate:{source_chat_id}:{source_message_id}"
-            async with self.store.transaction() as tx:
-                await self.store.complete_link(
-                    "to_graduate", source_chat_id, source_message_id, HANDED_TO_OUTBOX, session=tx
-                )
-                if text is not None:
-                    for index, part in enumerate(parts[done:], start=done):
-                        await self.store.enqueue(
-                            f"{key}:{index}",
-                            "sendMessage",
-                            {"chat_id": graduate_chat_id, "text": part, "parse_mode": HTML},
-                            ticket_id=ticket.id,
-                            session=tx,
-                        )
-                else:
-                    await self.store.enqueue(
-                        key,
-                        "copyMessage",
-                        {
-                            "chat_id": graduate_chat_id,
-                            "from_chat_id": source_chat_id,
-                            "message_id": source_message_id,
-                        },
-                        ticket_id=ticket.id,
-                        session=tx,
-                    )
-            await self.store.mark_first_response(ticket.id)
-            await self.store.add_turn(ticket.conversation_id, "counsellor", text or "[media]")
-            return False
-        await self.store.complete_link("to_graduate", source_chat_id, source_message_id, sent_id)
-        await self.store.mark_first_response(ticket.id)
-        await self.store.add_turn(ticket.conversation_id, "counsellor", text or "[media]")
-        await self.store.add_event(
-            ticket.id,
-            "message_to_graduate",
-            actor,
-            {"counsellor": counsellor_id, "message_id": source_message_id},
+            for index, part in enumerate(fmt.split_html(body)):
+                payload = message_payload(graduate_chat_id, part)
+                sends.append(Send(f"{key}:{index}", "sendMessage", payload, ticket.id))
+        else:
+            copy = {
+                "chat_id": graduate_chat_id,
+                "from_chat_id": source_chat_id,
+                "message_id": source_message_id,
+            }
+            sends.append(Send(key, "copyMessage", copy, ticket.id))
+        items = await self._reserve(
+            ticket,
+            "to_graduate",
+            (source_chat_id, source_message_id),
+            graduate_chat_id,
+            sends,
+            turn=NewTurn("counsellor", text or "[media]"),
+            first_response=True,
         )
-        return True
+        if not items:
+            return Relayed.ALREADY
+        delivery = await self.send_queued(items)
+        if delivery.failed is not None:
+            exc = delivery.failed
+            await self.hand_over(items[len(delivery.results) :], exc)
+            await self.store.add_event(ticket.id, "relay_failed", actor, {"error": str(exc)[:500]})
+            if exc.permanent and ticket.topic_id is not None and self.group_id is not None:
+                await self.send_or_queue(
+                    f"relay-failed:{source_chat_id}:{source_message_id}",
+                    self.group_id,
+                    self.messages.get(
+                        "grp_relay_failed", self.group_lang, error=fmt.escape(str(exc.cause))
+                    ),
+                    thread_id=ticket.topic_id,
+                )
+            return Relayed.REFUSED if exc.permanent else Relayed.QUEUED
+        if delivery.lost:
+            return Relayed.QUEUED
+        async with self.store.transaction() as tx:
+            if delivery.message_id is not None:
+                await self.store.complete_link(
+                    "to_graduate",
+                    source_chat_id,
+                    source_message_id,
+                    delivery.message_id,
+                    session=tx,
+                )
+            await self.store.add_event(
+                ticket.id,
+                "message_to_graduate",
+                actor,
+                {"counsellor": counsellor_id, "message_id": source_message_id},
+                session=tx,
+            )
+        return Relayed.SENT
 
     # -- closing ------------------------------------------------------------------------
 

@@ -3,7 +3,9 @@
 Flood control (429, ``retry_after``), server errors (5xx) and timeouts are retried with
 exponential backoff; a request Telegram refuses on its merits (400 Bad Request, 403 Forbidden,
 401) is not. A call that still fails raises :class:`DeliveryFailed`, and the caller decides
-what happens to it: a relay goes to the outbox and is retried later, never dropped.
+what happens to it. Answers and relays are in the outbox before their first attempt
+(``Desk.deliver``): a failure hands them to the outbox job, and a process that dies while
+the gateway waits out a 429 leaves them there too, never dropped.
 """
 
 from __future__ import annotations
@@ -103,11 +105,20 @@ class Gateway:
             await self._sleep(delay)
         raise AssertionError("unreachable")
 
-    async def call(self, method: str, payload: dict[str, Any]) -> Any:
+    async def call(
+        self,
+        method: str,
+        payload: dict[str, Any],
+        *,
+        before_attempt: Callable[[], None] | None = None,
+    ) -> Any:
         """A raw Bot API call (used by the outbox, whose items are stored as method +
-        parameters)."""
+        parameters). ``before_attempt`` runs before every attempt and may raise to stop
+        (the outbox item is no longer the caller's to send)."""
 
         async def request() -> Any:
+            if before_attempt is not None:
+                before_attempt()
             with warnings.catch_warnings():
                 # PTB warns that do_api_request has a typed twin; the outbox stores raw calls.
                 warnings.simplefilter("ignore", PTBUserWarning)

@@ -27,14 +27,22 @@ from telegram.ext import (
 from bot.agent.models import Conversation, HandoffReason, Intent, Reply
 from bot.channels.telegram import formatting as fmt
 from bot.channels.telegram.app import Services, chat_key
-from bot.channels.telegram.desk import Desk, graduate_lang, lang_of
+from bot.channels.telegram.desk import Desk, Relayed, graduate_lang, lang_of, message_payload
 from bot.channels.telegram.gateway import DeliveryFailed
 from bot.channels.telegram.webhook import unclaimed_update
 from bot.errors import GradGuideError, KnowledgeBaseError, UpdateNotClaimed
 from bot.kb.models import Lang
 from bot.kb.regions import REGIONS, normalise_region
 from bot.kb.retriever import detect_lang
-from bot.storage.store import ConversationRecord, NewTurn, Ticket, Unanswered, User
+from bot.storage.store import (
+    ConversationRecord,
+    Exchange,
+    NewTurn,
+    Send,
+    Ticket,
+    Unanswered,
+    User,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -111,7 +119,7 @@ async def _who(
 
 async def _to_counsellor(
     s: Services, update: Update, user: User, ticket: Ticket, chat_id: int, message_id: int
-) -> bool:
+) -> Relayed:
     desk = s.need_desk
     student = student_of(s, update.effective_user, desk)
     return await desk.relay_to_counsellors(ticket, chat_id, message_id, student=student, user=user)
@@ -229,7 +237,7 @@ async def handle_question(
                 typing.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await typing
-        bot_turn = await _record_exchange(
+        recorded = await _record_exchange(
             s,
             conversation.id,
             user.id,
@@ -239,8 +247,9 @@ async def handle_question(
             state,
             update.update_id,
             chat_key(update),
+            chat_id,
         )
-        if bot_turn is None:
+        if recorded is None:
             # A counsellor took over while the agent was thinking: the question goes to them.
             ticket = await s.store.open_ticket_for(conversation.id)
             if ticket is not None and message is not None:
@@ -249,15 +258,7 @@ async def handle_question(
         if reply.handoff:
             await start_handoff(s, update, user, conversation.id, reply, chat_id)
             return
-        keyboard = (
-            fmt.answer_keyboard(bot_turn, reply.lang, s.messages) if reply.citations else None
-        )
-        await desk.say_parts(
-            chat_id,
-            fmt.render_reply(reply, s.messages),
-            reply_markup=keyboard,
-            key=f"answer:{bot_turn}",
-        )
+        await desk.deliver(recorded.queued)  # in the outbox already: sent, then marked sent
 
 
 async def _record_exchange(
@@ -270,10 +271,17 @@ async def _record_exchange(
     state: Conversation,
     update_id: int,
     chat: tuple[int, int] | None,
-) -> int | None:
-    """Store the question, the answer and the agent's state in one transaction — unless a
-    counsellor took the conversation over while the agent was thinking: then the bot stays
-    silent (None) and the audit trail says its answer was withheld."""
+    chat_id: int,
+) -> Exchange | None:
+    """Store the question, the answer, the agent's state and the messages that carry the
+    answer (in the outbox, leased to this process: ``Desk.deliver`` sends them) in one
+    transaction — unless a counsellor took the conversation over while the agent was
+    thinking: then the bot stays silent (None) and the audit trail says its answer was
+    withheld.
+
+    A handoff's messages are sent by ``start_handoff``, which opens the ticket: that
+    update is marked done, and its chat handed on, only at its end (``done``), so that a
+    process that dies half-way leaves it to be processed again."""
     store = s.store
     dumped = state.model_dump(mode="json")
     question = NewTurn(
@@ -297,22 +305,51 @@ async def _record_exchange(
         if unclear
         else None
     )
+    parts = [] if reply.handoff else fmt.render_reply(reply, s.messages)
+
+    def sends(turn: int) -> list[Send]:
+        """The answer's parts, the buttons (which name its turn) on the last one."""
+        keyboard = fmt.answer_keyboard(turn, reply.lang, s.messages) if reply.citations else None
+        return [
+            Send(
+                f"answer:{turn}:{index}",
+                "sendMessage",
+                message_payload(
+                    chat_id, part, reply_markup=keyboard if index == len(parts) - 1 else None
+                ),
+            )
+            for index, part in enumerate(parts)
+        ]
+
     # The chat is handed on with the answer: its next message may start on another
     # replica while this answer is being sent (this replica keeps them in order).
-    renewal = s.renewals.pop(update_id, None)
-    if renewal is not None:
-        renewal.cancel()
-    bot_turn = await store.finish_exchange(
-        update_id, conversation_id, dumped, question, answer, chat=chat, unanswered=unanswered
+    handing_on = not reply.handoff
+    if handing_on:
+        renewal = s.renewals.pop(update_id, None)
+        if renewal is not None:
+            renewal.cancel()
+    recorded = await store.finish_exchange(
+        update_id,
+        conversation_id,
+        dumped,
+        question,
+        answer,
+        chat=chat if handing_on else None,
+        unanswered=unanswered,
+        finish=handing_on,
+        sends=sends,
+        lease=s.need_desk.send_lease,
     )
-    if bot_turn is None:  # a counsellor owns the conversation now: nothing was written
+    if recorded is None:  # a counsellor owns the conversation now: nothing was written
+        # The update stays 'processing' until the question has reached the counsellor
+        # (the relay marks it done, or ``done`` does): a process that dies in between leaves
+        # it to be taken up again, rather than the question lost.
         async with store.transaction() as tx:
-            await store.finish_update(update_id, session=tx)
             await _withhold(s, conversation_id, question, reply, dumped, tx)
-    s.finished.add(update_id)  # done with the exchange it records
-    if bot_turn is not None:
+    elif handing_on:
+        s.finished.add(update_id)  # done with the exchange it records
         s.released.add(update_id)
-    return bot_turn
+    return recorded
 
 
 async def _withhold(
@@ -590,7 +627,7 @@ async def on_media(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
             **attachment,
         )
     relayed = await _to_counsellor(s, update, user, ticket, message.chat_id, message.message_id)
-    if relayed:
+    if relayed is Relayed.SENT:
         await say(s, message.chat_id, s.messages.get("tg_media_relayed", lang))
 
 

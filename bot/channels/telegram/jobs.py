@@ -1,19 +1,23 @@
-"""Background jobs: the outbox (failed sends, retried until delivered) and the SLA clock
-(remind the counsellor group of unclaimed tickets, tell a waiting graduate, offer the way
-out after a long wait). Each step is a conditional update in the database, so with several
-replicas each reminder is sent once."""
+"""Background jobs: the outbox (what a process queued and did not send — Telegram kept
+failing, or the process died — sent until delivered), stranded updates (long polling: an
+update a dead process was processing, processed again), and the SLA clock (remind the
+counsellor group of unclaimed tickets, tell a waiting graduate, offer the way out after a
+long wait). Each step is a conditional update in the database, so with several replicas
+each reminder is sent once."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
 import logging
-from typing import cast
+from collections import OrderedDict
+from typing import Any, cast
 
+from telegram import Update
 from telegram.ext import Application, ContextTypes
 
 from bot.channels.telegram import formatting as fmt
-from bot.channels.telegram.app import Services
+from bot.channels.telegram.app import UPDATE_STALE_AFTER, Services
 from bot.channels.telegram.desk import graduate_lang
 from bot.channels.telegram.gateway import DeliveryFailed
 from bot.handoff.policy import minutes_waiting
@@ -26,7 +30,6 @@ OUTBOX_EVERY_S = 2.0
 RETENTION_EVERY_S = 3600.0
 CURATED_EVERY_S = 60.0
 """An admin's approval in the web console reaches the bot within this long."""
-MAX_ATTEMPTS = 20
 
 
 def schedule(application: Application, services: Services) -> None:  # type: ignore[type-arg]
@@ -35,6 +38,9 @@ def schedule(application: Application, services: Services) -> None:  # type: ign
         logger.warning("no job queue: outbox retries and SLA reminders are off")
         return
     queue.run_repeating(drain_outbox, interval=OUTBOX_EVERY_S, first=1.0, name="outbox")
+    # a stranded update is found once its chat lease has run out
+    every = max(1.0, min(services.settings.chat_lease_s / 2, 15.0))
+    queue.run_repeating(resume_stranded, interval=every, first=1.0, name="stranded")
     queue.run_repeating(check_sla, interval=services.settings.sla_check_s, first=5.0, name="sla")
     queue.run_repeating(resume_uploads, interval=300.0, first=2.0, name="uploads")
     queue.run_repeating(retention, interval=RETENTION_EVERY_S, first=60.0, name="retention")
@@ -51,21 +57,26 @@ async def drain_outbox(context: ContextTypes.DEFAULT_TYPE) -> None:
 
 
 async def deliver_due(s: Services) -> int:
-    """Send what is due in the outbox; returns how many were delivered."""
+    """Send what is due in the outbox (each item leased to this process while it sends
+    it: ``Store.due``, ``Desk.send_queued``); returns how many were delivered. Messages to
+    one chat keep their order: after one fails, the later ones wait behind it."""
     store, desk = s.store, s.need_desk
     delivered = 0
-    for item in await store.due(store.now(), 20):
-        try:
-            await desk.gateway.call(item.method, dict(item.payload))
-        except DeliveryFailed as exc:
-            attempts = item.attempts + 1
-            delay = dt.timedelta(seconds=min(300, 2**attempts))
-            dead = exc.permanent or attempts >= MAX_ATTEMPTS
-            await store.mark_failed(item.id, str(exc), store.now() + delay, dead=dead)
-            if dead:
-                logger.error("outbox item %s given up: %s", item.dedupe_key, exc)
+    behind: dict[Any, dt.datetime] = {}
+    """Chats whose earlier message failed in this run: when it is tried again."""
+    for item in await store.due(store.now(), 20, lease=desk.send_lease):
+        chat = item.payload.get("chat_id")
+        if chat in behind:
+            await store.postpone([item.id], behind[chat])
             continue
-        await store.mark_sent(item.id)
+        delivery = await desk.send_queued([item])
+        if delivery.failed is not None:
+            retry_at = await desk.hand_over([item], delivery.failed)
+            if retry_at is not None:
+                behind[chat] = retry_at
+            continue
+        if delivery.lost:
+            continue
         if item.ticket_id is not None:  # the audit trail shows the late delivery too
             await store.add_event(
                 item.ticket_id,
@@ -75,6 +86,35 @@ async def deliver_due(s: Services) -> int:
             )
         delivered += 1
     return delivered
+
+
+async def resume_stranded(context: ContextTypes.DEFAULT_TYPE) -> int:
+    """Long polling: an update that a process claimed and did not finish before it died is
+    processed again (Telegram will not deliver it again: it was confirmed when it was
+    fetched). Found once the chat lease it held has run out (``GRADGUIDE_CHAT_LEASE_S``),
+    or 5 minutes after its claim without one; ``once`` takes it over (``claim_update``:
+    one process does). What its process had decided is in the outbox and is not sent again
+    (``Desk``); an update whose graduate was already told to try again (the database failed
+    under it) is only marked done. In webhook mode Telegram delivers an update that was not
+    answered 200 again, so nothing is done here. Returns how many were resumed."""
+    application = context.application
+    updater = application.updater
+    if updater is None or not updater.running:
+        return 0
+    s = _services(context)
+    store = s.store
+    told = cast("OrderedDict[int, None]", application.bot_data.get("apologised", OrderedDict()))
+    resumed = 0
+    for update_id, payload in await store.stranded_updates(store.now(), UPDATE_STALE_AFTER):
+        if update_id in s.in_flight:
+            continue  # this process is on it (its renewals failed for a while)
+        if update_id in told:
+            await store.finish_update(update_id)
+            continue
+        logger.warning("update %d, left unfinished by a process that stopped: resumed", update_id)
+        await application.update_queue.put(Update.de_json(payload, application.bot))
+        resumed += 1
+    return resumed
 
 
 async def check_sla(context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -133,15 +173,19 @@ async def retention(context: ContextTypes.DEFAULT_TYPE) -> None:
 
 async def apply_retention(s: Services) -> dict[str, int]:
     """Delete what graduates wrote after ``GRADGUIDE_RETENTION_DAYS``, and the bot's own
-    bookkeeping once it is no longer needed (delivered outbox items, finished updates,
-    rate-limit counts). Every replica may run it: deleting twice is harmless."""
+    bookkeeping once it is no longer needed (delivered outbox items after a day, given-up
+    ones after a week, finished updates, rate-limit counts). Every replica may run it:
+    deleting twice is harmless."""
     store = s.store
     now = store.now()
     removed: dict[str, int] = {}
     if s.settings.retention_days > 0:
         cutoff = now - dt.timedelta(days=s.settings.retention_days)
         removed.update(await store.delete_transcripts_older_than(cutoff))
-    removed["outbox"] = await store.prune_outbox(now - dt.timedelta(days=7))
+    # every answer and relay passes through the outbox: delivered ones go after a day,
+    # the ones given up on after a week (for the logs' story)
+    sent = await store.prune_outbox(now - dt.timedelta(days=1), statuses=("sent",))
+    removed["outbox"] = sent + await store.prune_outbox(now - dt.timedelta(days=7))
     removed["updates"] = await store.prune_updates(now - dt.timedelta(days=2))
     removed["rate_buckets"] = await store.prune_rate_buckets(now - dt.timedelta(minutes=2))
     if any(removed.values()):
