@@ -52,10 +52,6 @@ _FOLLOW_UP_EN = re.compile(
     re.I,
 )
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
-SURELY_OUT_OF_SCOPE = 0.8
-"""Out of scope is said only when the check is this sure; below, the knowledge base decides
-(a confident passage answers, else "not sure"): a refusal given to an in-domain question
-leaves a graduate with nothing (seen: "…安家补贴是多少钱" scored 0.54 out of scope)."""
 _CRISIS_MESSAGES = {
     Label.SELF_HARM: "crisis",
     Label.VIOLENCE: "crisis_violence",
@@ -218,10 +214,9 @@ class Agent:
             return self._special("greeting", lang, Intent.GREETING), None
         if verdict.label is Label.ILLEGAL:
             return self._special("illegal", lang, Intent.OUT_OF_SCOPE, signals=verdict), None
-        if (
-            verdict.label is Label.OUT_OF_SCOPE
-            and verdict.scores.get(Label.OUT_OF_SCOPE, 1.0) >= SURELY_OUT_OF_SCOPE
-        ):
+        if self._guard.surely_out_of_scope(verdict):
+            # a refusal given to an in-domain question leaves a graduate with nothing:
+            # below this the knowledge base decides (an uploaded document may answer it)
             return self._special("out_of_scope", lang, Intent.OUT_OF_SCOPE, signals=verdict), None
 
         curated = self._curated_reply(focus, lang)
@@ -257,6 +252,10 @@ class Agent:
             # what is left of an injection attempt is no question the documents answer
             return self._special("injection", lang, Intent.OUT_OF_SCOPE), query
         if not hits or score < self._settings.answer_threshold:
+            if verdict.label is Label.OUT_OF_SCOPE:
+                reply = self._special("out_of_scope", lang, Intent.OUT_OF_SCOPE, signals=verdict)
+                reply.confidence = score
+                return reply, query
             if g.violation_now(focus):
                 reply = self._special(
                     "handoff_sensitive", lang, Intent.RIGHTS, HandoffReason.SENSITIVE

@@ -518,6 +518,16 @@ class Guard:
                 return Verdict(label, table, tuple(a for a in above if a is not label), named)
         return Verdict(Label.ORDINARY, table, (), named)
 
+    def surely_out_of_scope(self, verdict: Verdict) -> bool:
+        """Out of scope above every in-domain message of the development set
+        (``out_of_scope@sure``): refused without asking the knowledge base. Below it the
+        knowledge base decides (a confident passage answers, else the bot declines)."""
+        sure = self.weights.thresholds.get("out_of_scope@sure", 0.8)
+        return (
+            verdict.label is Label.OUT_OF_SCOPE
+            and verdict.scores.get(Label.OUT_OF_SCOPE, 0.0) >= sure
+        )
+
     MAX_CHARS = 4000
     """A longer message is read by its first and last 2,000 characters."""
 

@@ -62,10 +62,10 @@ class TrainConfig:
     false_alarm_cost: float = 3.0
     use_embeddings: bool = True
     pinyin_every: int = 3
-    balanced: bool = False
-    """Weigh the classes equally (else by how often they occur in the training data)."""
     """Every n-th Chinese training message is also learnt as typed in pinyin (a graduate
     without a Chinese keyboard): the words and the encoder's view of pinyin text."""
+    balanced: bool = False
+    """Weigh the classes equally (else by how often they occur in the training data)."""
 
 
 class EmbeddingCache:
@@ -280,6 +280,11 @@ def choose_thresholds(
         if misses + alarms < best[0]:
             best = (misses + alarms, t)
     thresholds["also_ordinary"] = best[1]
+
+    # 5. out of scope without asking the knowledge base: above every in-domain message
+    in_domain = [s.whole[Label.OUT_OF_SCOPE] for e, s in scored if e.label is Label.ORDINARY]
+    sure = max(in_domain, default=0.5) + 0.001
+    thresholds["out_of_scope@sure"] = round(min(max(sure, thresholds["out_of_scope"]), 0.99), 4)
     return thresholds
 
 

@@ -79,7 +79,8 @@ def test_a_retrained_model_reproduces_the_shipped_figures(
         shipped = SHIPPED.meta["dev"][name]
         assert (math.isnan(value) and math.isnan(shipped)) or abs(value - shipped) <= 0.005, name
     for key, value in fitted.weights.thresholds.items():
-        assert abs(value - SHIPPED.thresholds[key]) <= 0.01, key
+        # at most one step of the 0.01 grid: a fresh encoding differs in the last bits
+        assert abs(value - SHIPPED.thresholds[key]) <= 0.01 + 1e-9, key
     reloaded = GuardWeights.load(tmp_path / "guard.npz")
     assert reloaded.vocabulary == fitted.weights.vocabulary
 
