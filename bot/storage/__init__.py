@@ -9,6 +9,7 @@ from bot.errors import StorageError
 from bot.storage.db import Database, alembic_config, mask_url
 from bot.storage.store import (
     ConversationRecord,
+    Escalated,
     Exchange,
     MessageLink,
     NewTurn,
@@ -29,6 +30,7 @@ from bot.storage.store import (
 __all__ = [
     "ConversationRecord",
     "Database",
+    "Escalated",
     "Exchange",
     "MessageLink",
     "NewTurn",

@@ -11,6 +11,7 @@ live ORM objects. Timestamps are timezone-aware UTC; ``clock`` decides "now".
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import statistics
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -227,6 +228,17 @@ class Ticket:
     @property
     def is_open(self) -> bool:
         return self.status in OPEN_STATUSES
+
+
+class Escalated(enum.Enum):
+    """What ``Store.escalate_ticket`` did."""
+
+    ESCALATED = "escalated"
+    """The ticket is now a crisis, urgent (it was not)."""
+    ALREADY = "already"
+    """It was a crisis and urgent already; the new signal is on the audit trail."""
+    CLOSED = "closed"
+    """No open ticket by that id: nothing changed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -1473,6 +1485,41 @@ class Store:
             .returning(TicketEventRow.id)
         )
         return (await s.execute(statement)).scalar_one()
+
+    async def escalate_ticket(
+        self,
+        ticket_id: int,
+        data: dict[str, Any],
+        *,
+        actor: str = "bot",
+        session: AsyncSession | None = None,
+    ) -> Escalated:
+        """Make an open ticket a crisis (category 'crisis', priority 'urgent'): a graduate
+        whose message to a counsellor the check read as a crisis. Records an 'escalated'
+        event with ``data`` (the signals) every time, so the audit trail shows each crisis
+        message; the columns change once.
+
+        Race: two replicas escalating the same ticket both record their event; the guarded
+        UPDATE (only while open and not yet urgent) changes the row once, and the loser
+        reads ``ALREADY``. A ticket resolved meanwhile is ``CLOSED`` and left closed."""
+        async with self._tx(session) as s:
+            changed = _rowcount(
+                await self._dml(
+                    s,
+                    update(TicketRow)
+                    .where(
+                        TicketRow.id == ticket_id,
+                        TicketRow.status.in_(OPEN_STATUSES),
+                        or_(TicketRow.category != "crisis", TicketRow.priority != "urgent"),
+                    )
+                    .values(category="crisis", priority="urgent"),
+                )
+            )
+            row = await s.get(TicketRow, ticket_id)
+            if row is None or row.status not in OPEN_STATUSES:
+                return Escalated.CLOSED
+            await self._event(s, ticket_id, "escalated", actor, data)
+            return Escalated.ESCALATED if changed else Escalated.ALREADY
 
     async def add_event(
         self,

@@ -33,6 +33,7 @@ QUESTION = "试用期最长多久？"
 WAGES = "公司现在拖欠我三个月工资不发，我该怎么办"
 """A violation happening now: handed off at once, with a draft answer and citations."""
 CRISIS = "我不想活了"
+SCREENED_CRISIS = "老师我撑不下去了 东西都送人了 今晚就从楼上跳下去"
 OTHER_GROUP = -100999
 STRANGER = 666
 ONCE = pytest.mark.parametrize("stack", ["polling-sqlite"], indirect=True)
@@ -228,6 +229,54 @@ async def test_a_crisis_gets_the_hotline_first_and_an_urgent_ticket(
     card = opened.card.text or ""
     assert card.startswith(f"工单 #1 · {said(bot, 'cat_crisis')} · {said(bot, 'prio_urgent')}")
     assert section(card, "问题摘要", "最近对话") == CRISIS
+
+
+async def test_a_crisis_told_to_a_counsellor_gets_the_hotline_and_makes_the_ticket_urgent(
+    tg: FakeTelegram, bot: Bot
+) -> None:
+    """While a ticket is open the bot does not answer, but it still reads each message for a
+    crisis: nobody may have to wait for a counsellor to see one."""
+    graduate, _, _ = people(tg)
+    opened = await hand_off(tg, bot, graduate)
+    assert (opened.ticket.category, opened.ticket.priority) != ("crisis", "urgent")
+
+    mark = tg.mark()
+    tg.send_text(graduate, "好的 谢谢老师 我等您消息")  # an ordinary message is only relayed
+    await tg.await_for(chat=FORUM, thread_id=opened.thread, since=mark, text="我等您消息")
+    await tg.await_idle()
+    assert sent_since(tg, mark, GRADUATE) == []
+    ticket = await bot.store.get_ticket(opened.ticket.id)
+    assert ticket is not None and ticket.priority == opened.ticket.priority
+
+    mark = tg.mark()
+    tg.send_text(graduate, SCREENED_CRISIS)
+    hotline = await tg.await_for(chat=GRADUATE, since=mark, text="12356", timeout=20)
+    assert hotline.text == said(bot, "crisis"), "the self-harm message, the number first"
+    await tg.await_for(chat=FORUM, thread_id=opened.thread, since=mark, text="楼上跳下去")
+    alert = said(bot, "grp_crisis_alert", kind=said(bot, "sig_self_harm"))
+    await topic_notice(tg, mark, opened.thread, alert)
+    ticket = await bot.store.get_ticket(opened.ticket.id)
+    assert ticket is not None and (ticket.category, ticket.priority) == ("crisis", "urgent")
+    events = [e for e in await bot.store.events(ticket.id) if e.kind == "escalated"]
+    assert [e.data["signals"][0] for e in events] == ["self_harm"]
+
+
+async def test_the_crisis_message_is_sent_when_the_counsellor_group_cannot_be_reached(
+    tg: FakeTelegram, bot: Bot
+) -> None:
+    graduate, _, _ = people(tg)
+    tg.join(FORUM, tg.bot, "kicked")  # the bot was removed from the counsellor group
+    mark = tg.mark()
+    tg.send_text(graduate, CRISIS)
+    await tg.await_for(
+        chat=GRADUATE, since=mark, text=said(bot, "tg_handoff_crisis_queued"), timeout=20
+    )
+    received = sent_since(tg, mark, GRADUATE)
+    assert "12356" in (received[0].text or ""), "the hotline first, group or no group"
+    assert not any("出了点问题" in (r.text or "") for r in received), "no error message"
+    (ticket,) = await bot.store.list_tickets(limit=5)
+    assert (ticket.category, ticket.priority) == ("crisis", "urgent")  # kept for the console
+    assert tg.messages_to(FORUM) == []
 
 
 # -- claiming ----------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ from bot.kb.regions import REGIONS, normalise_region
 from bot.kb.retriever import detect_lang
 from bot.storage.store import (
     ConversationRecord,
+    Escalated,
     Exchange,
     NewTurn,
     Send,
@@ -150,6 +151,30 @@ async def ask_agent(s: Services, state: Conversation, text: str) -> Reply:
     return await loop.run_in_executor(s.agent_pool, s.agent.reply, state, text)
 
 
+async def _screen(
+    s: Services, conversation: ConversationRecord, user: User, text: str
+) -> Reply | None:
+    """The crisis check alone, on a message that goes to a counsellor (a ticket is open):
+    the agent does not answer it, but a crisis in it must not wait for a counsellor to
+    read it (``Agent.screen``)."""
+    loop = asyncio.get_running_loop()
+    state = _state(conversation, user)
+    return await loop.run_in_executor(s.agent_pool, s.agent.screen, state, text)
+
+
+async def _escalate(s: Services, ticket: Ticket, crisis: Reply, update_id: int) -> None:
+    """A crisis told to a counsellor: the ticket becomes a crisis, urgent (first in every
+    queue), and its topic gets an alert naming the kind, once per message."""
+    kind = crisis.signals[0] if crisis.signals else "self_harm"
+    outcome = await s.store.escalate_ticket(ticket.id, {"signals": crisis.signals})
+    if outcome is Escalated.CLOSED:
+        return
+    desk = s.need_desk
+    lang = desk.group_lang
+    alert = s.messages.get("grp_crisis_alert", lang, kind=s.messages.get(f"sig_{kind}", lang))
+    await desk.notify_topic(ticket, f"crisis-alert:{ticket.id}:{update_id}", alert)
+
+
 def student_of(s: Services, tg_user: TgUser | None, desk: Desk) -> str:
     first = tg_user.first_name if tg_user else None
     last = tg_user.last_name if tg_user else None
@@ -201,8 +226,14 @@ async def handle_question(
             ticket = await s.store.open_ticket_for(conversation.id)
             if ticket is not None:
                 await s.store.add_turn(conversation.id, "graduate", text)
+                crisis = await _screen(s, conversation, user, text)
+                if crisis is not None:  # the emergency numbers first, not after the relay
+                    key = f"crisis:{ticket.id}:{update.update_id}"
+                    await say(s, chat_id, fmt.escape(crisis.text), key=key)
                 if message is not None:
                     await _to_counsellor(s, update, user, ticket, chat_id, message.message_id)
+                if crisis is not None:
+                    await _escalate(s, ticket, crisis, update.update_id)
                 return
             await s.store.set_owner(conversation.id, "bot")  # no open ticket: repair
         typing: asyncio.Task[None] | None = None
