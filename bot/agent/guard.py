@@ -89,7 +89,12 @@ _LATIN_WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
 _DIGITS = re.compile(r"\d+")
 _SPACE = re.compile(r"\s+")
 _SENTENCE_END = re.compile(r"(?<=[。！？!?；;…\n~～])|(?<=[.])\s+")
-_CLAUSE_END = re.compile(r"(?<=[。！？!?；;…\n~～，,：:])|(?<=[.])\s+")
+_CLAUSE_END = re.compile(
+    r"(?<=[。！？!?；;…\n~～，,：:])|(?<=[.])\s+"
+    r"|(?<=[\u3400-\u4dbf\u4e00-\u9fff])\s+(?=[\u3400-\u4dbf\u4e00-\u9fff])"
+)
+"""Clause ends: punctuation, and a space between Chinese words — typed on a phone, a
+Chinese message often has spaces instead of commas ("我已经决定月底结束自己了 走之前想问问…")."""
 
 
 def normalise(text: str) -> str:

@@ -191,6 +191,9 @@ class TicketRow(Base):
     long_wait_notified_at: Mapped[dt.datetime | None]
     giveup_offered_at: Mapped[dt.datetime | None]
     contact: Mapped[str | None] = mapped_column(Text)
+    signals: Mapped[list[Any] | None]
+    """What the message check found in the message that opened the ticket (the decided
+    class first: ``["violence", "ordinary"]``), shown on the card; NULL before 0006."""
 
 
 class TicketEventRow(Base):

@@ -224,6 +224,8 @@ class Ticket:
     long_wait_notified_at: dt.datetime | None
     giveup_offered_at: dt.datetime | None
     contact: str | None
+    signals: list[Any] | None = None
+    """The message check's classes for the message that opened it (``TicketRow.signals``)."""
 
     @property
     def is_open(self) -> bool:
@@ -1056,6 +1058,7 @@ class Store:
         citations: Sequence[Any] = (),
         transcript: Sequence[Any] = (),
         *,
+        signals: Sequence[str] = (),
         actor: str = "bot",
         session: AsyncSession | None = None,
     ) -> tuple[Ticket, bool]:
@@ -1077,6 +1080,7 @@ class Store:
                 draft_answer=draft_answer,
                 citations=_json(list(citations)),
                 transcript=_json(list(transcript)),
+                signals=list(signals) or None,
                 created_at=now,
             )
             .returning(TicketRow)

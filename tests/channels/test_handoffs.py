@@ -18,12 +18,14 @@ from unittest.mock import patch
 from zoneinfo import ZoneInfo
 
 import pytest
+from sqlalchemy import select
 
 from bot.agent.agent import Agent
 from bot.channels.telegram.app import Services, build_application
 from bot.channels.telegram.jobs import run_sla
 from bot.prompts import Messages
 from bot.storage import Database, Store
+from bot.storage.models import OutboxRow
 from bot.storage.store import Ticket
 from tests.channels.conftest import COUNSELLOR, COUNSELLOR_2, FORUM, GRADUATE, Bot, Stack
 from tests.fakes.telegram_server import FakeTelegram, FakeUser, SentRecord
@@ -33,6 +35,7 @@ QUESTION = "试用期最长多久？"
 WAGES = "公司现在拖欠我三个月工资不发，我该怎么办"
 """A violation happening now: handed off at once, with a draft answer and citations."""
 CRISIS = "我不想活了"
+CRISIS_WITH_QUESTION = "我已经决定月底结束自己了 走之前想问问 档案和户口放着不管会怎么样"
 SCREENED_CRISIS = "老师我撑不下去了 东西都送人了 今晚就从楼上跳下去"
 OTHER_GROUP = -100999
 STRANGER = 666
@@ -229,6 +232,20 @@ async def test_a_crisis_gets_the_hotline_first_and_an_urgent_ticket(
     card = opened.card.text or ""
     assert card.startswith(f"工单 #1 · {said(bot, 'cat_crisis')} · {said(bot, 'prio_urgent')}")
     assert section(card, "问题摘要", "最近对话") == CRISIS
+
+
+async def test_the_card_shows_a_crisis_and_the_question_told_with_it(
+    tg: FakeTelegram, bot: Bot
+) -> None:
+    graduate, _, _ = people(tg)
+    tg.send_text(graduate, CRISIS_WITH_QUESTION)
+    await tg.await_for(chat=GRADUATE, text=said(bot, "tg_handoff_crisis_queued"), timeout=20)
+    opened = await newest_ticket(tg, bot)
+    assert opened.ticket.signals == ["self_harm", "ordinary"]
+    also = said(bot, "grp_card_also", reason=said(bot, "reason_crisis"), also="")
+    reason_line = (opened.card.text or "").splitlines()[1]
+    assert reason_line.startswith(f"转接原因：{also}"), reason_line
+    assert reason_line.endswith(said(bot, "sig_ordinary"))
 
 
 async def test_a_crisis_told_to_a_counsellor_gets_the_hotline_and_makes_the_ticket_urgent(
@@ -607,6 +624,29 @@ async def test_a_deleted_topic_is_recreated_for_the_next_message(
     mark = tg.mark()
     tg.send_text(li, "收到，我来看看。", chat=FORUM, thread_id=new_thread)
     await tg.await_for(chat=GRADUATE, since=mark, text="我来看看")
+
+
+async def test_a_message_whose_topic_is_gone_and_cannot_be_made_again_reaches_the_group(
+    tg: FakeTelegram, bot: Bot
+) -> None:
+    """The topic was deleted and Telegram will not create a new one just now: the copy,
+    already in the outbox, goes to the group itself (as it does without a topic), rather
+    than being given up against the deleted topic."""
+    graduate, _, _ = people(tg)
+    opened = await hand_off(tg, bot, graduate)
+    assert await bot.application.bot.delete_forum_topic(FORUM, opened.thread)
+    tg.fail("createForumTopic", "500", times=4)  # every attempt of the gateway
+
+    mark = tg.mark()
+    tg.send_text(graduate, "老师，我还在等")
+    copy = await tg.await_for(
+        chat=FORUM, since=mark, method="copyMessage", text="我还在等", timeout=20
+    )
+    assert copy.message_thread_id is None
+    await tg.await_idle()
+    async with bot.store.transaction() as session:
+        statuses = (await session.execute(select(OutboxRow.status))).scalars().all()
+    assert "dead" not in statuses and "pending" not in statuses
 
 
 async def test_photos_are_copied_both_ways(tg: FakeTelegram, bot: Bot) -> None:

@@ -47,7 +47,7 @@ TABLES = {
     "curated_answers",
     "ticket_attachments",
 }
-HEAD = "0005"
+HEAD = "0006"
 """The newest migration."""
 
 

@@ -485,6 +485,7 @@ class Desk:
             draft_text,
             citations,
             transcript(turns),
+            signals=reply.signals,
         )
         position = await self.store.queue_position(ticket.id)
         return Handoff(ticket, created, position)
@@ -539,6 +540,7 @@ class Desk:
             transcript=tuple((t["role"], t["text"]) for t in ticket.transcript),
             draft=ticket.draft_answer,
             citations=tuple(citations),
+            signals=tuple(ticket.signals or ()),
         )
         text = fmt.render_ticket_card(card, lang, self.messages)
         keyboard = fmt.card_keyboard(

@@ -499,6 +499,19 @@ def priority_label(priority: str, lang: Lang, messages: Messages) -> str:
     return messages.get(f"prio_{priority}", lang)
 
 
+SIGNALS = (
+    "self_harm",
+    "violence",
+    "confined",
+    "human",
+    "illegal",
+    "out_of_scope",
+    "injection",
+    "ordinary",
+)
+"""The message check's classes (``bot.agent.guard.Label`` values), each with a ``sig_`` label."""
+
+
 def reason_label(reason: str | None, lang: Lang, messages: Messages) -> str:
     """The handoff reason (a HandoffReason value) in words; MISSING for none."""
     if not reason:
@@ -586,6 +599,26 @@ class TicketCard:
     draft: str | None = None
     """The bot's proposed answer, if it had a reliable one."""
     citations: Sequence[Citation] = ()
+    signals: Sequence[str] = ()
+    """What the message check found (the decided class first); the others are shown with
+    the reason, e.g. a crisis told inside a wage question."""
+
+
+def reason_with_signals(
+    reason: str | None, signals: Sequence[str], lang: Lang, messages: Messages
+) -> str:
+    """The reason in words, then what else the message check found in the message:
+    "危机 · 同时：有就业或权益问题"."""
+    said = reason_label(reason, lang, messages)
+    others = [
+        messages.get(f"sig_{signal}", lang)
+        for signal in dict.fromkeys(signals[1:])
+        if signal in SIGNALS and signal != reason
+    ]
+    if not others:
+        return said
+    joined = ("；" if lang == "zh" else "; ").join(others)
+    return messages.get("grp_card_also", lang, reason=said, also=joined)
 
 
 def _citation_lines(citations: Sequence[Citation]) -> list[str]:
@@ -620,7 +653,7 @@ def render_ticket_card(
         "ticket_id": str(card.ticket_id),
         "category": escape(category_label(card.category, lang, messages)),
         "priority": escape(priority_label(card.priority, lang, messages)),
-        "reason": escape(reason_label(card.reason, lang, messages)),
+        "reason": escape(reason_with_signals(card.reason, card.signals, lang, messages)),
         "student": escape(card.student.strip() or messages.get("student_anonymous", lang)),
         "lang": escape(messages.get(f"btn_lang_{card.graduate_lang}", lang)),
         "region": escape(card.region.strip()) if card.region and card.region.strip() else MISSING,
