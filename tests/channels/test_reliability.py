@@ -25,6 +25,8 @@ from telegram.error import BadRequest, TimedOut
 from telegram.request import HTTPXRequest
 from telegram.warnings import PTBUserWarning
 
+from bot.agent.models import Conversation
+from bot.channels.telegram import graduates
 from bot.channels.telegram.gateway import DeliveryFailed, Gateway
 from bot.channels.telegram.jobs import deliver_due, run_sla
 from bot.storage.models import OutboxRow, ProcessedUpdateRow
@@ -352,6 +354,38 @@ async def test_an_update_a_dead_process_left_unfinished_is_taken_up_again_once(
     async with bot.store.transaction() as session:
         row = await session.get(ProcessedUpdateRow, update_id)
         assert row is not None and row.status == "done" and row.payload is None
+
+
+async def test_a_withheld_answer_leaves_its_update_open_until_the_question_is_relayed(
+    bot: Bot,
+) -> None:
+    """A counsellor took the conversation over while the agent was thinking: the answer is
+    withheld, and the question goes to the counsellor next. Until it has (the relay marks
+    the update done), the update stays 'processing', so that a process dying in between
+    leaves it to be taken up again rather than the question lost."""
+    store = bot.store
+    user, conversation = await store.load_graduate(GRADUATE, "张三")
+    update_id = 810_000_200
+    begun = await store.begin_update(update_id, (GRADUATE, 0), dt.timedelta(seconds=60))
+    assert begun is not None and begun.ours
+    state = Conversation(id=str(conversation.id))
+    reply = bot.services.agent.reply(state, QUESTION)
+    await store.set_owner(conversation.id, "assigned")  # the counsellor, meanwhile
+    recorded = await graduates._record_exchange(
+        bot.services,
+        conversation.id,
+        user.id,
+        QUESTION,
+        None,
+        reply,
+        state,
+        update_id,
+        (GRADUATE, 0),
+        GRADUATE,
+    )
+    assert recorded is None, "withheld"
+    assert await store.update_status(update_id) == "processing"
+    assert update_id not in bot.services.finished
 
 
 async def test_a_restart_in_the_middle_of_a_ticket_keeps_the_relay_going(

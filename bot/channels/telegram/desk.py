@@ -598,8 +598,11 @@ class Desk:
             return Relayed.ALREADY
         delivery = await self.send_queued(items)
         if delivery.failed is not None and is_thread_missing(delivery.failed):
+            gone = ticket.topic_id
             ticket = await self.ensure_topic(ticket, student=student, user=user, replace=True)
-            payload = self._copy_payload(chat_id, message_id, ticket.topic_id)
+            # into the new topic; or, when Telegram would not make one, into the group
+            thread = ticket.topic_id if ticket.topic_id != gone else None
+            payload = self._copy_payload(chat_id, message_id, thread)
             until = self.store.now() + self.send_lease
             if await self.store.move_item(items[0].id, payload, until):
                 items = [replace(items[0], payload=payload, next_attempt_at=until)]
