@@ -294,6 +294,37 @@ async def test_the_outbox_delivers_without_python_telegram_bot_warnings(
 
 
 @pytest.mark.parametrize("stack", ["polling-sqlite"], indirect=True)
+async def test_a_copy_left_in_the_outbox_for_a_deleted_topic_reaches_the_group(
+    tg: FakeTelegram, bot: Bot
+) -> None:
+    """The outbox job sends what a process left behind (its lease ran out) with the payload
+    it had: a topic deleted meanwhile must not make the graduate's message a 'bad request'
+    given up for good."""
+    assert bot.application.job_queue is not None
+    for job in bot.application.job_queue.get_jobs_by_name("outbox"):
+        job.schedule_removal()
+    graduate = tg.user(GRADUATE, "张三", started=True)
+    original = tg.send_text(graduate, QUESTION)
+    await tg.await_idle()
+    topic = await bot.application.bot.create_forum_topic(FORUM, "#9 · 其他 · 张同学")
+    assert await bot.application.bot.delete_forum_topic(FORUM, topic.message_thread_id)
+    payload = {
+        "chat_id": FORUM,
+        "from_chat_id": GRADUATE,
+        "message_id": original["message"]["message_id"],
+        "message_thread_id": topic.message_thread_id,
+    }
+    await bot.store.enqueue("copy:probe", "copyMessage", payload)
+
+    assert await deliver_due(bot.services) == 0  # the deleted topic: retargeted, not dead
+    assert await deliver_due(bot.services) == 1
+    copy = await tg.await_for(chat=FORUM, method="copyMessage", text=QUESTION, timeout=5)
+    assert copy.message_thread_id is None, "into the group itself"
+    (item,) = [i for i in await outbox(bot) if i.method == "copyMessage"]
+    assert item.status == "sent" and "message_thread_id" not in item.payload
+
+
+@pytest.mark.parametrize("stack", ["polling-sqlite"], indirect=True)
 async def test_a_long_counsellor_reply_that_goes_to_the_outbox_arrives_whole(
     tg: FakeTelegram, stack: Stack, bot: Bot
 ) -> None:

@@ -392,6 +392,22 @@ class Desk:
             return None
         first, rest = items[0], [item.id for item in items[1:]]
         attempts = first.attempts + 1
+        if (
+            is_thread_missing(error)
+            and first.payload.get("message_thread_id") is not None
+            and attempts < MAX_ATTEMPTS
+        ):
+            # The topic was deleted (a counsellor, or the outbox job sending what a lapsed
+            # lease left behind with the old topic): what was meant for it goes to the
+            # group itself, at once, as it would without a topic — never given up.
+            now = self.store.now()
+            to_group = {k: v for k, v in first.payload.items() if k != "message_thread_id"}
+            async with self.store.transaction() as tx:
+                await self.store.mark_failed(first.id, str(error), now, dead=False, session=tx)
+                await self.store.move_item(first.id, to_group, now, session=tx)
+                await self.store.postpone(rest, now, session=tx)
+            logger.warning("outbox item %s: topic gone, sent to the group", first.dedupe_key)
+            return now
         dead = error.permanent or attempts >= MAX_ATTEMPTS
         retry_at = self.store.now() + retry_delay(attempts)
         async with self.store.transaction() as tx:
