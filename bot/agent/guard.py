@@ -260,6 +260,8 @@ _LEXICON: dict[Label, re.Pattern[str]] = {
 }
 _HUMAN_LEXICON = re.compile(
     r"^/human\b|转人工|人工客服|找人工|真人(?:客服|老师)"
+    r"|(?:想|要|请|能不能|可以|可不可以)找(?:个|一个|一位)?(?:老师|辅导员|顾问)"
+    r"(?:帮|聊|谈|问|咨询|沟通)"
     r"|\b(?:talk|speak) (?:to|with) (?:a |an )?(?:real |actual |live )?"
     r"(?:human|person|counsell?or)\b",
     re.IGNORECASE,

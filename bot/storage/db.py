@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
+_MIGRATE_ATTEMPTS = 5
+"""How often ``migrate`` tries when SQLite says at once that the new file is locked."""
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 """How long a SQLite writer waits for another writer's lock before giving up."""
 
@@ -205,17 +207,29 @@ class Database:
         (bot start-up) as well as under ``asyncio.run`` from a command line. Concurrent
         callers are serialised: an advisory lock on PostgreSQL, the write lock on SQLite.
         """
-        try:
-            async with self.engine.begin() as connection:
-                if self.dialect == "postgresql":
-                    await connection.execute(
-                        text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY}
-                    )
-                await connection.run_sync(_upgrade_to_head)
-        except (DBAPIError, OSError) as exc:
-            raise self.unavailable(exc, "migrate") from exc
-        except CommandError as exc:  # e.g. a revision from a newer GradGuide
-            raise StorageError(f"cannot migrate database {self.display_url}: {exc}") from exc
+        for attempt in range(_MIGRATE_ATTEMPTS):
+            try:
+                async with self.engine.begin() as connection:
+                    if self.dialect == "postgresql":
+                        await connection.execute(
+                            text("SELECT pg_advisory_xact_lock(:key)"),
+                            {"key": _MIGRATION_LOCK_KEY},
+                        )
+                    await connection.run_sync(_upgrade_to_head)
+                return
+            except (DBAPIError, OSError, CommandError) as exc:
+                # SQLite can refuse a second process's statements on a brand-new file at
+                # once ("database is locked" without waiting out its busy timeout, e.g.
+                # while the other switches it to WAL): wait a moment and try again.
+                locked = self.dialect == "sqlite" and "database is locked" in str(exc)
+                if locked and attempt + 1 < _MIGRATE_ATTEMPTS:
+                    await self.engine.dispose()
+                    await asyncio.sleep(0.2 * (attempt + 1))
+                    continue
+                if isinstance(exc, CommandError):  # e.g. a revision from a newer GradGuide
+                    message = f"cannot migrate database {self.display_url}: {exc}"
+                    raise StorageError(message) from exc
+                raise self.unavailable(exc, "migrate") from exc
 
     async def revision(self) -> str | None:
         """The schema revision the database is at (None: not migrated yet)."""
