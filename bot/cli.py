@@ -1,7 +1,7 @@
 """The ``gradguide`` command line.
 
 Usage:
-    gradguide kb ingest PATH... [--id ID --title T --lang zh|en ...] [--force]
+    gradguide kb ingest PATH... [--id ID --title T --lang zh|en ...] [--force] [--replace]
     gradguide kb list [--json] | kb show ID [--json] | kb remove ID | kb rebuild | kb stats [--json]
     gradguide kb search "query" [--k N] [--lang zh|en] [--region R] [--mode M] [--json]
     gradguide chat
@@ -35,6 +35,7 @@ from bot.agent.evaluation import evaluate as evaluate_answers
 from bot.agent.guard import LABELS, MODEL_PATH
 from bot.agent.guard_eval import GuardReport, confusion_rows
 from bot.agent.models import Conversation, Reply
+from bot.datadir import DataDirProblem, check_data_dir, os_error_message
 from bot.errors import ConfigError, GradGuideError
 from bot.kb.ingest import IngestReport
 from bot.kb.ingest import Progress as ProgressCallback
@@ -75,6 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
     ingest = kb.add_parser("ingest", help="add or update documents from files and folders")
     ingest.add_argument("paths", nargs="+", type=Path)
     ingest.add_argument("--force", action="store_true", help="re-embed even if unchanged")
+    ingest.add_argument(
+        "--replace",
+        action="store_true",
+        help="a file may replace the document that has its id but came from another file",
+    )
     meta = ingest.add_argument_group("metadata (overrides front matter)")
     for name in META_OPTIONS:
         meta.add_argument("--" + name.replace("_", "-"), dest=name, default=None)
@@ -135,6 +141,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+DATA_DIR_COMMANDS = frozenset({"kb", "web", "serve", "chat", "ask", "eval"})
+"""Commands that keep an index, caches, uploads or a database under GRADGUIDE_DATA_DIR: it
+is checked before they start (``bot.datadir``)."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     out = Console(soft_wrap=True)
@@ -148,6 +159,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("httpx", "httpcore", "chromadb"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.root.level))
+    if args.command in DATA_DIR_COMMANDS:
+        checked = check_data_dir(settings.data_dir)
+        if checked.problem is not DataDirProblem.NONE:
+            err.print(f"[red]error:[/] {escape(checked.message(Messages.load()))}")
+            return 2
     try:
         if args.command == "chat":
             return _chat(settings, out, err)
@@ -179,6 +195,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _kb(args, settings, out, err)
     except GradGuideError as exc:
         err.print(f"[red]error:[/] {escape(str(exc))}")
+        return 2
+    except OSError as exc:
+        if exc.filename is None:  # not about a file or directory: a bug, shown as one
+            raise
+        logging.getLogger(__name__).debug("file system error", exc_info=True)
+        err.print(f"[red]error:[/] {escape(os_error_message(exc, Messages.load()))}")
         return 2
     except KeyboardInterrupt:
         return 130
@@ -225,8 +247,20 @@ def _print_report(report: IngestReport, console: Console) -> None:
     console.print(table)
     if report.failed:
         console.print("[bold red]Failed files[/]")
+        messages = Messages.load()
         for outcome in report.failed:
-            console.print(f"  ✗ {escape(outcome.path)}: {escape(outcome.error or '')}")
+            error = outcome.error or ""
+            if outcome.conflict is not None:  # the document it would replace, by name
+                c = outcome.conflict
+                error = messages.get(
+                    "kb_id_taken", "en", doc_id=c.doc_id, title=c.title, source=c.source
+                )
+            console.print(f"  ✗ {escape(outcome.path)}: {escape(error)}")
+    skipped = [o for o in report.outcomes if o.status == "skipped"]
+    if skipped:
+        console.print("[bold]Skipped files[/]")
+        for outcome in skipped:
+            console.print(f"  - {escape(outcome.path)}: {escape(outcome.error or '')}")
 
 
 def _kb(args: argparse.Namespace, settings: Settings, out: Console, err: Console) -> int:
@@ -239,7 +273,11 @@ def _kb(args: argparse.Namespace, settings: Settings, out: Console, err: Console
             err,
             total,
             lambda advance: kb.ingest(
-                args.paths, overrides, force=args.force, on_file_done=advance
+                args.paths,
+                overrides,
+                force=args.force,
+                replace=args.replace,
+                on_file_done=advance,
             ),
         )
         assert report is not None
@@ -335,6 +373,7 @@ def _show(kb: KnowledgeBase, doc_id: str, as_json: bool, out: Console) -> int:
             "content_hash": doc.content_hash,
             "source": doc.source,
             "ingested_at": doc.ingested_at.isoformat(),
+            "admin_overrides": kb.overrides(doc_id),
             "chunks": [{"heading": h, "text": t} for h, t in chunks],
         }
         out.print(json.dumps(payload, ensure_ascii=False, indent=2), markup=False)
@@ -345,6 +384,8 @@ def _show(kb: KnowledgeBase, doc_id: str, as_json: bool, out: Console) -> int:
     table.add_row("validity", kb.validity(doc).value)
     table.add_row("source", escape(doc.source))
     table.add_row("ingested_at", doc.ingested_at.isoformat(timespec="seconds"))
+    if overrides := kb.overrides(doc_id):  # an admin's changes, kept through rebuilds
+        table.add_row("admin_overrides", escape(json.dumps(overrides, ensure_ascii=False)))
     out.print(table)
     for number, (heading, text) in enumerate(chunks, start=1):
         out.print(f"\n[bold]#{number} {escape(heading)}[/]\n{escape(text)}")

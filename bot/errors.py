@@ -9,10 +9,12 @@
         └── IngestError             one input file was refused; carries the path and a reason
             ├── UnsupportedFileError    unknown extension
             ├── FileTooLargeError       over GRADGUIDE_MAX_FILE_MB
+            │   └── InflatedTooLargeError   unpacks past GRADGUIDE_MAX_INFLATED_MB (a zip bomb)
             ├── EmptyFileError          no bytes, or no text after extraction
             ├── BinaryFileError         not text (NUL bytes, control characters)
             ├── EncodingError           text that is not UTF-8
             ├── CorruptFileError        a PDF/DOCX that cannot be parsed
+            ├── EncryptedFileError      a PDF that needs a password, an encrypted DOCX
             ├── MetadataError           a required field is missing or has the wrong type
             └── DuplicateIdError        two files in one batch claim the same id
     ├── StorageError                the database cannot be reached or refused a write
@@ -102,8 +104,16 @@ class EncodingError(IngestError):
     pass
 
 
+class InflatedTooLargeError(FileTooLargeError):
+    """Small on disk, too large unpacked (``bot.kb.unpack``); the reason is in zh and en."""
+
+
 class CorruptFileError(IngestError):
     pass
+
+
+class EncryptedFileError(IngestError):
+    """The reason (zh and en) says to remove the password and upload the file again."""
 
 
 class MetadataError(IngestError):

@@ -60,6 +60,13 @@ class Settings(BaseSettings):
     remote_timeout_s: float = Field(default=30.0, gt=0, description="Timeout for HTTP models.")
 
     max_file_mb: float = Field(default=20.0, gt=0, description="Larger files are refused.")
+    max_inflated_mb: float = Field(
+        default=50.0,
+        gt=0,
+        description="What a document may unpack to: the parts of a DOCX (a zip) together, "
+        "or a PDF's compressed streams, one by one and together. More is refused as a "
+        "zip bomb, before it is unpacked.",
+    )
     chunk_max_chars: int = Field(default=500, ge=100, le=4000)
     chunk_overlap_chars: int = Field(default=80, ge=0, le=1000)
 
@@ -215,6 +222,13 @@ class Settings(BaseSettings):
     )
     web_login_window_minutes: float = Field(
         default=15.0, gt=0, description="The window of the console's login rate limit."
+    )
+    web_max_body_mb: float | None = Field(
+        default=None,
+        gt=0,
+        description="The largest request body the console takes from a logged-in user; a "
+        "bigger one is answered 413 before it is read (a visitor without a session may "
+        "send 64 KB). Unset: `max_file_mb` plus 8 MB for the upload form's other fields.",
     )
     web_queue_refresh_s: float = Field(
         default=5.0, gt=0, description="How often the console's queue page refreshes itself."

@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -60,9 +60,13 @@ def env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
 
 
 def run_gradguide(
-    settings: Settings, *args: str, stdin: str | None = None
+    settings: Settings,
+    *args: str,
+    stdin: str | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run `python -m bot ARGS` as a new process on the test's data and knowledge dirs."""
+    """Run `python -m bot ARGS` as a new process on the test's data and knowledge dirs
+    (``env``: more environment, e.g. ``GRADGUIDE_EMBEDDING=hash`` for speed)."""
     return subprocess.run(
         [sys.executable, "-m", "bot", *args],
         input=stdin,
@@ -72,6 +76,7 @@ def run_gradguide(
             "GRADGUIDE_DATA_DIR": str(settings.data_dir),
             "GRADGUIDE_KNOWLEDGE_DIR": str(settings.knowledge_dir),
             "PATH": "/usr/bin:/bin",
+            **(env or {}),
         },
         timeout=300,
         check=False,

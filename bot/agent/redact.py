@@ -6,9 +6,11 @@ import logging
 import re
 
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
-    # (the look-behind starts a match only where an address can start: without it a long
-    # run of letters with no "@" is rescanned from every position, quadratic in its length)
-    (re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+"), "[email]"),
+    # ASCII letters only (re.ASCII: \w is [A-Za-z0-9_]): Chinese characters are word
+    # characters to Python, and "邮箱zhang@example.com" must keep 邮箱. (The look-behind
+    # starts a match only where an address can start: without it a long run of letters
+    # with no "@" is rescanned from every position, quadratic in its length.)
+    (re.compile(r"(?<![\w.%+-])[\w.%+-]+@[\w-]+(?:\.[\w-]+)+", re.ASCII), "[email]"),
     # 18-digit resident ID (last character may be X), before bank cards and phones
     (re.compile(r"(?<!\d)\d{17}[\dXx](?!\d)"), "[id-number]"),
     (re.compile(r"(?<!\d)\d{15}(?!\d)"), "[id-number]"),

@@ -2,7 +2,8 @@
 
 Two collections per embedding model, so vectors of different models never mix:
 ``gg-chunks-<model>`` (one record per chunk) and ``gg-docs-<model>`` (one record per document:
-its metadata, content hash and *active version*).
+its metadata, content hash and *active version*). A third, ``gg-ledger``, is shared by every
+model: what each document was ingested from and with, and an admin's changes (``ledger.py``).
 
 Replacing a document is atomic for readers: the new chunks are written under a new version,
 then the registry record is flipped to that version (a single upsert), then the old chunks
@@ -36,9 +37,14 @@ from chromadb.api.models.Collection import Collection
 from bot.components.embeddings import Vectors
 from bot.components.vectorstore import release_chroma
 from bot.errors import DocumentNotFoundError, IndexUnavailableError
+from bot.kb.ledger import LEDGER_COLLECTION, LedgerEntry
 from bot.kb.models import Chunk, DocMeta, IndexedDocument, ParsedDocument
 
 T = TypeVar("T")
+
+WriteCheck = Callable[[IndexedDocument | None, LedgerEntry | None], None]
+"""Called under the write lock with the document and ledger entry of the id being written;
+raises to refuse the write."""
 
 INDEX_LOCK_FILE = "gradguide-index.lock"
 """In the embedded Chroma directory: see ``IndexLock``."""
@@ -182,7 +188,7 @@ class KnowledgeIndex:
         client = self._open_client()
         model_key = self.model_key
 
-        def open_collections() -> tuple[Collection, Collection]:
+        def open_collections() -> tuple[Collection, Collection, Collection]:
             chunks = client.get_or_create_collection(
                 f"gg-chunks-{model_key}",
                 embedding_function=None,
@@ -194,9 +200,12 @@ class KnowledgeIndex:
                 embedding_function=None,
                 metadata={"embedding_model": model_key},
             )
-            return chunks, registry
+            ledger = client.get_or_create_collection(  # one for every model: see ledger.py
+                LEDGER_COLLECTION, embedding_function=None
+            )
+            return chunks, registry, ledger
 
-        self._chunks, self._registry = _guard(open_collections)
+        self._chunks, self._registry, self._ledger = _guard(open_collections)
         if self._client is not None:  # replaced: freed once no call can still be using it
             now = time.monotonic()
             self._retired.append((now, self._client))
@@ -249,6 +258,44 @@ class KnowledgeIndex:
         if not records:
             raise DocumentNotFoundError(doc_id)
         return _doc_from_record(records[0])
+
+    def ledger(self) -> dict[str, LedgerEntry]:
+        """Every ledger entry, by document id (including removed documents' overrides)."""
+        result = _guard(lambda: self._ledger.get(include=["metadatas"]))
+        entries = [LedgerEntry.load(str(m["entry"])) for m in result["metadatas"] or []]
+        return {e.doc_id: e for e in entries}
+
+    def ledger_entry(self, doc_id: str) -> LedgerEntry | None:
+        result = _guard(lambda: self._ledger.get(ids=[doc_id], include=["metadatas"]))
+        records = result["metadatas"] or []
+        return LedgerEntry.load(str(records[0]["entry"])) if records else None
+
+    def current(self, doc_id: str) -> tuple[IndexedDocument | None, LedgerEntry | None]:
+        """The document and its ledger entry, either of which may be missing."""
+        try:
+            doc: IndexedDocument | None = self.document(doc_id)
+        except DocumentNotFoundError:
+            doc = None
+        return doc, self.ledger_entry(doc_id)
+
+    def record(self, entry: LedgerEntry, check: WriteCheck | None = None) -> None:
+        """Write a ledger entry (an entry with nothing left to remember is deleted);
+        ``check`` as for ``replace_document``."""
+        with self._holding("exclusive"):
+            if check is not None:
+                check(*self.current(entry.doc_id))
+            if entry.source is None and not entry.overrides:
+                _guard(lambda: self._ledger.delete(ids=[entry.doc_id]))
+                return
+            metadata: Any = {"entry": entry.dump()}
+            _guard(
+                lambda: self._ledger.upsert(
+                    ids=[entry.doc_id],
+                    embeddings=np.ones((1, 1), dtype=np.float32),
+                    metadatas=[metadata],
+                    documents=[entry.doc_id],
+                )
+            )
 
     @staticmethod
     def fingerprint(documents: Sequence[IndexedDocument]) -> str:
@@ -387,18 +434,36 @@ class KnowledgeIndex:
         vectors: Vectors,
         tokens: Sequence[Sequence[str]],
         now: dt.datetime,
+        entry: LedgerEntry | None = None,
+        check: WriteCheck | None = None,
     ) -> IndexedDocument:
-        with self._holding("exclusive"):  # the three steps, with no other writer between
+        """Stage, record ``entry`` in the ledger, switch, purge: no other writer between.
+
+        ``check`` sees the document and ledger entry as they are now, under the lock, and
+        raises to refuse the write (nothing is written): a decision taken on an earlier
+        read (may this file take this id?) holds against a process that wrote meanwhile.
+        The ledger is written before the switch: a crash between the two leaves the ledger
+        naming the new source, which the next rebuild then indexes, never the reverse.
+        """
+        with self._holding("exclusive"):
+            if check is not None:
+                check(*self.current(parsed.meta.id))
             version = self.stage_chunks(parsed, content_hash, chunks, vectors, tokens)
+            if entry is not None:
+                self.record(entry)
             doc = self.activate(parsed, content_hash, len(chunks), now)
             self.purge_other_versions(parsed.meta.id, version)
         return doc
 
     def remove_document(self, doc_id: str) -> IndexedDocument:
+        """Remove a document; its ledger entry keeps only an admin's overrides."""
         with self._holding("exclusive"):
             doc = self.document(doc_id)
             _guard(lambda: self._registry.delete(ids=[doc_id]))
             _guard(lambda: self._chunks.delete(where={"doc_id": doc_id}))
+            entry = self.ledger_entry(doc_id)
+            if entry is not None:
+                self.record(LedgerEntry(doc_id=doc_id, overrides=entry.overrides))
         return doc
 
     def collect_garbage(self) -> int:

@@ -1,10 +1,15 @@
 """Turn a file (Markdown, text, HTML, PDF, DOCX) into a ``ParsedDocument``.
 
 Every refusal is an ``IngestError`` subclass whose message names the file and the reason.
+A DOCX or PDF is measured before it is unpacked and refused past ``max_inflated_bytes``
+(zip bombs), and an encrypted PDF is refused with what to do (``bot.kb.unpack``).
+HTML entities in Markdown (``&amp;``, ``&lt;``) are read as the characters they stand for,
+after the markup is stripped: the text is plain, and every channel escapes it when shown.
 """
 
 from __future__ import annotations
 
+import html
 import io
 import re
 from collections.abc import Iterable, Mapping
@@ -25,14 +30,21 @@ from bot.errors import (
     UnsupportedFileError,
 )
 from bot.kb.models import REQUIRED_FIELDS, DocMeta, ParsedDocument, Section
+from bot.kb.unpack import check_zip, read_pdf
+from bot.settings import Settings
 
 TEXT_SUFFIXES = {".md", ".markdown", ".txt"}
+MARKDOWN_SUFFIXES = {".md", ".markdown"}
 HTML_SUFFIXES = {".html", ".htm"}
 SUPPORTED_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | {".pdf", ".docx"}
 
 _HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
 _FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|\Z)", re.S)
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_CODE_SPAN = re.compile(r"(`+).*?\1", re.S)
+
+DEFAULT_MAX_INFLATED_BYTES = int(Settings.model_fields["max_inflated_mb"].default * 1_048_576)
+"""For callers that do not pass ``max_inflated_bytes`` (GRADGUIDE_MAX_INFLATED_MB's default)."""
 
 
 def iter_source_files(paths: Iterable[Path]) -> Iterable[Path]:
@@ -52,9 +64,14 @@ def iter_source_files(paths: Iterable[Path]) -> Iterable[Path]:
 
 
 def load_file(
-    path: Path, overrides: Mapping[str, Any] | None = None, *, max_bytes: int
+    path: Path,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    max_bytes: int,
+    max_inflated_bytes: int = DEFAULT_MAX_INFLATED_BYTES,
 ) -> ParsedDocument:
-    """Load and validate one file; ``overrides`` (from the command line) beat front matter."""
+    """Load and validate one file; ``overrides`` (from the command line) beat front matter.
+    ``max_bytes`` limits the file, ``max_inflated_bytes`` what a DOCX or PDF unpacks to."""
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
         raise UnsupportedFileError(
@@ -82,8 +99,9 @@ def load_file(
             front, body = _split_front_matter(path, text)
             body = _strip_markup(body)
     elif suffix == ".pdf":
-        intrinsic_title, body = _pdf_to_text(path, data)
+        intrinsic_title, body = _pdf_to_text(path, data, max_inflated_bytes)
     else:
+        check_zip(path, data, max_inflated_bytes)
         intrinsic_title, body = _docx_to_markdown(path, data)
 
     fields = {**front, **{k: v for k, v in (overrides or {}).items() if v is not None}}
@@ -91,6 +109,8 @@ def load_file(
         fields["title"] = intrinsic_title
     meta = _validate_meta(path, fields)
     sections = split_sections(body, meta.title)
+    if suffix in MARKDOWN_SUFFIXES:
+        sections = [_unescape_section(section) for section in sections]
     if not sections:
         raise EmptyFileError(path, "no text after the metadata")
     return ParsedDocument(meta=meta, sections=sections, source=path.resolve())
@@ -258,6 +278,37 @@ def _strip_markup(body: str) -> str:
     return _TAG.sub("", body)
 
 
+def _unescape_section(section: Section) -> Section:
+    """A Markdown section as read: entities outside code become their characters (after
+    ``_strip_markup``, so an escaped ``&lt;script&gt;`` is text, never markup)."""
+    return Section(
+        headings=[_unescape_markdown(h) for h in section.headings],
+        text=_unescape_markdown(section.text),
+    )
+
+
+def _unescape_markdown(text: str) -> str:
+    """``html.unescape`` outside fenced code blocks and `code spans`, which Markdown shows
+    as written."""
+    lines: list[str] = []
+    in_fence = False
+    for line in text.split("\n"):
+        if line.lstrip().startswith("```"):
+            in_fence = not in_fence
+            lines.append(line)
+        elif in_fence:
+            lines.append(line)
+        else:
+            pieces = _CODE_SPAN.split(line)
+            spans = [m.group(0) for m in _CODE_SPAN.finditer(line)]
+            out = [html.unescape(pieces[0])]
+            # split() also returns each span's backtick group: step over it
+            for span, after in zip(spans, pieces[2::2], strict=True):
+                out += [span, html.unescape(after)]
+            lines.append("".join(out))
+    return "\n".join(lines)
+
+
 def _html_to_markdown(text: str) -> tuple[str | None, str]:
     parser = _HtmlText()
     parser.feed(text)
@@ -266,22 +317,14 @@ def _html_to_markdown(text: str) -> tuple[str | None, str]:
     return parser.title or None, "\n".join(lines)
 
 
-def _pdf_to_text(path: Path, data: bytes) -> tuple[str | None, str]:
-    from pypdf import PdfReader
-    from pypdf.errors import PyPdfError
-
-    try:
-        reader = PdfReader(io.BytesIO(data), strict=False)
-        pages = [page.extract_text() or "" for page in reader.pages]
-        title = reader.metadata.title if reader.metadata else None
-    except (PyPdfError, ValueError, KeyError, TypeError, OSError, AttributeError) as exc:
-        raise CorruptFileError(path, f"the PDF cannot be read ({exc})") from exc
-    text = "\n\n".join(p.strip() for p in pages)
+def _pdf_to_text(path: Path, data: bytes, max_inflated: int) -> tuple[str | None, str]:
+    read = read_pdf(path, data, max_inflated)
+    text = "\n\n".join(p.strip() for p in read.pages)
     if not text.strip():
         raise EmptyFileError(
             path, "the PDF has no extractable text (a scanned image? run OCR on it first)"
         )
-    return (str(title) if title else None), text
+    return read.title, text
 
 
 def _docx_to_markdown(path: Path, data: bytes) -> tuple[str | None, str]:

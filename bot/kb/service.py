@@ -14,10 +14,19 @@ from bot.components.embeddings import Embedder, build_embedder
 from bot.components.vectorstore import open_chroma
 from bot.kb.index import INDEX_LOCK_FILE, IndexLock, KnowledgeIndex
 from bot.kb.ingest import Ingestor, IngestReport, Progress
+from bot.kb.ledger import (
+    OVERRIDABLE,
+    Conflict,
+    OverrideOutcome,
+    OverrideStatus,
+    json_values,
+)
 from bot.kb.lexical import Tokenizer
 from bot.kb.models import IndexedDocument, Validity
 from bot.kb.retriever import Hit, Retriever
 from bot.settings import Settings
+
+__all__ = ["Conflict", "KbStats", "KnowledgeBase", "OverrideOutcome", "OverrideStatus"]
 
 
 class KbStats(BaseModel):
@@ -72,38 +81,91 @@ class KnowledgeBase:
         overrides: Mapping[str, Any] | None = None,
         *,
         force: bool = False,
+        replace: bool = False,
         on_file_done: Progress | None = None,
     ) -> IngestReport:
-        report = self.ingestor.ingest(paths, overrides, force=force, on_file_done=on_file_done)
+        """Add or update documents; a file whose id belongs to a document from another file
+        is refused (its outcome names that document) unless ``replace``."""
+        report = self.ingestor.ingest(
+            paths, overrides, force=force, replace=replace, on_file_done=on_file_done
+        )
         self.retriever.refresh(force=True)
         return report
 
     def rebuild_sources(self) -> list[Path]:
-        """What ``rebuild`` re-reads: the knowledge folder plus every other recorded source."""
-        sources: list[Path] = [self.settings.knowledge_dir]
-        knowledge = self.settings.knowledge_dir.resolve()
-        for doc in self.index.documents():
-            source = Path(doc.source)
-            if source.exists() and not source.resolve().is_relative_to(knowledge):
-                sources.append(source)
-        return sources
+        """What ``rebuild`` re-reads: every document's recorded source, and the knowledge
+        folder's other files."""
+        return [job.path for job in self.ingestor.rebuild_jobs(self.settings.knowledge_dir)]
 
     def rebuild(self, on_file_done: Progress | None = None) -> IngestReport:
-        """Re-read and re-embed every source, then drop orphaned chunks."""
-        report = self.ingest(self.rebuild_sources(), force=True, on_file_done=on_file_done)
+        """Re-read and re-embed every document as it was ingested (its source, the metadata
+        it was given, an admin's overrides), then drop orphaned chunks."""
+        report = self.ingestor.rebuild(self.settings.knowledge_dir, on_file_done=on_file_done)
         self.index.collect_garbage()
+        self.retriever.refresh(force=True)
         return report
 
     def ensure_built(self, on_file_done: Progress | None = None) -> IngestReport | None:
-        """Build the index from the knowledge folder on first use."""
+        """Build the index on first use: the knowledge folder, and (a new embedding model on
+        a store that knows documents) every recorded document as it was ingested."""
         if self.index.documents():
             return None
-        return self.ingest([self.settings.knowledge_dir], on_file_done=on_file_done)
+        report = self.ingestor.rebuild(
+            self.settings.knowledge_dir, force=False, on_file_done=on_file_done
+        )
+        self.retriever.refresh(force=True)
+        return report
+
+    def conflict(self, doc_id: str, source: Path) -> Conflict | None:
+        """The document that a file at ``source`` giving ``doc_id`` would replace: one with
+        that id from another file (None: no such document, or the same file)."""
+        doc, entry = self.index.current(doc_id)
+        if doc is None or doc.source == str(source.resolve()):
+            return None
+        if entry is not None and entry.source == str(source.resolve()):
+            return None
+        return Conflict.of(doc)
 
     def remove(self, doc_id: str) -> IndexedDocument:
         doc = self.index.remove_document(doc_id)
         self.retriever.refresh(force=True)
         return doc
+
+    # -- an admin's changes to a document ---------------------------------------------------
+
+    def overrides(self, doc_id: str) -> dict[str, Any]:
+        """An admin's changes to a document (JSON values; empty: none)."""
+        entry = self.index.ledger_entry(doc_id)
+        return dict(entry.overrides) if entry is not None else {}
+
+    def all_overrides(self) -> dict[str, dict[str, Any]]:
+        return {i: dict(e.overrides) for i, e in self.index.ledger().items() if e.overrides}
+
+    def set_overrides(self, doc_id: str, changes: Mapping[str, Any]) -> OverrideOutcome:
+        """Change metadata fields of a document (a None value drops that field's change) and
+        index it again from its source; the change is kept in the ledger and applied on every
+        (re)index until cleared. Nothing is kept unless the document could be written."""
+        unknown = sorted(set(changes) - set(OVERRIDABLE))
+        if unknown:
+            return OverrideOutcome(OverrideStatus.INVALID, reason=f"cannot change {unknown}")
+        merged = self.overrides(doc_id)
+        for name in changes:
+            merged.pop(name, None)
+        merged.update(json_values({k: v for k, v in changes.items() if v is not None}))
+        return self._reindex(doc_id, merged)
+
+    def expire(self, doc_id: str) -> OverrideOutcome:
+        """Expire a document from yesterday (it is no longer cited)."""
+        return self.set_overrides(doc_id, {"expires": self.clock() - dt.timedelta(days=1)})
+
+    def clear_overrides(self, doc_id: str) -> OverrideOutcome:
+        """Undo every change an admin made to a document: its file's metadata holds again."""
+        return self._reindex(doc_id, {})
+
+    def _reindex(self, doc_id: str, overrides: dict[str, Any]) -> OverrideOutcome:
+        outcome = self.ingestor.reindex(doc_id, overrides)
+        self.retriever.refresh(force=True)
+        return outcome
 
     def documents(self) -> list[IndexedDocument]:
         return self.index.documents()

@@ -493,3 +493,40 @@ class TicketAttachmentRow(Base):
     file_size: Mapped[int | None] = mapped_column(BigInteger)
     caption: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(index=True)
+
+
+# --- erasures (``bot.storage.erasures``) -------------------------------------------------
+
+ERASURE_STEPS = ("messages", "topic", "rename", "done", "failed")
+
+
+class ErasureRow(Base):
+    """What /forget still has to delete in Telegram: the bot's messages carrying a forgotten
+    graduate's words in one chat or forum topic of the counsellor group (the ticket card,
+    the copies of their messages), or the whole topic. No personal data: chat, topic and
+    message ids, and the number the deleted ticket had."""
+
+    __tablename__ = "erasures"
+    __table_args__ = (
+        _one_of("step", ERASURE_STEPS, "step"),
+        Index(None, "step", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    chat_id: Mapped[int] = mapped_column(BigInteger)
+    thread_id: Mapped[int | None] = mapped_column(BigInteger)
+    """The forum topic (None: messages in the group outside any topic)."""
+    ticket_number: Mapped[int] = mapped_column(Integer)
+    """The deleted ticket's id, for the counsellors ("#42")."""
+    message_ids: Mapped[list[Any]]
+    """The messages still to delete (step 'messages')."""
+    whole: Mapped[bool] = mapped_column(Boolean, default=False)
+    """The topic holds copies whose ids were never learnt: it is deleted whole (after the
+    messages that are known, so that less is left if Telegram refuses that)."""
+    step: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime]
+    """While the step is pending, a time in the future is a lease (as in the outbox)."""
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime]
+    finished_at: Mapped[dt.datetime | None]

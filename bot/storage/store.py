@@ -128,7 +128,12 @@ class ConversationRecord:
 
 @dataclass(frozen=True, slots=True)
 class NewTurn:
-    """A message about to be added to a transcript (``Store.add_turn``, ``finish_exchange``)."""
+    """A message about to be added to a transcript (``Store.add_turn``, ``finish_exchange``).
+
+    Its text is stored redacted (ID, phone, e-mail and bank card numbers: ``redact``), as the
+    privacy notice says; the counsellors see the graduate's message whole in their Telegram
+    group, where the relay copies it (so they can call back), and a graduate's /contact
+    details are kept as given on the ticket."""
 
     role: TurnRole
     text: str
@@ -143,7 +148,7 @@ class NewTurn:
         return {
             "conversation_id": conversation_id,
             "role": self.role,
-            "text": self.text,
+            "text": redact(self.text),
             "lang": self.lang,
             "intent": self.intent,
             "confidence": self.confidence,
@@ -371,6 +376,18 @@ def _json(value: Any) -> Any:
         return [_json(item) for item in value]
     if isinstance(value, dt.datetime | dt.date):
         return value.isoformat()
+    return value
+
+
+def _redacted(value: Any) -> Any:
+    """JSON ``value`` with every string redacted: the agent's dialogue state keeps what the
+    graduate wrote (its turns, the questions it searched for), stored as the turns are."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {key: _redacted(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_redacted(item) for item in value]
     return value
 
 
@@ -636,8 +653,9 @@ def _record_answer(
     the agent's ``state`` (bumping the version) and both turns, and returns the answer's
     turn id. None, with nothing written, when a counsellor owns it now (or the
     conversation is gone)."""
+    saved = _redacted(_json(state))
     took = connection.execute(
-        _TAKE_FOR_BOT, {"b_conversation_id": conversation_id, "b_state": _json(state), "b_now": now}
+        _TAKE_FOR_BOT, {"b_conversation_id": conversation_id, "b_state": saved, "b_now": now}
     )
     if took.scalar_one_or_none() is None:
         return None
@@ -974,7 +992,11 @@ class Store:
                 ConversationRow.id == conversation_id,
                 ConversationRow.version == expected_version,
             )
-            .values(state=_json(state), version=ConversationRow.version + 1, updated_at=self.now())
+            .values(
+                state=_redacted(_json(state)),  # what the graduate wrote, as in the turns
+                version=ConversationRow.version + 1,
+                updated_at=self.now(),
+            )
         )
         async with self._tx(session) as s:
             return _rowcount(await self._dml(s, statement)) == 1
@@ -2404,10 +2426,10 @@ class Store:
         self, cutoff: dt.datetime, *, session: AsyncSession | None = None
     ) -> dict[str, int]:
         """Retention (``GRADGUIDE_RETENTION_DAYS``): what graduates wrote before ``cutoff``
-        goes — their turns and attachments, the transcripts of tickets closed before it, the
-        dialogue state of conversations idle since before it (owned by the bot), and
-        unanswered questions. Tickets, ratings and counts stay for the records. Returns rows
-        changed per kind ("attachments" only when some were deleted)."""
+        goes — their turns and attachments, the transcripts and the contact details of
+        tickets closed before it, the dialogue state of conversations idle since before it
+        (owned by the bot), and unanswered questions. Tickets, ratings and counts stay for the
+        records. Returns rows changed per kind ("attachments" only when some were deleted)."""
         async with self._tx(session) as s:
             turns = _rowcount(
                 await self._dml(s, delete(TurnRow).where(TurnRow.created_at < cutoff))
@@ -2419,14 +2441,18 @@ class Store:
                 )
             )
             closed = await s.execute(
-                select(TicketRow.id, TicketRow.transcript).where(
+                select(TicketRow.id, TicketRow.transcript, TicketRow.contact).where(
                     TicketRow.status.in_(["resolved", "cancelled"]),
                     TicketRow.resolved_at < cutoff,
                 )
             )
-            ids = [ticket_id for ticket_id, transcript in closed if transcript]
+            ids = [ticket_id for ticket_id, transcript, contact in closed if transcript or contact]
             if ids:
-                statement = update(TicketRow).where(TicketRow.id.in_(ids)).values(transcript=[])
+                statement = (
+                    update(TicketRow)
+                    .where(TicketRow.id.in_(ids))
+                    .values(transcript=[], contact=None)
+                )
                 await self._dml(s, statement)
             idle = await s.execute(
                 select(ConversationRow.id, ConversationRow.state).where(

@@ -8,44 +8,55 @@ import csv
 import datetime as dt
 import io
 import logging
-import re
 import shutil
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
+from fastapi import APIRouter, FastAPI, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import Response
 
 from bot.agent.models import Conversation, Reply
 from bot.agent.redact import redact
-from bot.errors import DocumentNotFoundError, GradGuideError
+from bot.errors import DocumentNotFoundError, GradGuideError, MetadataError
 from bot.kb.chunking import chunk_sections
 from bot.kb.ingest import IngestReport
 from bot.kb.loaders import SUPPORTED_SUFFIXES, load_file
-from bot.kb.models import Chunk, ParsedDocument
+from bot.kb.models import ID_PATTERN, Chunk, ParsedDocument
 from bot.kb.retriever import Hit
+from bot.kb.service import Conflict, OverrideOutcome, OverrideStatus
 from bot.kb.upload import META_FIELDS
 from bot.storage.store import UnansweredQuestion
 from bot.web import charts
 from bot.web.app import Viewer, WebServices, admin, lang_of, redirect, render, services_of
 from bot.web.labels import Labels
 from bot.web.security import new_token
+from bot.web.staging import NameCheck, Staging, file_name
 
 logger = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/admin")
 
-_TOKEN = re.compile(r"^[A-Za-z0-9_-]{20,64}$")
+@asynccontextmanager
+async def _sweep_at_start_up(app: FastAPI) -> AsyncIterator[None]:
+    """Uploads abandoned before the console (re)started are removed (``bot.web.staging``)."""
+    services: WebServices = app.state.services
+    _staging(services).sweep()
+    yield
 
 
-def _staging(s: WebServices) -> Path:
-    return s.settings.data_dir / "uploads" / "web-staging"
+router = APIRouter(prefix="/admin", lifespan=_sweep_at_start_up)
 
 
-def _safe_name(name: str) -> str:
-    return re.sub(r"[^\w.\-]+", "_", Path(name).name)[:120] or "document"
+def _staging(s: WebServices) -> Staging:
+    return Staging(s.settings.data_dir / "uploads" / "web-staging")
+
+
+def _uploads(s: WebServices) -> Path:
+    """Where committed console uploads are kept: one folder per upload, by document id."""
+    return s.settings.data_dir / "uploads" / "web"
 
 
 # -- documents ---------------------------------------------------------------------------
@@ -55,11 +66,30 @@ def _safe_name(name: str) -> str:
 async def documents(request: Request, viewer: Viewer = admin) -> Response:
     s = services_of(request)
     docs = await s.run(s.kb.documents)
+    overrides = await s.run(s.kb.all_overrides)
     rows = sorted(
         ((d, s.kb.validity(d).value) for d in docs),
         key=lambda row: (row[1] == "active", row[0].meta.id),
     )
-    return render(request, "documents.html", rows=rows, flash=request.query_params.get("msg"))
+    lang = lang_of(request)
+    notes = {  # an admin's changes, kept until undone: "Set by an admin: Expires 2026-11-25"
+        doc_id: s.messages.get(
+            "web_override_note",
+            lang,
+            fields="; ".join(
+                f"{s.messages.get('web_meta_' + name, lang)} {value}"
+                for name, value in sorted(changes.items())
+            ),
+        )
+        for doc_id, changes in overrides.items()
+    }
+    return render(
+        request,
+        "documents.html",
+        rows=rows,
+        override_notes=notes,
+        flash=request.query_params.get("msg"),
+    )
 
 
 @router.get("/documents/upload")
@@ -67,8 +97,9 @@ async def upload_form(request: Request, viewer: Viewer = admin) -> Response:
     params = request.query_params
     meta = {name: params.get(name, "") for name in META_FIELDS}
     replace = params.get("replace", "")
+    s = services_of(request)
+    _staging(s).sweep()
     if replace:
-        s = services_of(request)
         try:
             doc = await s.run(s.kb.document, replace)
         except DocumentNotFoundError as exc:
@@ -105,7 +136,8 @@ class Preview:
 def _preview(s: WebServices, path: Path, overrides: dict[str, str]) -> Preview:
     """Parse and chunk the file exactly as ingestion would, without writing the index."""
     max_bytes = int(s.settings.max_file_mb * 1_048_576)
-    document = load_file(path, overrides, max_bytes=max_bytes)
+    inflated = int(s.settings.max_inflated_mb * 1_048_576)
+    document = load_file(path, overrides, max_bytes=max_bytes, max_inflated_bytes=inflated)
     chunks = chunk_sections(
         document.sections, s.settings.chunk_max_chars, s.settings.chunk_overlap_chars
     )
@@ -122,61 +154,102 @@ async def _form_overrides(request: Request) -> dict[str, str]:
     return overrides
 
 
+def _bad_ids(overrides: dict[str, str], replace: str) -> bool:
+    """An id (or the document to replace) that is not an id: it would name no document and
+    must never become part of a path."""
+    return any(v and not ID_PATTERN.match(v) for v in (overrides.get("id", ""), replace))
+
+
 @router.post("/documents/preview")
 async def upload_preview(
     request: Request,
     file: Annotated[UploadFile | None, File()] = None,
     text: Annotated[str, Form(max_length=2_000_000)] = "",
     token: Annotated[str, Form()] = "",
-    replace: Annotated[str, Form()] = "",
+    replace: Annotated[str, Form(max_length=200)] = "",
     viewer: Viewer = admin,
 ) -> Response:
     """Step 1: keep the upload in a staging folder and show its metadata and chunks."""
     s = services_of(request)
+    staging = _staging(s)
     overrides = await _form_overrides(request)
+    if _bad_ids(overrides, replace):
+        return _upload_error(request, overrides, "", token, "", "web_upload_bad_id", status=400)
     if replace:
         overrides["id"] = replace
-    folder: Path
     if token:
-        if not _TOKEN.match(token) or not (_staging(s) / token).is_dir():
+        found = staging.folder(token)
+        if found is None:
             return redirect("/admin/documents/upload")
-        folder = _staging(s) / token
+        folder = found
     else:
-        token = new_token()
-        folder = _staging(s) / token
-        folder.mkdir(parents=True, exist_ok=True)
+        staging.sweep()
         if file is not None and file.filename:
-            target = folder / _safe_name(file.filename)
+            name = file_name(file.filename)
+            if name.check is not NameCheck.OK:
+                key = "web_upload_bad_name"
+                return _upload_error(request, overrides, replace, "", "", key, status=400)
+            token = new_token()
+            folder = staging.create(token)
             limit = int(s.settings.max_file_mb * 1_048_576) + 1
             data = await file.read(limit + 1)
-            target.write_bytes(data[: limit + 1])
+            (folder / name.name).write_bytes(data[: limit + 1])
         elif text.strip():
+            token = new_token()
+            folder = staging.create(token)
             (folder / "document.md").write_text(text, encoding="utf-8")
         else:
-            shutil.rmtree(folder, ignore_errors=True)
             return _upload_error(request, overrides, replace, "", "", "web_upload_nothing")
-    files = sorted(p for p in folder.iterdir() if p.is_file())
-    if not files:
+    if replace:
+        staging.note_replace(folder, replace)
+    path = staging.staged(folder)
+    if path is None:
+        staging.discard(folder)
         return redirect("/admin/documents/upload")
-    path = files[0]
     if path.suffix.lower() not in SUPPORTED_SUFFIXES:
-        shutil.rmtree(folder, ignore_errors=True)
+        staging.discard(folder)
         return _upload_error(request, overrides, replace, "", "", "web_upload_unsupported")
     try:
         preview = await s.run(_preview, s, path, overrides)
-    except GradGuideError as exc:
+    except MetadataError as exc:  # kept: the admin fills in what is missing
+        return _upload_error(request, overrides, replace, token, path.name, None, exc.reason)
+    except GradGuideError as exc:  # the file itself cannot be read: nothing is kept
+        staging.discard(folder)
         reason = getattr(exc, "reason", str(exc))
-        return _upload_error(request, overrides, replace, token, path.name, None, reason)
-    existing = {d.meta.id for d in await s.run(s.kb.documents)}
+        return _upload_error(request, overrides, replace, "", "", None, reason)
+    except BaseException:
+        staging.discard(folder)
+        raise
+    doc_id = preview.document.meta.id
+    conflict = await s.run(s.kb.conflict, doc_id, path)
+    return _preview_page(request, token, path, preview, replace, staging.replaces(folder), conflict)
+
+
+def _preview_page(
+    request: Request,
+    token: str,
+    path: Path,
+    preview: Preview,
+    replace: str,
+    noted: str | None,
+    conflict: Conflict | None,
+    status: int = 200,
+) -> Response:
+    """The chunks and metadata; a document with the same id is named, with where it came
+    from, and is replaced only if the admin came from its Replace button or ticks the box."""
+    meta = preview.document.meta
+    asked = conflict is not None and noted == meta.id
     return render(
         request,
         "preview.html",
+        status,
         token=token,
         file_name=path.name,
-        meta=preview.document.meta,
-        form=_meta_form(preview.document.meta.model_dump(mode="json")),
+        meta=meta,
+        form=_meta_form(meta.model_dump(mode="json")),
         chunks=preview.chunks,
-        replaces=preview.document.meta.id in existing,
+        replaces=asked,
+        conflict=None if asked else conflict,
         replace=replace,
     )
 
@@ -189,11 +262,13 @@ def _upload_error(
     file_name: str,
     key: str | None,
     reason: str | None = None,
+    *,
+    status: int = 422,
 ) -> Response:
     return render(
         request,
         "upload.html",
-        422,
+        status,
         meta=_meta_form(dict(overrides)),
         replace=replace,
         body="",
@@ -209,33 +284,71 @@ def _upload_error(
 async def upload_commit(
     request: Request,
     token: Annotated[str, Form()] = "",
+    replace: Annotated[str, Form(max_length=200)] = "",
     viewer: Viewer = admin,
 ) -> Response:
-    """Step 2: move the staged file under the data dir and ingest it (a known id replaces
-    that document atomically)."""
+    """Step 2: move the staged file to a folder of its own under the data dir and ingest it.
+    A document with the same id is replaced only when the admin asked for it (the Replace
+    button, or the box ticked on the preview); otherwise the preview is shown again (409)
+    naming that document and its file."""
     s = services_of(request)
-    folder = _staging(s) / token
-    if not _TOKEN.match(token) or not folder.is_dir():
+    staging = _staging(s)
+    folder = staging.folder(token)
+    if folder is None:
         return redirect("/admin/documents?msg=web_upload_expired")
     overrides = await _form_overrides(request)
-    files = sorted(p for p in folder.iterdir() if p.is_file())
-    if not files:
+    if _bad_ids(overrides, replace):
+        return _upload_error(request, overrides, "", token, "", "web_upload_bad_id", status=400)
+    staged = staging.staged(folder)
+    if staged is None:
         return redirect("/admin/documents?msg=web_upload_expired")
-    doc_id = overrides.get("id") or "doc"
-    final = s.settings.data_dir / "uploads" / "web" / re.sub(r"[^\w.\-]+", "_", doc_id)
+    try:
+        preview = await s.run(_preview, s, staged, overrides)
+    except GradGuideError as exc:
+        reason = getattr(exc, "reason", str(exc))
+        return _upload_error(request, overrides, "", token, staged.name, None, reason)
+    doc_id = preview.document.meta.id
+    noted = staging.replaces(folder)
+    conflict = await s.run(s.kb.conflict, doc_id, staged)
+    asked = doc_id in (replace, noted)
+    if conflict is not None and not asked:
+        page = _preview_page(request, token, staged, preview, noted or "", noted, conflict, 409)
+        return page
+    final = _uploads(s) / doc_id / new_token()[:16]
     final.mkdir(parents=True, exist_ok=True)
-    target = final / files[0].name
-    shutil.move(str(files[0]), target)
-    shutil.rmtree(folder, ignore_errors=True)
-    report: IngestReport = await s.run(s.kb.ingest, [target], overrides)
+    target = final / staged.name
+    shutil.move(str(staged), target)
+    report: IngestReport = await s.run(s.kb.ingest, [target], overrides, replace=asked)
     outcome = report.outcomes[0] if report.outcomes else None
+    failed = outcome is None or outcome.status == "failed"
+    if failed:  # back where it was: the admin may correct it and try again
+        shutil.move(str(target), staged)
+        shutil.rmtree(final, ignore_errors=True)
+    else:
+        staging.discard(folder)
+        if conflict is not None:
+            _drop_replaced_upload(s, Path(conflict.source))
     await s.console.audit(
         viewer.account,
         "document_uploaded",
         f"doc:{outcome.doc_id if outcome else doc_id}",
-        {"status": outcome.status if outcome else "failed", "file": target.name},
+        {
+            "status": outcome.status if outcome else "failed",
+            "file": target.name,
+            "replaced": conflict.source if conflict is not None and not failed else None,
+        },
     )
-    if outcome is None or outcome.status == "failed":
+    if outcome is None or failed:
+        error = outcome.error if outcome else "?"
+        if outcome is not None and outcome.conflict is not None:  # another process, meanwhile
+            c = outcome.conflict
+            error = s.messages.get(
+                "web_upload_id_taken",
+                lang_of(request),
+                doc_id=c.doc_id,
+                title=c.title,
+                source=c.source,
+            )
         return render(
             request,
             "upload.html",
@@ -243,34 +356,72 @@ async def upload_commit(
             meta=_meta_form(dict(overrides)),
             replace="",
             body="",
-            error=outcome.error if outcome else "?",
+            error=error,
             error_key=None,
             error_message="web_upload_failed",
-            token="",
-            file_name="",
+            token=token,
+            file_name=staged.name,
         )
     return redirect(f"/admin/documents?msg=web_upload_{outcome.status}")
 
 
+def _drop_replaced_upload(s: WebServices, source: Path) -> None:
+    """A console upload that another file replaced is no document's source any more: its
+    folder goes (files from anywhere else are never touched)."""
+    uploads = _uploads(s).resolve()
+    folder = source.parent.resolve()
+    if folder.is_relative_to(uploads) and folder != uploads and folder.parent != uploads:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+async def _change_overrides(
+    request: Request,
+    doc_id: str,
+    viewer: Viewer,
+    change: Callable[[str], OverrideOutcome],
+    event: str,
+    messages: tuple[str, str],
+) -> Response:
+    """Apply an admin's change to a document (``change``: a ``KnowledgeBase`` call), audit
+    it as ``event`` and go back to the list with ``messages`` (done, failed)."""
+    s = services_of(request)
+    outcome = await s.run(change, doc_id)
+    if outcome.status is OverrideStatus.NOT_FOUND:
+        raise HTTPException(404)
+    ok = outcome.status in (OverrideStatus.APPLIED, OverrideStatus.UNCHANGED)
+    await s.console.audit(
+        viewer.account,
+        event,
+        f"doc:{doc_id}",
+        {"ok": ok, "outcome": outcome.status.value, "reason": outcome.reason},
+    )
+    if outcome.status is OverrideStatus.NO_SOURCE:
+        return redirect("/admin/documents?msg=web_expire_no_source")
+    return redirect(f"/admin/documents?msg={messages[0] if ok else messages[1]}")
+
+
 @router.post("/documents/{doc_id}/expire")
 async def expire(request: Request, doc_id: str, viewer: Viewer = admin) -> Response:
-    """Expire from yesterday: re-ingest the source with its metadata and that date."""
-    s = services_of(request)
-    try:
-        doc = await s.run(s.kb.document, doc_id)
-    except DocumentNotFoundError as exc:
-        raise HTTPException(404) from exc
-    source = Path(doc.source)
-    if not source.is_file():
-        return redirect("/admin/documents?msg=web_expire_no_source")
-    overrides = doc.meta.model_dump()
-    overrides["expires"] = s.kb.clock() - dt.timedelta(days=1)
-    if overrides["effective_from"] and overrides["effective_from"] > overrides["expires"]:
-        overrides["effective_from"] = overrides["expires"]
-    report = await s.run(s.kb.ingest, [source], overrides)
-    failed = bool(report.failed)
-    await s.console.audit(viewer.account, "document_expired", f"doc:{doc_id}", {"ok": not failed})
-    return redirect(f"/admin/documents?msg={'web_expire_failed' if failed else 'web_expired'}")
+    """Expire from yesterday. The expiry is kept with the knowledge base and applied on every
+    (re)index (a ``kb rebuild``, a new upload of the document) until it is undone."""
+    kb = services_of(request).kb
+    return await _change_overrides(
+        request, doc_id, viewer, kb.expire, "document_expired", ("web_expired", "web_expire_failed")
+    )
+
+
+@router.post("/documents/{doc_id}/overrides/clear")
+async def clear_overrides(request: Request, doc_id: str, viewer: Viewer = admin) -> Response:
+    """Undo an admin's changes (an expiry): the document's own metadata holds again."""
+    kb = services_of(request).kb
+    return await _change_overrides(
+        request,
+        doc_id,
+        viewer,
+        kb.clear_overrides,
+        "document_overrides_cleared",
+        ("web_overrides_cleared", "web_overrides_failed"),
+    )
 
 
 @router.post("/documents/{doc_id}/remove")

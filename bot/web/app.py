@@ -2,9 +2,11 @@
 
 ``build_services(settings)`` opens the database, the knowledge base and the agent once;
 ``create_app(services)`` wires the routes; ``serve(settings)`` runs it with uvicorn. Every
-route except the login page and the static files goes through ``guard`` (a role check, and a
-CSRF check on every POST); replies to graduates go through the Telegram bot on the same path
-as a topic reply (``bot.channels.telegram.counsellors.reply``).
+route except the login page and the static files goes through ``guard`` (a role check, ids
+in the path within range, and a CSRF check on every POST); before that, ``BodyGate``
+(bot.web.gate) lets a request body in only from a logged-in user and only up to the cap.
+Replies to graduates go through the Telegram bot on the same path as a topic reply
+(``bot.channels.telegram.counsellors.reply``).
 """
 
 from __future__ import annotations
@@ -25,9 +27,11 @@ from zoneinfo import ZoneInfo
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Scope
 
 from bot.agent.agent import Agent
 from bot.agent.curated import CuratedAnswers
@@ -38,6 +42,7 @@ from bot.settings import Settings
 from bot.storage.console_store import Account, ConsoleStore, WebSession
 from bot.storage.db import Database
 from bot.storage.store import Clock, Store, utcnow
+from bot.web.gate import MIB, BodyGate, Refusal, body_limit
 from bot.web.labels import Labels
 from bot.web.security import LoginLimiter, same, token_hash
 
@@ -52,6 +57,9 @@ LOGIN_CSRF_COOKIE = "gg_login_csrf"
 LANG_COOKIE = "gg_lang"
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
+MAX_ID = 2**31 - 1
+"""The largest id a path may name: the tables' ids are INTEGER (32 bits on PostgreSQL;
+a bigger number made SQLite raise OverflowError and PostgreSQL refuse the query)."""
 
 T = TypeVar("T")
 
@@ -207,6 +215,21 @@ async def _viewer(request: Request) -> Viewer | None:
     return None if found is None else Viewer(found[1], found[0])
 
 
+def _ids_in_range(request: Request) -> bool:
+    """Every path parameter the route declares as ``int`` is a plain number from 1 to
+    ``MAX_ID`` (anything else names nothing: 404, before a query is made)."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute):
+        return True
+    for param in route.dependant.path_params:
+        if param.field_info.annotation is not int:
+            continue
+        raw = str(request.path_params.get(param.alias, ""))
+        if not (raw.isascii() and raw.isdigit() and 1 <= int(raw) <= MAX_ID):
+            return False
+    return True
+
+
 async def _check_csrf(request: Request, expected: str) -> None:
     sent = request.headers.get(CSRF_HEADER)
     if sent is None:
@@ -219,7 +242,8 @@ async def _check_csrf(request: Request, expected: str) -> None:
 
 def guard(role: str) -> Callable[[Request], Awaitable[Viewer]]:
     """The check on every page and action: a live session, the role (admins may do what
-    counsellors do), and on anything but GET/HEAD a CSRF token matching the session's."""
+    counsellors do), ids in the path within range (else 404), and on anything but GET/HEAD
+    a CSRF token matching the session's."""
 
     async def check(request: Request) -> Viewer:
         viewer = await _viewer(request)
@@ -233,6 +257,9 @@ def guard(role: str) -> Callable[[Request], Awaitable[Viewer]]:
                 request.url.path,
             )
             raise Forbidden
+        if not _ids_in_range(request):
+            request.state.viewer = viewer  # the 404 page with the console's menu
+            raise StarletteHTTPException(404)
         if request.method not in ("GET", "HEAD"):
             await _check_csrf(request, viewer.csrf)
         request.state.viewer = viewer
@@ -375,6 +402,25 @@ def create_app(services: WebServices) -> FastAPI:
             return render(request, "error.html", 404, message_key="web_not_found")
         return PlainTextResponse(str(exc.detail), status_code=exc.status_code)
 
+    async def signed_in(scope: Scope) -> bool:
+        return await _viewer(Request(scope)) is not None
+
+    def refuse(scope: Scope, refusal: Refusal, limit: int) -> Response:
+        """The gate's answer, in the visitor's language; the connection is closed after it
+        (the body it did not read is not waited for)."""
+        lang = lang_of(Request(scope))
+        if refusal is Refusal.NOT_LOGGED_IN:
+            text = services.messages.get("web_login_required", lang)
+        else:
+            size = f"{limit / MIB:g} MB" if limit >= MIB else f"{limit // 1024} KB"
+            text = services.messages.get("web_body_too_large", lang, limit=size)
+        return PlainTextResponse(text, refusal.value, headers={"Connection": "close"})
+
+    # added first, so that it runs inside security_headers (its answers get the headers)
+    app.add_middleware(
+        BodyGate, limit=body_limit(services.settings), signed_in=signed_in, refuse=refuse
+    )
+
     @app.middleware("http")
     async def security_headers(request: Request, call_next: Any) -> Response:
         response: Response = await call_next(request)
@@ -397,9 +443,9 @@ def serve(settings: Settings) -> None:
     """``gradguide web``: the console on ``web_host:web_port`` (uvicorn)."""
     import uvicorn
 
-    from bot.agent.redact import install_log_redaction
+    from bot.web.logs import configure_web_logging
 
-    install_log_redaction()
+    configure_web_logging(settings)
     services = build_services(settings)
     if not services.kb.documents():
         services.kb.ensure_built()
@@ -409,5 +455,6 @@ def serve(settings: Settings) -> None:
         host=settings.web_host,
         port=settings.web_port,
         log_level=settings.log_level.lower(),
+        log_config=None,  # uvicorn's logs go through the root handlers, redacted (bot.web.logs)
         proxy_headers=True,
     )

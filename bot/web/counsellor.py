@@ -22,7 +22,16 @@ from bot.storage.console_store import Account
 from bot.storage.models import PRIORITIES
 from bot.storage.store import Ticket, TurnRecord
 from bot.web import attachments as files
-from bot.web.app import Viewer, WebServices, counsellor, lang_of, redirect, render, services_of
+from bot.web.app import (
+    MAX_ID,
+    Viewer,
+    WebServices,
+    counsellor,
+    lang_of,
+    redirect,
+    render,
+    services_of,
+)
 from bot.web.security import new_token
 
 logger = logging.getLogger(__name__)
@@ -266,7 +275,7 @@ async def reply(
     s = services_of(request)
     ticket = await _ticket(s, ticket_id)
     body = text.strip()
-    if not body and canned_id.isdigit():
+    if not body and canned_id.isascii() and canned_id.isdigit() and int(canned_id) <= MAX_ID:
         canned = await s.console.get_canned(int(canned_id))
         body = canned.text if canned else ""
     if not body:

@@ -45,6 +45,22 @@ def test_redact_removes_personal_identifiers(text: str, secret: str, placeholder
     assert placeholder in redacted
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (f"邮箱{EMAIL}", "邮箱[email]"),
+        (f"我的邮箱是{EMAIL}，谢谢", "我的邮箱是[email]，谢谢"),
+        (f"{EMAIL}联系我", "[email]联系我"),
+        (f"请发到张老师的{EMAIL}或者打电话", "请发到张老师的[email]或者打电话"),
+        ("邮箱:li_si@qq.com。", "邮箱:[email]。"),
+    ],
+)
+def test_redacting_an_address_keeps_the_chinese_words_around_it(text: str, expected: str) -> None:
+    """An address written straight after (or before) Chinese text, with no space: only the
+    address goes, the words that say what it is stay."""
+    assert redact(text) == expected
+
+
 def test_redact_keeps_what_a_counsellor_needs() -> None:
     text = (
         "公司2024-07-01起拖欠工资6000元，国办发〔2022〕13号说了什么？我打过12333和12356，"

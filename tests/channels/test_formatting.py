@@ -18,7 +18,6 @@ from bot.channels.telegram.formatting import (
     MESSAGE_LIMIT,
     TOPIC_NAME_LIMIT,
     Callback,
-    OfficeHours,
     TicketCard,
     answer_keyboard,
     back_to_bot_keyboard,
@@ -26,10 +25,8 @@ from bot.channels.telegram.formatting import (
     encode_callback,
     escape,
     forget_keyboard,
-    format_office_hours,
     language_keyboard,
     parse_callback,
-    parse_office_hours,
     rating_keyboard,
     render_reply,
     render_ticket_card,
@@ -39,6 +36,7 @@ from bot.channels.telegram.formatting import (
     text_length,
     topic_name,
 )
+from bot.channels.telegram.office_hours import OfficeHours, format_office_hours, parse_office_hours
 from bot.prompts import BUNDLED_PROMPTS_DIR, Messages
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -47,7 +45,9 @@ UTC = dt.UTC
 # Every key the Telegram channel uses, with its placeholders.
 TELEGRAM_KEYS: dict[str, set[str]] = {
     # graduates
-    "tg_welcome": set(),
+    "tg_welcome": {"retention"},
+    "tg_retention_days": {"days"},
+    "tg_retention_forever": set(),
     "tg_help": set(),
     "tg_lang_choose": set(),
     "tg_lang_set": set(),
@@ -58,6 +58,9 @@ TELEGRAM_KEYS: dict[str, set[str]] = {
     "tg_reset_done": set(),
     "tg_forget_confirm": set(),
     "tg_forget_done": set(),
+    "tg_forget_done_group": set(),
+    "tg_forget_done_pending": set(),
+    "tg_forget_done_failed": set(),
     "tg_forget_cancelled": set(),
     "tg_handoff_queued": {"position"},
     "tg_handoff_queued_offhours": {"position", "hours"},
@@ -142,6 +145,8 @@ TELEGRAM_KEYS: dict[str, set[str]] = {
     "grp_back_to_bot": {"name"},
     "grp_graduate_cancelled": set(),
     "grp_graduate_forgot": set(),
+    "grp_erase_failed": {"ticket_id", "link", "error"},
+    "grp_topic_forgotten": set(),
     "grp_note_saved": set(),
     "grp_draft_sent": {"name"},
     "grp_sla_reminder": {"ticket_id", "minutes", "link"},

@@ -11,8 +11,9 @@ from collections.abc import Callable
 
 import pytest
 
-from bot.channels.telegram.formatting import MESSAGE_LIMIT, format_office_hours
+from bot.channels.telegram.formatting import MESSAGE_LIMIT
 from bot.channels.telegram.jobs import apply_retention, load_curated
+from bot.channels.telegram.office_hours import format_office_hours
 from bot.kb.models import Lang
 from bot.storage.console_store import ConsoleStore
 from bot.storage.store import Ticket, User
@@ -42,6 +43,13 @@ def plain(text: str) -> str:
 
 def says(bot: Bot, key: str, lang: Lang, **values: object) -> str:
     return plain(bot.messages.get(key, lang, **values))
+
+
+def welcome_of(bot: Bot, lang: Lang) -> str:
+    """The welcome, with its privacy note's retention period (the settings' default)."""
+    days = bot.services.settings.retention_days
+    period = bot.messages.get("tg_retention_days", lang, days=days)
+    return says(bot, "tg_welcome", lang, retention=period)
 
 
 def has_feedback_buttons(record: SentRecord) -> bool:
@@ -143,7 +151,7 @@ async def test_start_welcomes_with_privacy_note_and_language_choice_then_lang_se
 ) -> None:
     alice = tg.user(GRADUATE, "张三", language_code="zh")
     welcome = await command(tg, alice, "start")
-    assert welcome.text == says(bot, "tg_welcome", "zh")
+    assert welcome.text == welcome_of(bot, "zh")
     assert "/forget" in (welcome.text or ""), "the privacy note says how to delete the data"
     assert welcome.parse_mode == "HTML"
     assert welcome.callback_data == ["lang:zh", "lang:en"]
@@ -180,7 +188,7 @@ async def test_start_welcomes_with_privacy_note_and_language_choice_then_lang_se
 async def test_start_and_help_follow_the_telegram_language(tg: FakeTelegram, bot: Bot) -> None:
     bob = tg.user(GRADUATE_2, "Bob", language_code="en")
     welcome = await command(tg, bob, "start")
-    assert welcome.text == says(bot, "tg_welcome", "en")
+    assert welcome.text == welcome_of(bot, "en")
 
     alice = tg.user(GRADUATE, "张三", language_code="zh")
     cases: list[tuple[FakeUser, Lang]] = [(bob, "en"), (alice, "zh")]
@@ -622,7 +630,7 @@ async def test_forget_yes_deletes_every_row_and_closes_an_open_ticket(
 
     confirm = await command(tg, alice, "forget")
     done = await reply_to(tg, alice, lambda: tg.click(alice, confirm, "forget:yes"))
-    assert done.text == says(bot, "tg_forget_done", "zh")
+    assert done.text == says(bot, "tg_forget_done_group", "zh")  # the card went too
     assert await rows_of(bot, alice_id) == dict.fromkeys(GRADUATE_TABLES, 0)
     assert await bot.store.get_user(telegram_id=GRADUATE) is None
     assert await rows_of(bot, bob_id) == bobs
@@ -634,6 +642,8 @@ async def test_forget_yes_deletes_every_row_and_closes_an_open_ticket(
     )
     (topic,) = tg.topics(FORUM, include_deleted=True)
     assert topic["closed"], "the forgotten graduate's topic is closed"
+    assert ticket.card_message_id is not None
+    assert tg.message(FORUM, ticket.card_message_id) is None, "its card deleted (test_forget)"
 
     # a question afterwards starts afresh, answered by the bot (not copied to the old topic)
     mark = tg.mark()

@@ -127,6 +127,11 @@ CALLBACK_DATA_LIMIT = 64
 DOWNLOAD_LIMIT = 20 * 1024 * 1024
 UPLOAD_LIMIT = 50 * 1024 * 1024
 TOPIC_COLORS = (7322096, 16766590, 13338331, 9367192, 16749490, 16478047)
+DELETE_WINDOW_S = 48 * 3600
+"""deleteMessage(s): "A message can only be deleted if it was sent less than 48 hours ago"
+(``tg.age_messages`` makes messages older)."""
+DELETE_BATCH_LIMIT = 100
+"""deleteMessages: "A JSON-serialized list of 1-100 identifiers of messages to delete"."""
 FAULT_KINDS = ("429", "500", "502", "timeout")
 UPDATE_TYPES = (
     "message",
@@ -704,6 +709,7 @@ class FakeChat:
     user: FakeUser | None = None
     is_forum: bool = False
     bot_can_manage_topics: bool = True
+    bot_can_delete_messages: bool = True
     members: dict[int, str] = field(default_factory=dict)  # user id -> status
     topics: dict[int, FakeTopic] = field(default_factory=dict)
     messages: dict[int, JSONDict] = field(default_factory=dict)  # current, not deleted
@@ -1079,6 +1085,7 @@ class FakeTelegram:
             "editMessageText": self._api_edit_message_text,
             "editMessageReplyMarkup": self._api_edit_message_reply_markup,
             "deleteMessage": self._api_delete_message,
+            "deleteMessages": self._api_delete_messages,
             "answerCallbackQuery": self._api_answer_callback_query,
             "sendChatAction": self._api_send_chat_action,
             "copyMessage": self._api_copy_message,
@@ -1288,6 +1295,7 @@ class FakeTelegram:
         username: str | None = None,
         bot_status: str = "administrator",
         bot_can_manage_topics: bool = True,
+        bot_can_delete_messages: bool = True,
         members: Iterable[UserRef] = (),
         admins: Iterable[UserRef] = (),
     ) -> FakeChat:
@@ -1302,6 +1310,7 @@ class FakeTelegram:
                     username=username,
                     is_forum=is_forum,
                     bot_can_manage_topics=bot_can_manage_topics,
+                    bot_can_delete_messages=bot_can_delete_messages,
                     last_message_id=1,
                 )
                 self._chats[chat_id] = chat
@@ -1337,6 +1346,19 @@ class FakeTelegram:
         """The user blocks (or unblocks) the bot: messages to them get 403."""
         with self._lock:
             self._user_ref(user).blocked = blocked
+
+    def age_messages(self, chat: ChatRef, seconds: float, *, thread_id: int | None = None) -> int:
+        """Make the chat's current messages (of one topic, or all) ``seconds`` older, as if
+        they had been sent that long before (a bot cannot delete a message after 48 hours:
+        ``DELETE_WINDOW_S``); how many."""
+        with self._lock:
+            messages = self.chat(chat).messages.values()
+            aged = [
+                m for m in messages if thread_id is None or m.get("message_thread_id") == thread_id
+            ]
+            for message in aged:
+                message["date"] = int(message["date"] - seconds)
+            return len(aged)
 
     def create_topic(
         self,
@@ -3078,6 +3100,19 @@ class FakeTelegram:
         else:
             message["reply_markup"] = markup
 
+    def _can_delete(self, chat: FakeChat, message: Mapping[str, Any]) -> bool:
+        """deleteMessage's limitations: sent less than 48 hours ago, not the service message
+        of a topic's creation, and the bot's own or (in a group) the bot an administrator
+        allowed to delete messages (``bot_can_delete_messages``)."""
+        if time.time() - float(message["date"]) >= DELETE_WINDOW_S:
+            return False
+        if "forum_topic_created" in message:
+            return False
+        if chat.type == "private" or message.get("from", {}).get("id") == self.bot.id:
+            return True
+        status = chat.members.get(self.bot.id)
+        return status == "creator" or (status == "administrator" and chat.bot_can_delete_messages)
+
     async def _api_delete_message(self, call: _Call) -> bool:
         params = call.params
         with self._lock:
@@ -3085,12 +3120,32 @@ class FakeTelegram:
             message = chat.messages.get(int(params.get("message_id") or 0))
             if message is None:
                 raise _bad("message to delete not found")
-            own = message.get("from", {}).get("id") == self.bot.id
-            admin = chat.members.get(self.bot.id) in ("administrator", "creator")
-            if chat.type != "private" and not own and not admin:
+            if not self._can_delete(chat, message):
                 raise _bad("message can't be deleted")
             del chat.messages[message["message_id"]]
             self._record_sent("deleteMessage", call, message)
+            return True
+
+    async def _api_delete_messages(self, call: _Call) -> bool:
+        """1-100 message ids; those not found are skipped. When one of those found cannot be
+        deleted (``_can_delete``) the request fails and nothing is deleted (what tdlib
+        does: it checks every message before it deletes any)."""
+        params = call.params
+        ids = params.get("message_ids")
+        if not isinstance(ids, list) or not ids:
+            raise _bad("message identifiers are not specified")
+        if len(ids) > DELETE_BATCH_LIMIT:
+            raise _bad("too many message identifiers specified")
+        if any(isinstance(i, bool) or not isinstance(i, int) or i <= 0 for i in ids):
+            raise _bad("invalid message identifier specified")
+        with self._lock:
+            chat = self._find_chat(params.get("chat_id"))
+            found = [chat.messages[i] for i in dict.fromkeys(ids) if i in chat.messages]
+            if not all(self._can_delete(chat, message) for message in found):
+                raise _bad("message can't be deleted")
+            for message in found:
+                del chat.messages[message["message_id"]]
+                self._record_sent("deleteMessages", call, message)
             return True
 
     async def _api_answer_callback_query(self, call: _Call) -> bool:
@@ -3240,8 +3295,13 @@ class FakeTelegram:
             return True
 
     async def _api_delete_forum_topic(self, call: _Call) -> bool:
+        """ "The bot must be an administrator in the chat for this to work and must have the
+        can_delete_messages administrator rights"; there is no 48-hour limit."""
         with self._lock:
             chat, topic = self._forum_topic(call.params)
+            status = chat.members.get(self.bot.id)
+            if status != "creator" and not chat.bot_can_delete_messages:
+                raise _bad("not enough rights to delete the topic")
             topic.deleted = True
             for message_id in [
                 mid
@@ -3321,7 +3381,7 @@ class FakeTelegram:
                     "can_be_edited": False,
                     "is_anonymous": False,
                     "can_manage_chat": True,
-                    "can_delete_messages": True,
+                    "can_delete_messages": chat.bot_can_delete_messages if is_bot else True,
                     "can_manage_video_chats": True,
                     "can_restrict_members": True,
                     "can_promote_members": False,

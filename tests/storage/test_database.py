@@ -46,8 +46,9 @@ TABLES = {
     "canned_replies",
     "curated_answers",
     "ticket_attachments",
+    "erasures",
 }
-HEAD = "0006"
+HEAD = "0007"
 """The newest migration."""
 
 

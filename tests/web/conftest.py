@@ -12,9 +12,15 @@ the reason).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import os
 import re
-from collections.abc import AsyncIterator
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +37,7 @@ from bot.storage import Database, Store, Ticket
 from bot.storage.console_store import Account, Attachment
 from bot.web.app import WebServices, build_services, create_app
 from bot.web.security import hash_password
-from tests.channels.conftest import GRADUATE, tg  # noqa: F401  (the fake Bot API fixture)
+from tests.channels.conftest import GRADUATE, free_port, tg  # noqa: F401  (the fake Bot API fixture)
 from tests.conftest import TODAY, make_markdown
 from tests.fakes.telegram_server import FakeTelegram
 from tests.storage.conftest import (  # noqa: F401  (fixtures shared with the storage tests)
@@ -77,6 +83,58 @@ class Clock:
 
     def advance(self, **delta: float) -> None:
         self.offset += dt.timedelta(**delta)
+
+
+@contextlib.contextmanager
+def gradguide_web(
+    tmp_path: Path, account: str, role: str, password: str
+) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """``gradguide web`` as its own process (hash embeddings, an empty knowledge folder) with
+    one account; yields its address and the process, whose output (stdout and stderr
+    together) can be read once it has stopped (SIGINT at the end)."""
+    port = free_port()
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "GRADGUIDE_DATA_DIR": str(tmp_path / "data"),
+        "GRADGUIDE_KNOWLEDGE_DIR": str(tmp_path / "knowledge"),
+        "GRADGUIDE_EMBEDDING": "hash",
+        "GRADGUIDE_WEB_PORT": str(port),
+    }
+    (tmp_path / "knowledge").mkdir(exist_ok=True)
+    command = [sys.executable, "-m", "bot"]
+    add = subprocess.run(
+        [*command, "users", "add", account, "--role", role, "--password-stdin"],
+        input=f"{password}\n",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert add.returncode == 0, add.stderr
+    server = subprocess.Popen(
+        [*command, "web"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                httpx.get(f"{url}/login", timeout=2, trust_env=False)
+                break
+            except httpx.HTTPError:
+                assert server.poll() is None, server.stdout.read() if server.stdout else ""
+                assert time.monotonic() < deadline, "gradguide web did not start"
+                time.sleep(0.3)
+        yield url, server
+    finally:
+        if server.poll() is None:
+            server.send_signal(signal.SIGINT)
+            try:
+                server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
 
 
 def csrf_of(html: str) -> str:

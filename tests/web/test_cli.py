@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
-import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -18,9 +14,8 @@ from bot.settings import Settings
 from bot.storage.console_store import AuditEntry, ConsoleStore
 from bot.storage.db import Database
 from bot.storage.store import Store
-from tests.channels.conftest import free_port
 from tests.conftest import run_cli
-from tests.web.conftest import csrf_of
+from tests.web.conftest import csrf_of, gradguide_web
 
 
 def test_users_add_creates_a_login_and_refuses_weak_or_duplicate(
@@ -66,70 +61,19 @@ async def _audit_log(settings: Settings) -> list[AuditEntry]:
 
 
 def test_gradguide_web_serves_the_console(tmp_path: Path) -> None:
-    port = free_port()
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "GRADGUIDE_DATA_DIR": str(tmp_path / "data"),
-        "GRADGUIDE_KNOWLEDGE_DIR": str(tmp_path / "knowledge"),
-        "GRADGUIDE_EMBEDDING": "hash",
-        "GRADGUIDE_WEB_PORT": str(port),
-    }
-    (tmp_path / "knowledge").mkdir()
-    add = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bot",
-            "users",
-            "add",
-            "chen",
-            "--role",
-            "counsellor",
-            "--password-stdin",
-        ],
-        input="correct horse battery\n",
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert add.returncode == 0, add.stderr
-    server = subprocess.Popen(
-        [sys.executable, "-m", "bot", "web"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                page = httpx.get(f"{url}/login", timeout=2, trust_env=False)
-                break
-            except httpx.HTTPError:
-                assert server.poll() is None, server.stdout.read() if server.stdout else ""
-                assert time.monotonic() < deadline, "gradguide web did not start"
-                time.sleep(0.3)
-        with httpx.Client(base_url=url, trust_env=False) as client:
-            page = client.get("/login")
-            login = client.post(
-                "/login",
-                data={
-                    "username": "chen",
-                    "password": "correct horse battery",
-                    "csrf_token": csrf_of(page.text),
-                },
-            )
-            assert login.status_code == 303
-            queue = client.get("/queue")
-            assert queue.status_code == 200 and "等待老师的工单" in queue.text
-    finally:
-        server.send_signal(signal.SIGINT)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+    with (
+        gradguide_web(tmp_path, "chen", "counsellor", "correct horse battery") as (url, _),
+        httpx.Client(base_url=url, trust_env=False) as client,
+    ):
+        page = client.get("/login")
+        login = client.post(
+            "/login",
+            data={
+                "username": "chen",
+                "password": "correct horse battery",
+                "csrf_token": csrf_of(page.text),
+            },
+        )
+        assert login.status_code == 303
+        queue = client.get("/queue")
+        assert queue.status_code == 200 and "等待老师的工单" in queue.text

@@ -1,11 +1,16 @@
 """Admins in a private chat (role checked by user id on every action): send a document to
 ingest it, ``/kb``, ``/kb_remove ID``, ``/stats``, ``/unanswered``. Anyone else is refused,
-and the refusal is logged."""
+and the refusal is logged.
+
+A document whose id belongs to a document from another file (every upload is a file of its
+own) is refused, naming that document and its file, unless the admin sent it with the caption
+"replace" (or 替换): then it replaces that document, as ``kb ingest --replace`` does."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import logging
 import re
 from collections.abc import Awaitable, Callable, Coroutine
@@ -26,6 +31,10 @@ logger = logging.getLogger(__name__)
 
 STATS_DAYS = 7
 PRIVATE = filters.ChatType.PRIVATE
+REPLACE_CAPTIONS = frozenset({"replace", "/replace", "替换"})
+"""A document sent with one of these captions may replace the document that has its id."""
+REPLACE_NOTE = ".replace"
+"""In an upload's folder: the admin asked to replace (read again when a restart resumes it)."""
 
 
 def register(application: Application, services: Services) -> None:  # type: ignore[type-arg]
@@ -125,17 +134,31 @@ async def on_document(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
             s.messages.get("adm_file_refused", lang, name=fmt.escape(name), reason=reason),
         )
         return
+    replace = (message.caption or "").strip().lower() in REPLACE_CAPTIONS
     upload_id = await s.store.add_upload(user.id, name, document.file_id)
     await _send(s, chat, s.messages.get("adm_ingest_started", lang, name=fmt.escape(name)))
-    await ingest_upload(s, upload_id, document.file_id, name, chat, lang)
+    await ingest_upload(s, upload_id, document.file_id, name, chat, lang, replace=replace)
 
 
 async def ingest_upload(
-    s: Services, upload_id: int, file_id: str, name: str, chat_id: int, lang: Lang
+    s: Services,
+    upload_id: int,
+    file_id: str,
+    name: str,
+    chat_id: int,
+    lang: Lang,
+    *,
+    replace: bool | None = None,
 ) -> None:
-    """Download and ingest one upload (also re-run by the job for uploads a restart cut off)."""
+    """Download and ingest one upload (also re-run by the job for uploads a restart cut off:
+    ``replace`` None, the admin's choice is read from the note left in the upload's folder)."""
     folder = s.settings.data_dir / "uploads" / str(upload_id)
     folder.mkdir(parents=True, exist_ok=True)
+    note = folder / REPLACE_NOTE
+    if replace:
+        note.write_text("replace", encoding="utf-8")
+    elif replace is None:
+        replace = note.is_file()
     safe = re.sub(r"[^\w.\-]+", "_", name)[:120] or "document"
     path = folder / safe
     try:
@@ -144,7 +167,9 @@ async def ingest_upload(
         )
         await file.download_to_drive(path)
         loop = asyncio.get_running_loop()
-        report = await loop.run_in_executor(s.kb_pool, s.kb.ingest, [path])
+        report = await loop.run_in_executor(
+            s.kb_pool, functools.partial(s.kb.ingest, [path], replace=replace)
+        )
     except (DeliveryFailed, GradGuideError, OSError) as exc:
         await s.store.finish_upload(upload_id, "failed", {"error": str(exc)[:500]})
         reason = fmt.escape(str(exc)[:300])
@@ -169,9 +194,22 @@ async def ingest_upload(
             failed=report.count("failed"),
         ),
     )
-    if report.failed:
+    for outcome in report.conflicts:  # the document it would replace, and how to replace it
+        assert outcome.conflict is not None
+        c = outcome.conflict
+        text = s.messages.get(
+            "adm_ingest_conflict",
+            lang,
+            name=fmt.escape(name),
+            doc_id=fmt.escape(c.doc_id),
+            title=fmt.escape(c.title),
+            source=fmt.escape(c.source),
+        )
+        await _send(s, chat_id, text)
+    others = [o for o in report.failed if o.conflict is None]
+    if others:
         details = "\n".join(
-            f"• {fmt.escape(Path(o.path).name)}: {fmt.escape(o.error or '')}" for o in report.failed
+            f"• {fmt.escape(Path(o.path).name)}: {fmt.escape(o.error or '')}" for o in others
         )
         await _send(s, chat_id, s.messages.get("adm_ingest_failures", lang, details=details))
 

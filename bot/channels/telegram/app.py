@@ -141,7 +141,7 @@ class PerChatOrder(BaseUpdateProcessor):
 
 
 def build_application(services: Services) -> Application:  # type: ignore[type-arg]
-    from bot.channels.telegram import admins, counsellors, graduates, jobs
+    from bot.channels.telegram import admins, counsellors, failures, graduates, jobs
 
     settings = services.settings
     if not settings.telegram_bot_token:
@@ -258,7 +258,7 @@ def build_application(services: Services) -> Application:  # type: ignore[type-a
     counsellors.register(application, services)
     graduates.register(application, services)
     application.add_handler(TypeHandler(Update, done), group=99)
-    application.add_error_handler(graduates.on_error)
+    application.add_error_handler(failures.on_error)
     jobs.schedule(application, services)
     return application
 
@@ -334,6 +334,9 @@ def serve(settings: Settings) -> None:
             "TELEGRAM_BOT_TOKEN is not set: create a bot with @BotFather and export its token"
         )
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # APScheduler (PTB's job queue) logs two INFO lines for every run of every job: the
+    # outbox job alone runs every 2 s. Its warnings (a job missed or still running) stay.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
     os.environ.setdefault("PTB_TIMEDELTA", "1")  # PTB 22: durations as timedelta, no warnings
     _faster_event_loop()
     _one_blas_thread()

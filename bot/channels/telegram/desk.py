@@ -26,12 +26,11 @@ processed again); after it is marked sent it is never sent again.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import datetime as dt
 import enum
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -47,6 +46,7 @@ from bot.channels.telegram.gateway import (
     is_thread_missing,
     is_topic_closed,
 )
+from bot.channels.telegram.lease import LeaseLost, SendLease
 from bot.errors import StorageError
 from bot.handoff.policy import topic_intent, transcript, triage
 from bot.kb.models import Lang
@@ -106,11 +106,6 @@ class UpdateInProgress:
 current_update: ContextVar[UpdateInProgress | None] = ContextVar("gradguide_update", default=None)
 
 
-class _LeaseLost(Exception):
-    """The outbox item's lease ran out while this process still meant to send it: the
-    outbox job may be sending it now, so this process does not."""
-
-
 class Relayed(enum.Enum):
     """What became of a relay (``Desk.relay_to_counsellors``, ``relay_to_graduate``) or a
     counsellor's draft (``counsellors.send_draft``)."""
@@ -150,67 +145,6 @@ class Delivery:
             return None
         value = self.results[-1].get("message_id")
         return int(value) if value is not None else None
-
-
-class _Lease:
-    """Keeps outbox items leased while they are being sent (a 429 may be waited out for
-    longer than the lease): renewed every third of it, only if the sending takes that long.
-    A renewal that finds an item no longer held records it as lost."""
-
-    def __init__(self, store: Store, items: Sequence[OutboxItem], length: dt.timedelta) -> None:
-        self._store = store
-        self._length = length
-        self._held_until = items[0].next_attempt_at
-        self._pending = [item.id for item in items]
-        self.lost: set[int] = set()
-        self._stop = asyncio.Event()
-        self._timer: asyncio.TimerHandle | None = None
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._timer = loop.call_later(self._every, self._begin)
-
-    @property
-    def _every(self) -> float:
-        return max(self._length.total_seconds() / 3, 0.05)
-
-    def _begin(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._renew())
-
-    def sent(self, item_id: int) -> None:
-        with contextlib.suppress(ValueError):
-            self._pending.remove(item_id)
-
-    def check(self, item_id: int) -> Callable[[], None]:
-        def still_ours() -> None:
-            if item_id in self.lost:
-                raise _LeaseLost(item_id)
-
-        return still_ours
-
-    async def _renew(self) -> None:
-        while not self._stop.is_set():
-            ids = [item_id for item_id in self._pending if item_id not in self.lost]
-            if not ids:
-                return
-            until = self._store.now() + self._length
-            try:
-                kept = await self._store.renew(ids, self._held_until, until)
-            except StorageError as exc:  # the next renewal may succeed; the lease still runs
-                logger.warning("outbox lease of %s not renewed: %s", ids, exc)
-            else:
-                self._held_until = until
-                self.lost.update(i for i in ids if i not in kept and i in self._pending)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), self._every)
-
-    async def stop(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._stop.set()
-        if self._task is not None:
-            await self._task
 
 
 @dataclass(frozen=True)
@@ -355,7 +289,7 @@ class Desk:
         delivery = Delivery()
         if not items:
             return delivery
-        lease = _Lease(self.store, items, self.send_lease)
+        lease = SendLease(self.store, items, self.send_lease)
         lease.start()
         try:
             for item in items:
@@ -367,7 +301,7 @@ class Desk:
                 except DeliveryFailed as exc:
                     delivery.failed = exc
                     break
-                except _LeaseLost:
+                except LeaseLost:
                     logger.warning("outbox item %s: lease lost, left to the outbox", item.id)
                     delivery.lost = True
                     break

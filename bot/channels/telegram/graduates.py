@@ -7,7 +7,6 @@ import contextlib
 import logging
 import math
 import re
-from collections import OrderedDict
 from typing import Any, cast
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,7 +15,6 @@ from telegram import User as TgUser
 from telegram.constants import ChatAction
 from telegram.ext import (
     Application,
-    ApplicationHandlerStop,
     CallbackQueryHandler,
     CommandHandler,
     ContextTypes,
@@ -25,12 +23,14 @@ from telegram.ext import (
 )
 
 from bot.agent.models import Conversation, HandoffReason, Intent, Reply
+from bot.agent.redact import redact
+from bot.channels.telegram import forget, office_hours
 from bot.channels.telegram import formatting as fmt
 from bot.channels.telegram.app import Services, chat_key
 from bot.channels.telegram.desk import Desk, Relayed, graduate_lang, lang_of, message_payload
 from bot.channels.telegram.gateway import DeliveryFailed
-from bot.channels.telegram.webhook import unclaimed_update
-from bot.errors import GradGuideError, KnowledgeBaseError, UpdateNotClaimed
+from bot.channels.telegram.media import attachment_of
+from bot.errors import KnowledgeBaseError
 from bot.kb.models import Lang
 from bot.kb.regions import REGIONS, normalise_region
 from bot.kb.retriever import detect_lang
@@ -339,11 +339,14 @@ async def _record_exchange(
     parts = [] if reply.handoff else fmt.render_reply(reply, s.messages)
 
     def sends(turn: int) -> list[Send]:
-        """The answer's parts, the buttons (which name its turn) on the last one."""
+        """The answer's parts, the buttons (which name its turn) on the last one. Keyed by
+        the update too: SQLite gives a deleted turn's id to the next turn (retention or
+        /forget may delete the newest ones), and a key already in the outbox is not queued
+        again, so a key of the turn alone could silently drop a later answer."""
         keyboard = fmt.answer_keyboard(turn, reply.lang, s.messages) if reply.citations else None
         return [
             Send(
-                f"answer:{turn}:{index}",
+                f"answer:{update_id}:{turn}:{index}",
                 "sendMessage",
                 message_payload(
                     chat_id, part, reply_markup=keyboard if index == len(parts) - 1 else None
@@ -462,7 +465,7 @@ async def start_handoff(
         elif _office_open(s):
             text = s.messages.get("tg_handoff_queued", lang, position=position)
         else:
-            hours = fmt.format_office_hours(s.settings.office_hours, lang)
+            hours = office_hours.format_office_hours(s.settings.office_hours, lang)
             text = s.messages.get(
                 "tg_handoff_queued_offhours", lang, position=position, hours=hours
             )
@@ -475,7 +478,7 @@ async def start_handoff(
 
 
 def _office_open(s: Services) -> bool:
-    hours = fmt.parse_office_hours(s.settings.office_hours)
+    hours = office_hours.parse_office_hours(s.settings.office_hours)
     return hours.is_open(s.store.now(), s.settings.timezone)
 
 
@@ -485,10 +488,16 @@ def _office_open(s: Services) -> bool:
 async def on_start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     s, user, chat, lang = await _who(update, context)
     await s.store.set_consent(user.id)
+    days = s.settings.retention_days
+    retention = (
+        s.messages.get("tg_retention_days", lang, days=days)
+        if days > 0
+        else s.messages.get("tg_retention_forever", lang)
+    )
     await say(
         s,
         chat,
-        s.messages.get("tg_welcome", lang),
+        s.messages.get("tg_welcome", lang, retention=retention),
         reply_markup=fmt.language_keyboard(s.messages),
     )
 
@@ -609,12 +618,9 @@ async def on_contact(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
         await say(s, chat, s.messages.get("tg_contact_usage", lang))
         return
     await s.store.set_contact(ticket.id, contact)
-    desk = s.need_desk
-    await desk.notify_topic(
-        ticket,
-        f"contact:{ticket.id}:{update.update_id}",
-        s.messages.get("grp_contact", desk.group_lang, contact=fmt.escape(contact)),
-    )
+    message = update.effective_message
+    assert message is not None
+    await forget.post_contact(s, ticket, chat, message.message_id, contact)  # /forget finds it
     await say(s, chat, s.messages.get("tg_contact_saved", lang))
 
 
@@ -654,47 +660,12 @@ async def on_media(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
             conversation.id,
             chat_id=message.chat_id,
             message_id=message.message_id,
-            caption=message.caption,
+            caption=redact(message.caption) if message.caption else None,  # as the turn
             **attachment,
         )
     relayed = await _to_counsellor(s, update, user, ticket, message.chat_id, message.message_id)
     if relayed is Relayed.SENT:
         await say(s, message.chat_id, s.messages.get("tg_media_relayed", lang))
-
-
-def attachment_of(message: Message) -> dict[str, Any] | None:
-    """The file a graduate's message carries, as ``ConsoleStore.add_attachment`` takes it
-    (kind, file ids, name, MIME type, size; the largest size of a photo), or None (a
-    location, a contact, a poll: nothing to fetch)."""
-    media: Any
-    mime: str | None
-    if message.photo:
-        media = max(message.photo, key=lambda size: (size.width * size.height, size.file_size or 0))
-        kind, mime = "photo", "image/jpeg"  # Telegram re-encodes every photo as JPEG
-    elif message.sticker is not None:
-        media = message.sticker
-        kind = "sticker"
-        if media.is_animated:
-            mime = "application/x-tgsticker"
-        else:
-            mime = "video/webm" if media.is_video else "image/webp"
-    else:
-        # an animation (GIF) also comes as a document: look at it first
-        kinds = ("animation", "video_note", "voice", "audio", "video", "document")
-        kind = next((k for k in kinds if getattr(message, k) is not None), "")
-        if not kind:
-            return None
-        media = getattr(message, kind)
-        default = {"voice": "audio/ogg", "audio": "audio/mpeg", "document": None}
-        mime = getattr(media, "mime_type", None) or default.get(kind, "video/mp4")
-    return {
-        "kind": kind,
-        "file_id": media.file_id,
-        "file_unique_id": media.file_unique_id,
-        "file_name": getattr(media, "file_name", None),
-        "mime_type": mime,
-        "file_size": media.file_size,
-    }
 
 
 # -- buttons ----------------------------------------------------------------------------
@@ -770,19 +741,7 @@ async def _graduate_button(
         await ask_for_human(s, update, user)
         return True
     if action == "forget":
-        if callback.args[0] != "yes":
-            await say(s, chat_id, s.messages.get("tg_forget_cancelled", lang))
-            return True
-        ticket = await s.store.open_ticket_for(conversation.id)
-        if ticket is not None and await s.store.cancel(ticket.id, "graduate"):
-            await desk.notify_topic(
-                ticket,
-                f"forgot:{ticket.id}",
-                s.messages.get("grp_graduate_forgot", desk.group_lang),
-            )
-            await desk.close_topic(ticket)
-        await s.store.forget_user(user.id)
-        await say(s, chat_id, s.messages.get("tg_forget_done", lang))
+        await forget.on_answer(s, user, lang, chat_id, callback.args[0] == "yes")
         return True
     ticket = await s.store.get_ticket(callback.int_arg(0))
     if ticket is None or ticket.user_id != user.id:
@@ -809,61 +768,3 @@ async def _graduate_button(
         await say(s, chat_id, s.messages.get("tg_back_to_bot", lang))
         return True
     return False
-
-
-def _first_apology(context: ContextTypes.DEFAULT_TYPE, update_id: int) -> bool:
-    """The graduate is told about an update once, even when a handler and then ``done``
-    both fail (the database went away mid-update): the application remembers the latest
-    updates it apologised for."""
-    told = cast(
-        "OrderedDict[int, None]",
-        context.application.bot_data.setdefault("apologised", OrderedDict()),
-    )
-    if update_id in told:
-        return False
-    told[update_id] = None
-    if len(told) > 1000:
-        told.popitem(last=False)
-    return True
-
-
-async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """Log the failure (personal data is redacted by the log filter) and tell the graduate
-    in their language — never a traceback, never silence.
-
-    An update that could not be claimed (the database is down) is not processed. In
-    webhook mode it is tried again and then delivered again by Telegram, so the graduate
-    is told once, on the last try of its first delivery (``webhook.unclaimed_update``),
-    and it is answered once the database is back; in long polling it is lost, and they
-    are told at once."""
-    error = context.error
-    tell, key = True, "tg_error"
-    if isinstance(error, UpdateNotClaimed):
-        unclaimed = unclaimed_update(update)
-        tell = unclaimed.tell
-        if unclaimed.later:  # Telegram delivers it again: no need to send it again
-            key = "tg_error_later"
-        if not unclaimed.later:
-            logger.error("handler failed: %s", error)
-        elif unclaimed.final:
-            logger.warning("%s; Telegram will deliver it again", error)
-        else:
-            logger.debug("%s; trying again", error)
-    elif isinstance(error, GradGuideError):
-        logger.error("handler failed: %s", error)
-    else:
-        logger.error("handler failed", exc_info=error)
-    if (
-        tell
-        and isinstance(update, Update)
-        and update.effective_chat is not None
-        and update.effective_chat.type == "private"
-        and _first_apology(context, update.update_id)
-    ):
-        s = services_of(context)
-        text = getattr(update.effective_message, "text", None)
-        lang = guess_lang(None, update.effective_user, text)
-        with contextlib.suppress(DeliveryFailed):
-            await s.need_desk.send(update.effective_chat.id, s.messages.get(key, lang))
-    if isinstance(error, UpdateNotClaimed):
-        raise ApplicationHandlerStop  # no handler may act on an update nobody claimed

@@ -19,10 +19,12 @@ from telegram.ext import Application, ContextTypes
 from bot.channels.telegram import formatting as fmt
 from bot.channels.telegram.app import UPDATE_STALE_AFTER, Services
 from bot.channels.telegram.desk import graduate_lang
+from bot.channels.telegram.forget import ERASE_EVERY_S, erase_due, record_copy
 from bot.channels.telegram.gateway import DeliveryFailed
 from bot.handoff.policy import minutes_waiting
 from bot.kb.models import Lang
 from bot.storage.console_store import ConsoleStore
+from bot.storage.erasures import Erasures
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +40,7 @@ def schedule(application: Application, services: Services) -> None:  # type: ign
         logger.warning("no job queue: outbox retries and SLA reminders are off")
         return
     queue.run_repeating(drain_outbox, interval=OUTBOX_EVERY_S, first=1.0, name="outbox")
+    queue.run_repeating(erase_copies, interval=ERASE_EVERY_S, first=2.0, name="erasures")
     # a stranded update is found once its chat lease has run out
     every = max(1.0, min(services.settings.chat_lease_s / 2, 15.0))
     queue.run_repeating(resume_stranded, interval=every, first=1.0, name="stranded")
@@ -77,6 +80,7 @@ async def deliver_due(s: Services) -> int:
             continue
         if delivery.lost:
             continue
+        await record_copy(s, item, delivery.message_id)  # so that /forget finds the copy
         if item.ticket_id is not None:  # the audit trail shows the late delivery too
             await store.add_event(
                 item.ticket_id,
@@ -86,6 +90,11 @@ async def deliver_due(s: Services) -> int:
             )
         delivered += 1
     return delivered
+
+
+async def erase_copies(context: ContextTypes.DEFAULT_TYPE) -> None:
+    """What /forget could not delete in Telegram at once (``forget.erase_due``)."""
+    await erase_due(_services(context))
 
 
 async def resume_stranded(context: ContextTypes.DEFAULT_TYPE) -> int:
@@ -174,8 +183,8 @@ async def retention(context: ContextTypes.DEFAULT_TYPE) -> None:
 async def apply_retention(s: Services) -> dict[str, int]:
     """Delete what graduates wrote after ``GRADGUIDE_RETENTION_DAYS``, and the bot's own
     bookkeeping once it is no longer needed (delivered outbox items after a day, given-up
-    ones after a week, finished updates, rate-limit counts). Every replica may run it:
-    deleting twice is harmless."""
+    ones after a week, finished updates, rate-limit counts, finished erasures after a
+    month). Every replica may run it: deleting twice is harmless."""
     store = s.store
     now = store.now()
     removed: dict[str, int] = {}
@@ -188,6 +197,8 @@ async def apply_retention(s: Services) -> dict[str, int]:
     removed["outbox"] = sent + await store.prune_outbox(now - dt.timedelta(days=7))
     removed["updates"] = await store.prune_updates(now - dt.timedelta(days=2))
     removed["rate_buckets"] = await store.prune_rate_buckets(now - dt.timedelta(minutes=2))
+    # finished erasures (no personal data) stay a month, for the logs' story
+    removed["erasures"] = await Erasures(store).prune(now - dt.timedelta(days=30))
     if any(removed.values()):
         logger.info("retention: %s", removed)
     return removed
