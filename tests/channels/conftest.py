@@ -84,6 +84,22 @@ def private_update(update_id: int, user: FakeUser, message_id: int, text: str) -
     }
 
 
+TINY_DOC = """---
+id: tiny-probation-zh
+title: 试用期（测试）
+lang: zh
+authority: 测试机关
+issued: 2024-01-01
+region: national
+---
+
+# 试用期
+
+试用期最长不超过六个月。
+"""
+"""A one-rule knowledge base for tests that run `gradguide serve` as its own process."""
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

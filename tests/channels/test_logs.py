@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from bot.agent.redact import install_log_redaction
-from tests.channels.conftest import COUNSELLOR, FORUM, GRADUATE, Stack
+from tests.channels.conftest import COUNSELLOR, FORUM, GRADUATE, TINY_DOC, Stack
 from tests.fakes.telegram_server import FakeTelegram
 
 PHONE = "13812345678"
@@ -25,19 +25,6 @@ ID_NUMBER = "11010519491231002X"
 
 ONE_STACK = pytest.mark.parametrize("stack", ["polling-sqlite"], indirect=True)
 ROOT = Path(__file__).resolve().parents[2]
-TINY_DOC = """---
-id: tiny-probation-zh
-title: 试用期（测试）
-lang: zh
-authority: 测试机关
-issued: 2024-01-01
-region: national
----
-
-# 试用期
-
-试用期最长不超过六个月。
-"""
 
 
 @pytest.fixture

@@ -34,6 +34,7 @@ from tests.channels.conftest import (
     COUNSELLOR,
     FORUM,
     GRADUATE,
+    TINY_DOC,
     WEBHOOK_SECRET,
     Bot,
     Stack,
@@ -494,20 +495,6 @@ async def test_a_duplicated_polling_update_is_processed_once(
 
 
 # -- gradguide serve ----------------------------------------------------------------------
-
-TINY_DOC = """---
-id: tiny-probation-zh
-title: 试用期（测试）
-lang: zh
-authority: 测试机关
-issued: 2024-01-01
-region: national
----
-
-# 试用期
-
-试用期最长不超过六个月。
-"""
 
 
 def gradguide(

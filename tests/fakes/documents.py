@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 def make_pdf(text: str, info_title: str | None = None) -> bytes:
     """A minimal one-page PDF: Helvetica, one text line, a correct xref table."""
@@ -17,7 +19,16 @@ def make_pdf(text: str, info_title: str | None = None) -> bytes:
     ]
     if info_title is not None:
         objects.append(b"<< /Title (%s) >>" % info_title.encode("latin-1"))
-    out = bytearray(b"%PDF-1.4\n")
+    info = b" /Info %d 0 R" % len(objects) if info_title is not None else b""
+    return pdf_bytes(objects, info, version=b"1.4")
+
+
+def pdf_bytes(
+    objects: Sequence[bytes], trailer_extra: bytes = b"", version: bytes = b"1.7"
+) -> bytes:
+    """A PDF file of ``objects`` (numbered from 1, the first the catalogue) with its
+    cross-reference table; ``trailer_extra`` goes into the trailer dictionary."""
+    out = bytearray(b"%PDF-" + version + b"\n")
     offsets = []
     for number, body in enumerate(objects, start=1):
         offsets.append(len(out))
@@ -26,7 +37,6 @@ def make_pdf(text: str, info_title: str | None = None) -> bytes:
     out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
     for offset in offsets:
         out += b"%010d 00000 n \n" % offset
-    info = b" /Info %d 0 R" % len(objects) if info_title is not None else b""
-    out += b"trailer\n<< /Size %d /Root 1 0 R%s >>\n" % (len(objects) + 1, info)
+    out += b"trailer\n<< /Size %d /Root 1 0 R%s >>\n" % (len(objects) + 1, trailer_extra)
     out += b"startxref\n%d\n%%%%EOF\n" % xref_at
     return bytes(out)

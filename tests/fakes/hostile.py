@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.fakes.documents import make_pdf, pdf_bytes
+
 MIB = 1 << 20
 GIB = 1 << 30
 
@@ -127,21 +129,6 @@ def small_docx(paragraphs: Sequence[str]) -> bytes:
     )
 
 
-def _pdf(objects: Sequence[bytes], trailer_extra: bytes = b"") -> bytes:
-    out = bytearray(b"%PDF-1.7\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
-    xref_at = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    for offset in offsets:
-        out += b"%010d 00000 n \n" % offset
-    out += b"trailer\n<< /Size %d /Root 1 0 R%s >>\n" % (len(objects) + 1, trailer_extra)
-    out += b"startxref\n%d\n%%%%EOF\n" % xref_at
-    return bytes(out)
-
-
 def pdf_bomb(pages: int = 16, inflated_per_page: int = 64 * MIB) -> bytes:
     """A PDF whose pages' content streams (FlateDecode) each inflate to
     ``inflated_per_page`` bytes of blank space around one line of text."""
@@ -170,7 +157,7 @@ def pdf_bomb(pages: int = 16, inflated_per_page: int = 64 * MIB) -> bytes:
             + b"\nendstream"
         )
     objects.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
-    return _pdf(objects)
+    return pdf_bytes(objects)
 
 
 def aes256_encrypted_pdf() -> bytes:
@@ -199,7 +186,7 @@ def aes256_encrypted_pdf() -> bytes:
         ),
     ]
     ident = b"<%s>" % digest[:16].hex().encode()
-    return _pdf(objects, b" /Encrypt 6 0 R /ID [%s %s]" % (ident, ident))
+    return pdf_bytes(objects, b" /Encrypt 6 0 R /ID [%s %s]" % (ident, ident))
 
 
 def rc4_encrypted_pdf(text: str, user_password: str, owner_password: str = "owner") -> bytes:
@@ -207,8 +194,6 @@ def rc4_encrypted_pdf(text: str, user_password: str, owner_password: str = "owne
     import io
 
     from pypdf import PdfReader, PdfWriter
-
-    from tests.fakes.documents import make_pdf
 
     writer = PdfWriter(clone_from=PdfReader(io.BytesIO(make_pdf(text))))
     writer.encrypt(user_password, owner_password, algorithm="RC4-128")
