@@ -44,6 +44,7 @@ from bot.storage.db import Database
 from bot.storage.store import Clock, Store, utcnow
 from bot.web.gate import MIB, BodyGate, Refusal, body_limit
 from bot.web.labels import Labels
+from bot.web.logs import configure_web_logging
 from bot.web.security import LoginLimiter, same, token_hash
 
 if TYPE_CHECKING:  # the Telegram stack is imported when the first reply is relayed
@@ -442,8 +443,6 @@ def create_app(services: WebServices) -> FastAPI:
 def serve(settings: Settings) -> None:
     """``gradguide web``: the console on ``web_host:web_port`` (uvicorn)."""
     import uvicorn
-
-    from bot.web.logs import configure_web_logging
 
     configure_web_logging(settings)
     services = build_services(settings)

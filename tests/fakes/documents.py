@@ -9,7 +9,17 @@ def make_pdf(text: str, info_title: str | None = None) -> bytes:
     """A minimal one-page PDF: Helvetica, one text line, a correct xref table."""
     escaped = text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
     content = f"BT /F1 12 Tf 72 720 Td ({escaped}) Tj ET".encode("latin-1")
-    objects = [
+    objects = one_page(content)
+    if info_title is not None:
+        objects.append(b"<< /Title (%s) >>" % info_title.encode("latin-1"))
+    info = b" /Info %d 0 R" % len(objects) if info_title is not None else b""
+    return pdf_bytes(objects, info, version=b"1.4")
+
+
+def one_page(content: bytes) -> list[bytes]:
+    """The objects of a one-page PDF (catalogue, pages, page, Helvetica, the page's
+    ``content`` stream), numbered from 1: append more objects after them."""
+    return [
         b"<< /Type /Catalog /Pages 2 0 R >>",
         b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
         b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
@@ -17,10 +27,6 @@ def make_pdf(text: str, info_title: str | None = None) -> bytes:
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
         b"<< /Length %d >>\nstream\n" % len(content) + content + b"\nendstream",
     ]
-    if info_title is not None:
-        objects.append(b"<< /Title (%s) >>" % info_title.encode("latin-1"))
-    info = b" /Info %d 0 R" % len(objects) if info_title is not None else b""
-    return pdf_bytes(objects, info, version=b"1.4")
 
 
 def pdf_bytes(

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.fakes.documents import make_pdf, pdf_bytes
+from tests.fakes.documents import make_pdf, one_page, pdf_bytes
 
 MIB = 1 << 20
 GIB = 1 << 30
@@ -167,12 +167,7 @@ def aes256_encrypted_pdf() -> bytes:
     digest = hashlib.sha256(b"gradguide").digest()
     content = b"BT /F1 12 Tf 72 720 Td (Graduate internships) Tj ET"
     objects = [
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
-        b"/Resources << /Font << /F1 4 0 R >> >> /Contents 5 0 R >>",
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-        b"<< /Length %d >>\nstream\n" % len(content) + content + b"\nendstream",
+        *one_page(content),
         b"<< /Filter /Standard /V 5 /R 6 /Length 256 /P -1028 "
         b"/CF << /StdCF << /AuthEvent /DocOpen /CFM /AESV3 /Length 32 >> >> "
         b"/StmF /StdCF /StrF /StdCF "
