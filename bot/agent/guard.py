@@ -238,14 +238,18 @@ def feature_names(text: str, pinyin: Pinyin) -> set[str]:
 _LEXICON: dict[Label, re.Pattern[str]] = {
     Label.SELF_HARM: re.compile(
         r"自杀|自尽|轻生|寻死|割腕|跳楼|上吊|烧炭|遗书|安眠药.{0,6}(?:多少|几|片|颗|攒)"
-        r"|不想活|活不下去|想死(?!.{0,2}(?:了吧|啊哈))|结束(?:自己的)?生命"
-        r"|suicid|kill(?:ing)? my ?self|end(?:ing)? my (?:own )?life|want(?:ed)? to die"
+        r"|不想活|活不下去|(?<![到得])想死(?!.{0,2}(?:了吧|啊哈))|结束(?:自己的)?生命"
+        r"|suicid|kill(?:ing)? my ?self|end(?:ing)? my (?:own )?life"
+        r"|want(?:ed)? to die(?! (?:of|from) (?:embarrassment|shame|laughter|boredom))"
         r"|unalive|(?<![a-z])kms(?![a-z])|self[- ]?harm|cut(?:ting)? myself",
         re.IGNORECASE,
     ),
     Label.VIOLENCE: re.compile(
-        r"拿刀|持刀|砍(?:死|伤)?我|捅(?:死|伤)?我|(?:被|挨)(?:他们?|老板|领导)?(?:打|揍|殴打)"
-        r"|(?<!说)打(?:了|伤)我|要(?:弄|打|砍|捅)死|(?:踢|扇|掐)(?:了)?我|动手打"
+        r"拿刀|持刀|砍(?:死|伤)?我|捅(?:死|伤)?我"
+        r"|(?:被|挨)(?:他们?|老板|领导)?(?:打(?!了?(?:低|高|回|入|成|上|下|压|折|分|卡|击|电话|款|钱|工|针))"
+        r"|揍|殴打)"
+        r"|(?<!说)打(?:了|伤)我|要(?:弄|打|砍|捅)死(?=我|你|他|她|人|[，。！!？?\s]|$)"
+        r"|(?:踢|扇|掐)(?:了)?我|动手打|拿(?:着)?(?:棍子?|棒子?|铁棍|钢管|砖头)|打进(?:了)?医院"
         r"|\b(?:knife|gun|stab(?:bed)?)\b|beat(?:s|en)? me|(?:hit|kicked|punched|slapped) me"
         r"|threaten(?:ed|ing)? to (?:kill|hurt|beat)",
         re.IGNORECASE,
