@@ -16,7 +16,7 @@ from bot.errors import ConfigError
 from bot.kb.models import Lang
 
 BUNDLED_PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
-MESSAGE_FILES = ("messages.yaml", "telegram.yaml", "web.yaml")
+MESSAGE_FILES = ("messages.yaml", "telegram.yaml", "web.yaml", "calculators.yaml")
 LANGS: tuple[Lang, ...] = ("zh", "en")
 
 
