@@ -74,7 +74,7 @@ def main() -> int:
     console.print(quality)
     console.print(
         answer_quality_table(
-            holdout_table, f"Held-out answer quality — {len(holdout_items)} items (not tuned on)"
+            holdout_table, f"{args.holdout.name} — {len(holdout_items)} items (not tuned on)"
         )
     )
 

@@ -587,7 +587,18 @@ def _chat_lang(conversation: Conversation, line: str, command: str, argument: st
 def answer_quality_table(rows: list[Scores], title: str) -> Table:
     """The evaluation scores as a table (also printed by bench/answer.py)."""
     grid = Table(title=title)
-    columns = ("group", "n", "key facts", "cited", "handoff P", "handoff R", "decline", "behaviour")
+    columns = (
+        "group",
+        "n",
+        "key facts",
+        "lead",
+        "cited",
+        "handoff P",
+        "handoff R",
+        "decline",
+        "behaviour",
+        "made by",
+    )
     for column in columns:
         grid.add_column(column, justify="left" if column == "group" else "right")
 
@@ -599,11 +610,13 @@ def answer_quality_table(rows: list[Scores], title: str) -> Table:
             row.group,
             str(row.n),
             pct(row.key_fact_accuracy),
+            pct(row.lead_accuracy),
             pct(row.citation_rate),
             pct(row.handoff_precision),
             pct(row.handoff_recall),
             pct(row.decline_accuracy),
             pct(row.behaviour_accuracy),
+            " ".join(f"{name} {count}" for name, count in row.composers.items()),
         )
     return grid
 
