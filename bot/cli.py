@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import os
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -116,6 +118,13 @@ def build_parser() -> argparse.ArgumentParser:
     train_guard.add_argument(
         "--check", action="store_true", help="fit and report, but write nothing"
     )
+    train_cards = commands.add_parser(
+        "train-cards",
+        help="embed the answer cards and fit when a card answers (needs the [train] extra)",
+    )
+    train_cards.add_argument(
+        "--check", action="store_true", help="fit and report, but write nothing"
+    )
     commands.add_parser("serve", help="run the Telegram bot (polling, or webhook if configured)")
     handoffs = commands.add_parser(
         "handoffs", help="counsellor tickets without Telegram (replies go through the bot)"
@@ -173,6 +182,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _eval(args, settings, out, err)
         if args.command == "train-guard":
             return _train_guard(args, settings, out)
+        if args.command == "train-cards":
+            return _train_cards(args, settings, out, err)
         if args.command == "serve":
             from bot.channels.telegram.app import serve
 
@@ -657,6 +668,45 @@ def guard_tables(report: GuardReport, title: str) -> list[Table]:
     for row in confusion_rows(report):
         matrix.add_row(*row)
     return [figures, matrix]
+
+
+def _train_cards(args: argparse.Namespace, settings: Settings, out: Console, err: Console) -> int:
+    """Fit the card match model on the cards, calibrate its threshold on the development
+    answer sets over a fresh index of the knowledge folder, and write ``card_data/``."""
+    try:
+        from bot.agent import card_train
+    except ImportError as exc:
+        raise ConfigError(
+            f"training needs scikit-learn: pip install 'gradguide[train]' ({exc})"
+        ) from exc
+    from bot.agent.card_match import ARTEFACT
+    from bot.kb.cards import load_cards
+
+    cards, errors = load_cards(settings.knowledge_dir)
+    for error in errors:
+        err.print(str(error), markup=False, highlight=False)
+    if errors:
+        return 1
+    eval_dir = Path(__file__).resolve().parent.parent / "tests" / "eval"
+    items = [item for name in card_train.DEV_SETS for item in load_items(eval_dir / name)]
+    with tempfile.TemporaryDirectory(prefix="gg-train-cards-") as tmp:
+        local = settings.model_copy(update={"data_dir": Path(tmp), "chroma_url": None})
+        kb = KnowledgeBase.open(local)
+        kb.ingest([local.knowledge_dir])
+        model, matcher = card_train.fit(cards, kb.embedder)
+        threshold, rows = card_train.calibrate(kb, local, matcher, items)
+    model = dataclasses.replace(model, threshold=threshold)
+    grid = Table(title=f"Card threshold on {len(items)} development questions")
+    for column in ("threshold", "answered correctly", "by a card"):
+        grid.add_column(column, justify="right")
+    for row in rows:
+        grid.add_row(f"{row['threshold']:.2f}", str(row["correct"]), str(row["cards"]))
+    out.print(grid)
+    out.print(f"{len(cards)} cards; match model {model.meta}; threshold {threshold}")
+    if not args.check:
+        card_train.save(model, matcher, ARTEFACT)
+        out.print(f"wrote {ARTEFACT}")
+    return 0
 
 
 def _train_guard(args: argparse.Namespace, settings: Settings, out: Console) -> int:

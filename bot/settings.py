@@ -35,6 +35,11 @@ class Settings(BaseSettings):
         default=BUNDLED_KNOWLEDGE_DIR,
         description="The policy corpus ingested on first use and by `kb rebuild`.",
     )
+    answer_cards: bool = Field(
+        default=True,
+        description="Answer from the cards in `knowledge_dir/cards` when one matches "
+        "(`bot.kb.cards`); off: every answer is composed from the documents.",
+    )
     chroma_url: str | None = Field(
         default=None,
         description="Unset: embedded persistent Chroma under the data dir. "

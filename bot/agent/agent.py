@@ -18,6 +18,9 @@ import unicodedata
 from concurrent.futures import Executor
 
 from bot.agent import guardrails as g
+from bot.agent.card_answer import CATEGORY_INTENT as _CATEGORY_INTENT
+from bot.agent.card_answer import CardAnswerer
+from bot.agent.card_match import CardMatcher, load_matcher
 from bot.agent.compose import Composed, ExtractiveComposer, citation_for, overlap_terms
 from bot.agent.curated import CuratedAnswers
 from bot.agent.guard import Guard, Label, Verdict, build_guard
@@ -35,11 +38,6 @@ from bot.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-_CATEGORY_INTENT = {
-    "rights": Intent.RIGHTS,
-    "remedy": Intent.RIGHTS,
-    "procedure": Intent.PROCEDURE,
-}
 # A short message that leans on the previous one: "那试用期工资呢", "报完以后下一步干啥",
 # "and on national holidays?", "is it paid?".
 _FOLLOW_UP_ZH = re.compile(
@@ -105,6 +103,7 @@ class Agent:
         messages: Messages | None = None,
         curated: CuratedAnswers | None = None,
         guard: Guard | None = None,
+        cards: CardMatcher | None = None,
     ) -> None:
         self._kb = kb
         self._guard = guard or build_guard(kb.embedder, settings)
@@ -112,6 +111,8 @@ class Agent:
         self._settings = settings
         self._messages = messages or Messages.load()
         self._composer = ExtractiveComposer(kb.retriever, self._messages)
+        matcher = cards or load_matcher(kb.embedder, settings)
+        self._cards = CardAnswerer(kb, matcher, self._composer, self._messages) if matcher else None
         model = build_chat_model(settings)
         self._llm = LlmComposer(model, settings.llm_timeout_s) if model is not None else None
 
@@ -181,7 +182,6 @@ class Agent:
     def _decide(
         self, conversation: Conversation, text: str, lang: Lang
     ) -> tuple[Reply, str | None]:
-        say = self._messages.get
         if g.is_noise(text):  # nothing to read: no words, only emoji or keyboard mashing
             return self._special("help", lang, Intent.UNCLEAR), None
         verdict = self._guard.classify(text, earlier=self._earlier(conversation))
@@ -230,6 +230,15 @@ class Agent:
         search = self._kb.search
         k = self._settings.answer_candidates
         anchored = bool(previous) and is_follow_up(focus)
+        first: list[Hit] | None = None
+        if self._cards is not None and not self._names_unknown_programme(focus):
+            carded = self._cards.resume(conversation, text, lang, region)
+            if carded is None and not anchored:
+                first = search(focus, k=k, lang=lang, region=region)
+                carded = self._cards.answer(conversation, focus, lang, region, first)
+            if carded is not None:
+                conversation.low_confidence_streak = 0
+                return self._with_notices(carded, focus, region), focus
         if previous and anchored:
             # A follow-up is not self-contained: anchor it to the topic of the last answer
             # (its document's title, else the last question), then answer with the passage
@@ -243,7 +252,7 @@ class Agent:
                 )
                 hits = [lead] + [h for h in hits if h is not lead]
         else:
-            hits = search(query, k=k, lang=lang, region=region)
+            hits = first if first is not None else search(query, k=k, lang=lang, region=region)
         score = confidence(query, hits)
         if self._names_unknown_programme(focus):
             score = min(score, self._settings.answer_threshold - 0.01)
@@ -296,27 +305,31 @@ class Agent:
         if composed is None:
             # A follow-up's own words pick the sentences; the anchored query the document.
             composed = self._composer.compose(focus, hits, lang)
-        parts = [composed.text]
-        if g.region_dependent(focus) and region is None:
-            parts.append(say("ask_region", lang))
-        handoff_reason = HandoffReason.SENSITIVE if g.violation_now(focus) else None
-        if handoff_reason is not None:
-            parts.insert(0, say("handoff_sensitive", lang))
         category = hits[0].doc.meta.topics[0] if hits[0].doc.meta.topics else ""
-        return (
-            Reply(
-                text="\n\n".join(parts),
-                lang=lang,
-                intent=_CATEGORY_INTENT.get(category, Intent.POLICY),
-                citations=composed.citations,
-                confidence=score,
-                handoff=handoff_reason is not None,
-                handoff_reason=handoff_reason,
-                suggestions=composed.suggestions,
-                composer="llm" if used_llm else "extractive",
-            ),
-            query,
+        reply = Reply(
+            text=composed.text,
+            lang=lang,
+            intent=_CATEGORY_INTENT.get(category, Intent.POLICY),
+            citations=composed.citations,
+            confidence=score,
+            suggestions=composed.suggestions,
+            composer="llm" if used_llm else "extractive",
         )
+        return self._with_notices(reply, focus, region), query
+
+    def _with_notices(self, reply: Reply, focus: str, region: str | None) -> Reply:
+        """An answer, with the question for the region when the rule varies by place and
+        none is known, and a counsellor brought in when a violation is happening now."""
+        say = self._messages.get
+        parts = [reply.text]
+        if g.region_dependent(focus) and region is None:
+            parts.append(say("ask_region", reply.lang))
+        if g.violation_now(focus):
+            parts.insert(0, say("handoff_sensitive", reply.lang))
+            reply.handoff = True
+            reply.handoff_reason = HandoffReason.SENSITIVE
+        reply.text = "\n\n".join(parts)
+        return reply
 
     def _curated_reply(self, question: str, lang: Lang) -> Reply | None:
         """An admin-approved counsellor answer whose question matches this one, citing its

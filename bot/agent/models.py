@@ -53,9 +53,10 @@ class Reply(BaseModel):
     handoff_reason: HandoffReason | None = None
     suggestions: list[str] = Field(default_factory=list)
     latency_ms: float = 0.0
-    composer: Literal["extractive", "llm", "curated", "none"] = "none"
+    composer: Literal["extractive", "llm", "curated", "card", "calculator", "none"] = "none"
     """What wrote the text: the extractive composer, the LLM, an approved curated answer
-    (``bot.agent.curated``), or a fixed message."""
+    (``bot.agent.curated``), an answer card or a rights calculator
+    (``bot.agent.card_answer``), or a fixed message."""
     summary: str = ""
     """One line for a counsellor: what the graduate asked, redacted."""
     signals: list[str] = Field(default_factory=list)
@@ -83,6 +84,8 @@ class Conversation(BaseModel):
     turns: list[Turn] = Field(default_factory=list)
     low_confidence_streak: int = 0
     negative_rating_streak: int = 0
+    pending_card: str | None = None
+    """A card whose calculator asked the graduate for a number (the next message may give it)."""
 
     def last_user_query(self) -> str | None:
         for turn in reversed(self.turns):
@@ -95,3 +98,4 @@ class Conversation(BaseModel):
         self.turns.clear()
         self.low_confidence_streak = 0
         self.negative_rating_streak = 0
+        self.pending_card = None

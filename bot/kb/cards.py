@@ -149,8 +149,9 @@ def document_texts(knowledge_dir: Path) -> dict[str, str]:
 
 def read_card_file(path: Path) -> tuple[list[Card], list[CardError]]:
     """The cards of one file, and what is wrong with the others."""
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: 10x faster
     try:
-        raw: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw: Any = yaml.load(path.read_text(encoding="utf-8"), Loader=loader)  # a safe loader
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         return [], [CardError(path, "-", f"cannot read the file: {exc}")]
     if raw is None:
@@ -168,6 +169,19 @@ def read_card_file(path: Path) -> tuple[list[Card], list[CardError]]:
                 where = ".".join(str(p) for p in problem["loc"]) or "card"
                 errors.append(CardError(path, name, f"{where}: {problem['msg']}"))
     return cards, errors
+
+
+def read_cards(folder: Path) -> tuple[list[Card], list[CardError]]:
+    """The cards of every ``*.yaml`` file in ``folder`` (the first of a repeated id), without
+    checking their quotes against the documents (``load_cards`` does)."""
+    cards: dict[str, Card] = {}
+    errors: list[CardError] = []
+    for path in sorted(folder.glob("*.yaml")) if folder.is_dir() else []:
+        found, problems = read_card_file(path)
+        errors.extend(problems)
+        for card in found:
+            cards.setdefault(card.id, card)
+    return list(cards.values()), errors
 
 
 def check_cards(

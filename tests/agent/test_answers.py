@@ -14,6 +14,7 @@ import yaml
 
 from bot.agent.agent import Agent
 from bot.agent.models import Conversation, HandoffReason, Intent, Reply
+from bot.kb.cards import comparable, read_cards
 from bot.prompts import Messages
 from bot.settings import BUNDLED_KNOWLEDGE_DIR, Settings
 from tests.agent.conftest import paragraphs, plain, small_kb, source_text
@@ -43,10 +44,28 @@ def direct_answer(reply: Reply) -> str:
     return first
 
 
+VETTED = {
+    card.answer.get(lang)
+    for card in read_cards(BUNDLED_KNOWLEDGE_DIR / "cards")[0]
+    for lang in ("zh", "en")
+}
+_EVIDENCE = re.compile(
+    r"^(?:原文：「(?P<zh>.+)」|The document says: \u201c(?P<en>.+)\u201d)$", re.S
+)
+
+
 def assert_quoted_from_source(reply: Reply) -> None:
     """Every sentence (and list item) of the direct answer reads exactly as in the cited
-    document."""
+    document — or, for an answer card, the answer is a card's vetted answer (a calculator's
+    is computed) and the sentence quoted after it reads exactly as in the document."""
     doc = source_text(reply.citations[0].doc_id)
+    if reply.composer in ("card", "calculator"):
+        quoted = [m for p in paragraphs(reply) if (m := _EVIDENCE.match(p))]
+        assert quoted, reply.text
+        assert comparable(quoted[0].group("zh") or quoted[0].group("en")) in comparable(doc)
+        if reply.composer == "card":
+            assert direct_answer(reply) in VETTED, reply.text
+        return
     answer = plain(direct_answer(reply))
     for sentence in (s.strip().rstrip("；;。.") for s in _SENTENCE.split(answer)):
         if sentence:
