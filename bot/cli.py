@@ -680,7 +680,7 @@ def _train_cards(args: argparse.Namespace, settings: Settings, out: Console, err
             f"training needs scikit-learn: pip install 'gradguide[train]' ({exc})"
         ) from exc
     from bot.agent.card_match import ARTEFACT
-    from bot.kb.cards import load_cards
+    from bot.kb.cards import files_digest, load_cards
 
     cards, errors = load_cards(settings.knowledge_dir)
     for error in errors:
@@ -704,7 +704,7 @@ def _train_cards(args: argparse.Namespace, settings: Settings, out: Console, err
     out.print(grid)
     out.print(f"{len(cards)} cards; match model {model.meta}; threshold {threshold}")
     if not args.check:
-        card_train.save(model, matcher, ARTEFACT)
+        card_train.save(model, matcher, ARTEFACT, files_digest(settings.knowledge_dir / "cards"))
         out.print(f"wrote {ARTEFACT}")
     return 0
 

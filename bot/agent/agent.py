@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 import unicodedata
 from concurrent.futures import Executor
@@ -111,8 +112,9 @@ class Agent:
         self._settings = settings
         self._messages = messages or Messages.load()
         self._composer = ExtractiveComposer(kb.retriever, self._messages)
-        matcher = cards or load_matcher(kb.embedder, settings)
-        self._cards = CardAnswerer(kb, matcher, self._composer, self._messages) if matcher else None
+        self._matcher = cards
+        self._cards_loaded = cards is not None
+        self._cards_lock = threading.Lock()
         model = build_chat_model(settings)
         self._llm = LlmComposer(model, settings.llm_timeout_s) if model is not None else None
 
@@ -231,11 +233,12 @@ class Agent:
         k = self._settings.answer_candidates
         anchored = bool(previous) and is_follow_up(focus)
         first: list[Hit] | None = None
-        if self._cards is not None and not self._names_unknown_programme(focus):
-            carded = self._cards.resume(conversation, text, lang, region)
+        answerer = self._card_answerer()
+        if answerer is not None and not self._names_unknown_programme(focus):
+            carded = answerer.resume(conversation, text, lang, region)
             if carded is None and not anchored:
                 first = search(focus, k=k, lang=lang, region=region)
-                carded = self._cards.answer(conversation, focus, lang, region, first)
+                carded = answerer.answer(conversation, focus, lang, region, first)
             if carded is not None:
                 conversation.low_confidence_streak = 0
                 return self._with_notices(carded, focus, region), focus
@@ -330,6 +333,17 @@ class Agent:
             reply.handoff_reason = HandoffReason.SENSITIVE
         reply.text = "\n\n".join(parts)
         return reply
+
+    def _card_answerer(self) -> CardAnswerer | None:
+        """The answer cards, read on the first question that needs them (a process that
+        only relays messages never loads them)."""
+        with self._cards_lock:
+            if not self._cards_loaded:
+                self._matcher = load_matcher(self._kb.embedder, self._settings)
+                self._cards_loaded = True
+        if self._matcher is None:
+            return None
+        return CardAnswerer(self._kb, self._matcher, self._composer, self._messages)
 
     def _curated_reply(self, question: str, lang: Lang) -> Reply | None:
         """An admin-approved counsellor answer whose question matches this one, citing its

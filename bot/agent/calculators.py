@@ -439,7 +439,7 @@ class _Writer:
     def date(self, day: dt.date) -> str:
         names = self.messages.get("calc_month_names", self.lang).split()
         return self.messages.get(
-            "calc_date", self.lang, year=day.year, month=day.month, day=day.day,
+            "calc_date", self.lang, year=day.year, day=day.day,
             month_name=names[day.month - 1],
         )  # fmt: skip
 

@@ -46,7 +46,9 @@ class CardAnswerer:
     TOP_DOCUMENTS = 3
     """Cards compete when they rest on one of the first retrieved passages' documents
     (retrieval finds the right document in its first three 97.6 % of the time on the
-    tuned set: bench/retrieval.py), which keeps a card on a neighbouring topic out."""
+    tuned set: bench/retrieval.py), and only when the first-ranked document has cards of
+    its own: a question retrieval sends to a document no card covers (a newly uploaded
+    notice) is answered from that document, not by a card on a neighbouring topic."""
 
     def __init__(
         self,
@@ -70,6 +72,8 @@ class CardAnswerer:
     ) -> Reply | None:
         """The reply from the card that answers ``text``, if one matches and may be used:
         only cards resting on the documents retrieval ranked first (``hits``) compete."""
+        if not hits or not self.matcher.covers(topic_of(hits[0].doc_id)):
+            return None
         topics = {topic_of(h.doc_id) for h in hits[: self.TOP_DOCUMENTS]}
         match = self.matcher.match(text, topics)
         if match is None:

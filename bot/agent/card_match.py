@@ -36,7 +36,7 @@ from numpy.typing import NDArray
 
 from bot.components.embeddings import Embedder
 from bot.errors import ConfigError
-from bot.kb.cards import LANGS, Card, read_cards
+from bot.kb.cards import CARD_LIST, LANGS, Card, files_digest, read_cards
 from bot.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -171,16 +171,28 @@ class VectorStore:
         return matrix
 
 
-def read_artefact(path: Path) -> tuple[list[str], NDArray[np.float16], MatchModel | None]:
-    """The shipped vectors (text hashes and a float16 matrix) and match model; nothing if
-    the file is absent."""
+@dataclass(frozen=True)
+class Artefact:
+    """What ``gradguide train-cards`` writes: the match model, the vectors of the card texts
+    (by text hash), and the cards themselves with the hash of the files they came from."""
+
+    model: MatchModel
+    keys: list[str]
+    vectors: NDArray[np.float16]
+    cards_json: bytes
+    files_sha256: str
+
+
+def read_artefact(path: Path) -> Artefact | None:
+    """The trained artefact, or None if the file is absent."""
     if not path.exists():
-        return [], np.zeros((0, 1), dtype=np.float16), None
+        return None
     try:
         with np.load(path, allow_pickle=False) as data:
             header = json.loads(str(data["header"]))
             keys = [str(k) for k in data["keys"]]
             vectors = np.asarray(data["vectors"], dtype=np.float16)
+            cards_json = data["cards"].tobytes() if "cards" in data else b"[]"
     except (OSError, KeyError, ValueError) as exc:
         raise ConfigError(f"cannot read the card model {path}: {exc}") from exc
     model = MatchModel(
@@ -189,7 +201,7 @@ def read_artefact(path: Path) -> tuple[list[str], NDArray[np.float16], MatchMode
         threshold=float(header["threshold"]),
         meta=dict(header.get("meta", {})),
     )
-    return keys, vectors, model
+    return Artefact(model, keys, vectors, cards_json, str(model.meta.get("files_sha256", "")))
 
 
 class CardMatcher:
@@ -222,6 +234,10 @@ class CardMatcher:
 
     def __len__(self) -> int:
         return len(self.cards)
+
+    def covers(self, topic: str) -> bool:
+        """Some card rests on a document of ``topic`` (an id without its language suffix)."""
+        return any(topic in topics for topics in self._topics)
 
     def get(self, card_id: str) -> Card | None:
         return self._by_id.get(card_id)
@@ -286,26 +302,29 @@ def topic_of(doc_id: str) -> str:
     return doc_id
 
 
-def load_matcher(embedder: Embedder, settings: Settings) -> CardMatcher | None:
+def load_matcher(
+    embedder: Embedder, settings: Settings, artefact: Path = ARTEFACT
+) -> CardMatcher | None:
     """The cards of ``settings.knowledge_dir/cards`` ready to match, or None when cards are
-    off, there are none, or no match model fits this embedding model. A card file with
-    errors is reported in the log and its good cards are used."""
-    if not settings.answer_cards:
+    off, there are none, or no match model fits this embedding model. When the card files
+    are the ones the artefact was trained on, their parsed copy in it is used (no YAML to
+    read: a new process is ready in a few milliseconds); otherwise the files are read, a
+    file with errors is reported in the log and its good cards are used, and texts the
+    artefact has no vector for are encoded and cached under the data directory."""
+    folder = settings.knowledge_dir / "cards"
+    if not settings.answer_cards or not any(folder.glob("*.yaml")):
         return None
-    cards, errors = read_cards(settings.knowledge_dir / "cards")
-    for error in errors:
-        logger.warning("answer card not used: %s", error)
+    trained = read_artefact(artefact)
+    if trained is None or trained.model.meta.get("embedder") != embedder.key:
+        return None
+    if trained.files_sha256 == files_digest(folder):
+        cards = CARD_LIST.validate_json(trained.cards_json)
+    else:
+        cards, errors = read_cards(folder)
+        for error in errors:
+            logger.warning("answer card not used: %s", error)
     if not cards:
         return None
-    return build_matcher(cards, embedder, settings.data_dir / "cache")
-
-
-def build_matcher(
-    cards: Sequence[Card], embedder: Embedder, cache_dir: Path | None, artefact: Path = ARTEFACT
-) -> CardMatcher | None:
-    """The matcher for ``cards``, or None when no match model has been fitted."""
-    keys, vectors, model = read_artefact(artefact)
-    if model is None or model.meta.get("embedder") != embedder.key:
-        return None
-    cache = cache_dir / f"cards-{embedder.key}.npz" if cache_dir is not None else None
-    return CardMatcher(cards, embedder, model, VectorStore(keys, vectors, cache))
+    cache = settings.data_dir / "cache" / f"cards-{embedder.key}.npz"
+    store = VectorStore(trained.keys, trained.vectors, cache)
+    return CardMatcher(cards, embedder, trained.model, store)

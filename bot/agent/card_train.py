@@ -41,7 +41,7 @@ from bot.agent.card_match import (
 )
 from bot.agent.evaluation import AnswerItem, run_item
 from bot.components.embeddings import Embedder
-from bot.kb.cards import Card
+from bot.kb.cards import CARD_LIST, Card
 from bot.kb.service import KnowledgeBase
 from bot.settings import Settings
 
@@ -105,7 +105,10 @@ def fit(cards: Sequence[Card], embedder: Embedder) -> tuple[MatchModel, CardMatc
     return model, CardMatcher(cards, embedder, model, store)
 
 
-def save(model: MatchModel, matcher: CardMatcher, path: Path) -> None:
+def save(model: MatchModel, matcher: CardMatcher, path: Path, files_sha256: str) -> None:
+    """Write the artefact ``bot.agent.card_match.read_artefact`` reads; ``files_sha256``:
+    the digest of the card files the cards were read from."""
+    model = dataclasses.replace(model, meta={**model.meta, "files_sha256": files_sha256})
     header: dict[str, Any] = {
         "coef": list(model.coef),
         "intercept": model.intercept,
@@ -121,6 +124,7 @@ def save(model: MatchModel, matcher: CardMatcher, path: Path) -> None:
             header=np.array(json.dumps(header, ensure_ascii=False)),
             keys=np.array(list(unique)),
             vectors=np.stack(list(unique.values())).astype(np.float16),
+            cards=np.frombuffer(CARD_LIST.dump_json(matcher.cards), dtype=np.uint8),
         )
 
 

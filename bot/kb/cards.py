@@ -36,6 +36,7 @@ Run ``python -m bot.kb.cards [knowledge-dir]`` to check the cards and list every
 
 from __future__ import annotations
 
+import hashlib
 import re
 import sys
 from collections.abc import Mapping, Sequence
@@ -44,7 +45,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from bot.kb.loaders import load_file
 
@@ -169,6 +170,19 @@ def read_card_file(path: Path) -> tuple[list[Card], list[CardError]]:
                 where = ".".join(str(p) for p in problem["loc"]) or "card"
                 errors.append(CardError(path, name, f"{where}: {problem['msg']}"))
     return cards, errors
+
+
+def files_digest(folder: Path) -> str:
+    """What the card files say, as one hash (a changed, added or removed file changes it)."""
+    sha = hashlib.sha256()
+    for path in sorted(folder.glob("*.yaml")) if folder.is_dir() else []:
+        sha.update(path.name.encode())
+        sha.update(path.read_bytes())
+    return sha.hexdigest()[:16]
+
+
+CARD_LIST = TypeAdapter(list[Card])
+"""The cards as JSON (the trained artefact keeps them so a process need not parse YAML)."""
 
 
 def read_cards(folder: Path) -> tuple[list[Card], list[CardError]]:

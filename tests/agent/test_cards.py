@@ -5,13 +5,16 @@ next turn; never a card whose document is absent, changed, or another region's."
 from __future__ import annotations
 
 import re
+import shutil
 from collections.abc import Callable
+from pathlib import Path
 
 from bot.agent.agent import Agent
-from bot.agent.card_match import ARTEFACT, read_artefact
+from bot.agent.card_match import ARTEFACT, load_matcher, read_artefact
 from bot.agent.card_train import cards_digest
 from bot.agent.models import Conversation, Reply
-from bot.kb.cards import comparable, read_cards
+from bot.components.embeddings import UseM3Embedder
+from bot.kb.cards import comparable, files_digest, read_cards
 from bot.settings import BUNDLED_KNOWLEDGE_DIR, Settings
 from tests.agent.conftest import paragraphs, small_kb, source_text
 from tests.conftest import DocWriter
@@ -54,7 +57,7 @@ def test_a_card_rests_on_the_current_text_of_its_document(
 
 
 def test_another_regions_card_is_not_used_without_that_region(bundled_agent: Agent) -> None:
-    answerer = bundled_agent._cards
+    answerer = bundled_agent._card_answerer()
     assert answerer is not None
     card = answerer.matcher.get("fresh-graduate-shanghai-public-institution-2-years")
     assert card is not None
@@ -70,10 +73,31 @@ def test_another_regions_card_is_not_used_without_that_region(bundled_agent: Age
 def test_the_shipped_card_model_was_fitted_to_the_bundled_cards() -> None:
     cards, errors = read_cards(BUNDLED_KNOWLEDGE_DIR / "cards")
     assert not errors
-    keys, _, model = read_artefact(ARTEFACT)
-    assert model is not None
-    assert model.meta["cards_sha256"] == cards_digest(cards), (
-        "the cards changed: run `gradguide train-cards` and commit bot/agent/card_data/"
-    )
-    assert 0.0 < model.threshold < 1.0
-    assert len(keys) >= len(cards) * 2 * 7  # a question and 6+ variants per language
+    trained = read_artefact(ARTEFACT)
+    assert trained is not None
+    stale = "the cards changed: run `gradguide train-cards` and commit bot/agent/card_data/"
+    assert trained.model.meta["cards_sha256"] == cards_digest(cards), stale
+    assert trained.files_sha256 == files_digest(BUNDLED_KNOWLEDGE_DIR / "cards"), stale
+    assert 0.0 < trained.model.threshold < 1.0
+    assert len(trained.keys) >= len(cards) * 2 * 7  # a question and 6+ variants per language
+
+
+def test_an_edited_card_file_is_read_instead_of_the_trained_copy(
+    settings: Settings, tmp_path: Path
+) -> None:
+    folder = tmp_path / "knowledge" / "cards"
+    shutil.copytree(BUNDLED_KNOWLEDGE_DIR / "cards", folder)
+    path = folder / "probation.yaml"
+    text = path.read_text(encoding="utf-8")
+    card = next(c for c in read_cards(folder)[0] if c.id.startswith("probation-"))
+    path.write_text(text.replace(card.answer.en, "Edited by an admin."), encoding="utf-8")
+    local = settings.model_copy(update={"knowledge_dir": tmp_path / "knowledge"})
+    matcher = load_matcher(UseM3Embedder(settings.data_dir / "cache"), local)
+    assert matcher is not None
+    edited = matcher.get(card.id)
+    assert edited is not None and edited.answer.en == "Edited by an admin."
+    shipped = settings.model_copy(update={"knowledge_dir": BUNDLED_KNOWLEDGE_DIR})
+    bundled = load_matcher(UseM3Embedder(settings.data_dir / "cache"), shipped)
+    assert bundled is not None
+    original = bundled.get(card.id)
+    assert original is not None and original.answer.en == card.answer.en
