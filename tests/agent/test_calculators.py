@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from typing import get_args
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -20,15 +21,7 @@ from bot.prompts import BUNDLED_PROMPTS_DIR, MESSAGE_FILES, Messages
 
 MESSAGES = Messages.load()
 CJK = re.compile(r"[\u4e00-\u9fff]")
-CALCULATORS: tuple[CalculatorName, ...] = (
-    "probation_cap",
-    "severance",
-    "unsigned_contract_double_wage",
-    "training_penalty",
-    "overtime_pay",
-    "probation_wage_floor",
-    "arbitration_deadline",
-)
+CALCULATORS: tuple[CalculatorName, ...] = get_args(CalculatorName)
 
 
 def ask(name: CalculatorName, text: str, lang: Lang, *earlier: str) -> Computed | NeedsInput:
