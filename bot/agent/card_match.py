@@ -310,11 +310,16 @@ def load_matcher(
     are the ones the artefact was trained on, their parsed copy in it is used (no YAML to
     read: a new process is ready in a few milliseconds); otherwise the files are read, a
     file with errors is reported in the log and its good cards are used, and texts the
-    artefact has no vector for are encoded and cached under the data directory."""
+    artefact has no vector for are encoded and cached under the data directory. A damaged
+    artefact is reported in the log and every question is answered from the documents."""
     folder = settings.knowledge_dir / "cards"
     if not settings.answer_cards or not any(folder.glob("*.yaml")):
         return None
-    trained = read_artefact(artefact)
+    try:
+        trained = read_artefact(artefact)
+    except ConfigError as exc:  # a damaged file: answer from the documents, say why
+        logger.error("answer cards not used: %s", exc)
+        return None
     if trained is None or trained.model.meta.get("embedder") != embedder.key:
         return None
     if trained.files_sha256 == files_digest(folder):

@@ -9,6 +9,8 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from bot.agent.agent import Agent
 from bot.agent.card_match import ARTEFACT, load_matcher, read_artefact
 from bot.agent.card_train import cards_digest
@@ -101,3 +103,14 @@ def test_an_edited_card_file_is_read_instead_of_the_trained_copy(
     assert bundled is not None
     original = bundled.get(card.id)
     assert original is not None and original.answer.en == card.answer.en
+
+
+def test_a_damaged_card_model_leaves_answers_to_the_documents(
+    settings: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    damaged = tmp_path / "cards.npz"
+    damaged.write_bytes(b"not a numpy archive")
+    shipped = settings.model_copy(update={"knowledge_dir": BUNDLED_KNOWLEDGE_DIR})
+    embedder = UseM3Embedder(settings.data_dir / "cache")
+    assert load_matcher(embedder, shipped, damaged) is None
+    assert "answer cards not used: cannot read the card model" in caplog.text
