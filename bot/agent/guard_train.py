@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
+import os
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -75,12 +76,17 @@ class TrainConfig:
 
 class EmbeddingCache:
     """Sentence embeddings of training texts, kept on disk by text hash (re-fitting with
-    other settings does not re-encode)."""
+    other settings does not re-encode).
+
+    New rows are encoded in batches of similar length (less padding) and written to disk
+    only by ``save()``: writing the whole file after every single new text made a fresh
+    training run spend most of its eight minutes compressing the same rows again."""
 
     def __init__(self, encode: Encode, path: Path | None) -> None:
         self._encode = encode
         self._path = path
         self._rows: dict[str, NDArray[np.float32]] = {}
+        self._dirty = False
         if path is not None and path.exists():
             with np.load(path, allow_pickle=False) as data:
                 keys = [str(k) for k in data["keys"]]
@@ -91,17 +97,28 @@ class EmbeddingCache:
         return hashlib.sha1(text.encode("utf-8")).hexdigest()
 
     def __call__(self, texts: list[str]) -> NDArray[np.float32]:
-        missing = sorted({t for t in texts if self.key(t) not in self._rows})
+        missing = sorted({t for t in texts if self.key(t) not in self._rows}, key=len)
         for start in range(0, len(missing), 64):
             batch = missing[start : start + 64]
             for text, vector in zip(batch, self._encode(batch), strict=True):
                 self._rows[self.key(text)] = np.asarray(vector, dtype=np.float32)
-        if missing and self._path is not None:
-            self._path.parent.mkdir(parents=True, exist_ok=True)
-            keys = list(self._rows)
-            with self._path.open("wb") as handle:
-                np.savez(handle, keys=np.array(keys), vectors=np.stack(list(self._rows.values())))
+        self._dirty = self._dirty or bool(missing)
         return np.stack([self._rows[self.key(t)] for t in texts])
+
+    def save(self) -> None:
+        """Write the rows to disk (when any were added since loading)."""
+        if not self._dirty or self._path is None or not self._rows:
+            return
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        partial = self._path.with_suffix(f".{os.getpid()}.tmp")
+        with partial.open("wb") as handle:
+            np.savez(
+                handle,
+                keys=np.array(list(self._rows)),
+                vectors=np.stack(list(self._rows.values())),
+            )
+        partial.replace(self._path)
+        self._dirty = False
 
 
 @dataclass
@@ -196,17 +213,23 @@ def sentence_examples(guard: Guard, train: Sequence[Example]) -> tuple[list[str]
     sentences of other messages keep the message's label."""
     texts: list[str] = []
     labels: list[Label] = []
-    for example in train:
-        parts = list(dict.fromkeys(clauses(example.text)))
+    split = [(example, list(dict.fromkeys(clauses(example.text)))) for example in train]
+    # the message model reads every carrier's sentences in one batch (one encoder pass)
+    decided = [len(parts) >= 2 and example.label in SENTENCE_CLASSES for example, parts in split]
+    batch = [part for (_, parts), d in zip(split, decided, strict=True) if d for part in parts]
+    table = guard.probabilities(batch) if batch else np.zeros((0, len(LABELS)))
+    start = 0
+    for (example, parts), carries in zip(split, decided, strict=True):
         if len(parts) < 2:
             texts.append(example.text)
             labels.append(example.label)
             continue
-        if example.label not in SENTENCE_CLASSES:
+        if not carries:
             texts.extend(parts)
             labels.extend([example.label] * len(parts))
             continue
-        probs = guard.probabilities(parts)
+        probs = table[start : start + len(parts)]
+        start += len(parts)
         columns = (
             [LABELS.index(label) for label in CRISIS]
             if example.label in CRISIS
@@ -223,6 +246,7 @@ def choose_thresholds(
     guard: Guard, dev: Sequence[Example], config: TrainConfig
 ) -> dict[str, float]:
     """Recall first for crises; a cost-weighted choice for the others (see module doc)."""
+    guard.probabilities([e.text for e in dev])  # one batch through the encoder (cached)
     scored = [(e, guard.scores(e.text)) for e in dev]
     thresholds: dict[str, float] = {}
 
@@ -335,6 +359,8 @@ def train(
         "dev": {k: round(v, 4) for k, v in report.summary().items()},
     }
     fitted.report = {"dev": report}
+    if isinstance(encode, EmbeddingCache):
+        encode.save()
     if out is not None:
         fitted.weights.save(out)
     return fitted
