@@ -125,6 +125,13 @@ def build_parser() -> argparse.ArgumentParser:
     train_cards.add_argument(
         "--check", action="store_true", help="fit and report, but write nothing"
     )
+    train_lead = commands.add_parser(
+        "train-lead",
+        help="fit which sentence of a document answers, on the answer cards ([train] extra)",
+    )
+    train_lead.add_argument(
+        "--check", action="store_true", help="fit and report, but write nothing"
+    )
     commands.add_parser("serve", help="run the Telegram bot (polling, or webhook if configured)")
     handoffs = commands.add_parser(
         "handoffs", help="counsellor tickets without Telegram (replies go through the bot)"
@@ -184,6 +191,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _train_guard(args, settings, out)
         if args.command == "train-cards":
             return _train_cards(args, settings, out, err)
+        if args.command == "train-lead":
+            return _train_lead(args, settings, out, err)
         if args.command == "serve":
             from bot.channels.telegram.app import serve
 
@@ -705,6 +714,53 @@ def _train_cards(args: argparse.Namespace, settings: Settings, out: Console, err
     out.print(f"{len(cards)} cards; match model {model.meta}; threshold {threshold}")
     if not args.check:
         card_train.save(model, matcher, ARTEFACT, files_digest(settings.knowledge_dir / "cards"))
+        out.print(f"wrote {ARTEFACT}")
+    return 0
+
+
+def _train_lead(args: argparse.Namespace, settings: Settings, out: Console, err: Console) -> int:
+    """Fit the lead ranker on the answer cards over a fresh index of the knowledge folder
+    and write ``lead_data/lead.json``."""
+    try:
+        from bot.agent import lead_train
+    except ImportError as exc:
+        raise ConfigError(
+            f"training needs scikit-learn: pip install 'gradguide[train]' ({exc})"
+        ) from exc
+    from bot.agent.lead_rank import ARTEFACT
+    from bot.kb.cards import load_cards
+
+    cards, errors = load_cards(settings.knowledge_dir)
+    for error in errors:
+        err.print(str(error), markup=False, highlight=False)
+    if errors:
+        return 1
+    eval_dir = Path(__file__).resolve().parent.parent / "tests" / "eval"
+    items = [item for name in lead_train.DEV_SETS for item in load_items(eval_dir / name)]
+    with tempfile.TemporaryDirectory(prefix="gg-train-lead-") as tmp:
+        local = settings.model_copy(update={"data_dir": Path(tmp), "chroma_url": None})
+        kb = KnowledgeBase.open(local)
+        kb.ingest([local.knowledge_dir])
+        model, report = lead_train.fit(kb, cards, items)
+    grid = Table(title="Lead sentence ranked first (held out: every fifth card and item)")
+    for column in ("held out", "questions", "learned model", "former hand weights"):
+        grid.add_column(column, justify="right")
+    grid.add_row(
+        "card and item questions",
+        str(report["held_out_questions"]),
+        f"{report['held_out_top1_learned']:.3f}",
+        f"{report['held_out_top1_hand_weights']:.3f}",
+    )
+    grid.add_row(
+        "development items only",
+        str(report["held_out_items"]),
+        f"{report['held_out_items_top1_learned']:.3f}",
+        f"{report['held_out_items_top1_hand_weights']:.3f}",
+    )
+    out.print(grid)
+    out.print(f"weights: {dict(zip(model.to_json()['features'], model.weights, strict=True))}")
+    if not args.check:
+        model.save(ARTEFACT)
         out.print(f"wrote {ARTEFACT}")
     return 0
 

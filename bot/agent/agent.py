@@ -25,6 +25,7 @@ from bot.agent.card_match import CardMatcher, load_matcher
 from bot.agent.compose import Composed, ExtractiveComposer, citation_for, overlap_terms
 from bot.agent.curated import CuratedAnswers
 from bot.agent.guard import Guard, Label, Verdict, build_guard
+from bot.agent.lead_rank import LeadModel
 from bot.agent.llm_composer import LlmComposer, LlmUnavailable
 from bot.agent.models import Conversation, HandoffReason, Intent, Reply, Turn
 from bot.agent.redact import redact
@@ -111,7 +112,7 @@ class Agent:
         self._curated = curated
         self._settings = settings
         self._messages = messages or Messages.load()
-        self._composer = ExtractiveComposer(kb.retriever, self._messages)
+        self._composer = ExtractiveComposer(kb.retriever, self._messages, LeadModel.load())
         self._matcher = cards
         self._cards_loaded = cards is not None
         self._cards_lock = threading.Lock()
@@ -399,12 +400,14 @@ class Agent:
         self, hits: list[Hit], query: str, lang: Lang, region: str | None
     ) -> list[Hit]:
         """If the best document is in the other language and its translation exists
-        (``x-zh`` / ``x-en``), answer from the translation."""
+        (``x-zh`` / ``x-en``), answer from the translation — always: the "only in the other
+        language" note is for documents that have none."""
         top = hits[0].doc.meta
         if top.lang == lang:
             return hits
         sibling = re.sub(r"-(zh|en)$", f"-{lang}", top.id)
-        if sibling == top.id or sibling not in self._kb.retriever.documents():
+        documents = self._kb.retriever.documents()
+        if sibling == top.id or sibling not in documents:
             return hits
         translated = [
             h
@@ -417,7 +420,13 @@ class Agent:
             )
             if h.doc_id == sibling
         ]
-        return translated + [h for h in hits if h.doc_id != sibling] if translated else hits
+        if not translated:  # none of its chunks ranked: the composer reads it whole anyway
+            chunks = self._kb.retriever.doc_chunks(sibling)
+            if not chunks:
+                return hits
+            first = chunks[0]
+            translated = [Hit(first.chunk_id, documents[sibling], first.heading, first.text, 0.0)]
+        return translated + [h for h in hits if h.doc_id != sibling]
 
     TITLE_WEIGHT = 0.02  # in fused-score units; measured on tests/eval/answers.jsonl
     TITLE_DOCS = 3
