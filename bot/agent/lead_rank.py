@@ -43,7 +43,7 @@ FEATURES: tuple[str, ...] = (
 
 _YES_NO = re.compile(
     r"(?:吗|么|是否|能不能|可不可以|可以不|行不行|算不算|合不合法|合法不|有没有|会不会)"
-    r"[？?。!！\s]*$|合法吗|违法吗|^(?:is|are|can|could|do|does|did|may|must|should|will|would|"
+    r"[？?。!！\s]*$|合法吗|违法吗|能不能|可不可以|要不要|算不算|合不合法|^(?:is|are|can|could|do|does|did|may|must|should|will|would|"
     r"has|have)\b|\b(?:is (?:it|that|this) (?:legal|allowed|ok|okay))\b",
     re.IGNORECASE,
 )

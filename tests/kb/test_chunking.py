@@ -34,7 +34,8 @@ def test_a_semicolon_and_abbreviations_do_not_end_a_sentence() -> None:
 
 def test_a_long_table_is_cut_between_rows_and_every_part_has_its_header() -> None:
     header = "| 劳动合同期限 | 试用期上限 |\n|---|---|\n"
-    rows = "".join(f"| 第{i}种期限，写得比较长的一行说明文字 | 不超过{i}个月 |\n" for i in range(40))
+    line = "| 第{}种期限，写得比较长的一行说明文字 | 不超过{}个月 |\n"
+    rows = "".join(line.format(i, i) for i in range(40))
     chunks = chunk_text("试用期上限如下：\n" + header + rows + "以上为法定上限。", 400, 60)
     table_parts = [c for c in chunks if "| 第" in c]
     assert len(table_parts) > 1, "the table is longer than a chunk"
