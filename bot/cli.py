@@ -21,7 +21,8 @@ import logging
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +33,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from bot.agent.agent import Agent
-from bot.agent.evaluation import Scores, load_items
+from bot.agent.evaluation import AnswerItem, Scores, load_items
 from bot.agent.evaluation import evaluate as evaluate_answers
 from bot.agent.guard import LABELS, MODEL_PATH
 from bot.agent.guard_eval import GuardReport, confusion_rows
 from bot.agent.models import Conversation, Reply
 from bot.datadir import DataDirProblem, check_data_dir, os_error_message
 from bot.errors import ConfigError, GradGuideError
+from bot.kb.cards import Card
 from bot.kb.ingest import IngestReport
 from bot.kb.ingest import Progress as ProgressCallback
 from bot.kb.models import Lang, Validity
@@ -679,6 +681,32 @@ def guard_tables(report: GuardReport, title: str) -> list[Table]:
     return [figures, matrix]
 
 
+def _training_inputs(
+    settings: Settings, err: Console, dev_sets: Sequence[str]
+) -> tuple[list[Card], list[AnswerItem]] | None:
+    """The answer cards (``None`` after printing their errors) and the development items."""
+    from bot.kb.cards import load_cards
+
+    cards, errors = load_cards(settings.knowledge_dir)
+    for error in errors:
+        err.print(str(error), markup=False, highlight=False)
+    if errors:
+        return None
+    eval_dir = Path(__file__).resolve().parent.parent / "tests" / "eval"
+    return cards, [item for name in dev_sets for item in load_items(eval_dir / name)]
+
+
+@contextmanager
+def _fresh_kb(settings: Settings, prefix: str) -> Iterator[tuple[KnowledgeBase, Settings]]:
+    """The knowledge folder ingested into a throw-away embedded index (training never
+    touches the running one)."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        local = settings.model_copy(update={"data_dir": Path(tmp), "chroma_url": None})
+        kb = KnowledgeBase.open(local)
+        kb.ingest([local.knowledge_dir])
+        yield kb, local
+
+
 def _train_cards(args: argparse.Namespace, settings: Settings, out: Console, err: Console) -> int:
     """Fit the card match model on the cards, calibrate its threshold on the development
     answer sets over a fresh index of the knowledge folder, and write ``card_data/``."""
@@ -689,19 +717,13 @@ def _train_cards(args: argparse.Namespace, settings: Settings, out: Console, err
             f"training needs scikit-learn: pip install 'gradguide[train]' ({exc})"
         ) from exc
     from bot.agent.card_match import ARTEFACT
-    from bot.kb.cards import files_digest, load_cards
+    from bot.kb.cards import files_digest
 
-    cards, errors = load_cards(settings.knowledge_dir)
-    for error in errors:
-        err.print(str(error), markup=False, highlight=False)
-    if errors:
+    inputs = _training_inputs(settings, err, card_train.DEV_SETS)
+    if inputs is None:
         return 1
-    eval_dir = Path(__file__).resolve().parent.parent / "tests" / "eval"
-    items = [item for name in card_train.DEV_SETS for item in load_items(eval_dir / name)]
-    with tempfile.TemporaryDirectory(prefix="gg-train-cards-") as tmp:
-        local = settings.model_copy(update={"data_dir": Path(tmp), "chroma_url": None})
-        kb = KnowledgeBase.open(local)
-        kb.ingest([local.knowledge_dir])
+    cards, items = inputs
+    with _fresh_kb(settings, "gg-train-cards-") as (kb, local):
         model, matcher = card_train.fit(cards, kb.embedder)
         threshold, rows = card_train.calibrate(kb, local, matcher, items)
     model = dataclasses.replace(model, threshold=threshold)
@@ -728,19 +750,12 @@ def _train_lead(args: argparse.Namespace, settings: Settings, out: Console, err:
             f"training needs scikit-learn: pip install 'gradguide[train]' ({exc})"
         ) from exc
     from bot.agent.lead_rank import ARTEFACT
-    from bot.kb.cards import load_cards
 
-    cards, errors = load_cards(settings.knowledge_dir)
-    for error in errors:
-        err.print(str(error), markup=False, highlight=False)
-    if errors:
+    inputs = _training_inputs(settings, err, lead_train.DEV_SETS)
+    if inputs is None:
         return 1
-    eval_dir = Path(__file__).resolve().parent.parent / "tests" / "eval"
-    items = [item for name in lead_train.DEV_SETS for item in load_items(eval_dir / name)]
-    with tempfile.TemporaryDirectory(prefix="gg-train-lead-") as tmp:
-        local = settings.model_copy(update={"data_dir": Path(tmp), "chroma_url": None})
-        kb = KnowledgeBase.open(local)
-        kb.ingest([local.knowledge_dir])
+    cards, items = inputs
+    with _fresh_kb(settings, "gg-train-lead-") as (kb, _):
         model, report = lead_train.fit(kb, cards, items)
     grid = Table(title="Lead sentence ranked first (held out: every fifth card and item)")
     for column in ("held out", "questions", "learned model", "former hand weights"):

@@ -25,7 +25,7 @@ from bot.agent.card_match import CardMatcher, load_matcher
 from bot.agent.compose import Composed, ExtractiveComposer, citation_for, overlap_terms
 from bot.agent.curated import CuratedAnswers
 from bot.agent.guard import Guard, Label, Verdict, build_guard
-from bot.agent.lead_rank import LeadModel
+from bot.agent.lead_rank import lead_scorer
 from bot.agent.llm_composer import LlmComposer, LlmUnavailable
 from bot.agent.models import Conversation, HandoffReason, Intent, Reply, Turn
 from bot.agent.redact import redact
@@ -33,6 +33,7 @@ from bot.components.llm import build_chat_model
 from bot.kb.chunking import split_sentences
 from bot.kb.lexical import expand_pinyin
 from bot.kb.models import Lang, Validity
+from bot.kb.regions import NATIONAL, applies, region_name
 from bot.kb.retriever import Hit, detect_lang
 from bot.kb.service import KnowledgeBase
 from bot.prompts import Messages
@@ -112,7 +113,8 @@ class Agent:
         self._curated = curated
         self._settings = settings
         self._messages = messages or Messages.load()
-        self._composer = ExtractiveComposer(kb.retriever, self._messages, LeadModel.load())
+        lead = lead_scorer(settings.lead_ranker)
+        self._composer = ExtractiveComposer(kb.retriever, self._messages, lead)
         self._matcher = cards
         self._cards_loaded = cards is not None
         self._cards_lock = threading.Lock()
@@ -328,12 +330,25 @@ class Agent:
         parts = [reply.text]
         if g.region_dependent(focus) and region is None:
             parts.append(say("ask_region", reply.lang))
+        named = region is not None and (g.mentioned_region(focus) or g.region_dependent(focus))
+        if named and region is not None and not self._has_local_documents(region):
+            # asked about a place with no document of its own: say so, never pass another
+            # region's figures off as its own (the retriever only offers national ones)
+            name = region_name(region, reply.lang)
+            parts.insert(0, say("region_no_document", reply.lang, region=name))
         if g.violation_now(focus):
             parts.insert(0, say("handoff_sensitive", reply.lang))
             reply.handoff = True
             reply.handoff_reason = HandoffReason.SENSITIVE
         reply.text = "\n\n".join(parts)
         return reply
+
+    def _has_local_documents(self, region: str) -> bool:
+        """Whether any document of its own (or of its province) covers ``region``."""
+        return any(
+            doc.meta.region != NATIONAL and applies(doc.meta.region, region)
+            for doc in self._kb.retriever.documents().values()
+        )
 
     def _card_answerer(self) -> CardAnswerer | None:
         """The answer cards, read on the first question that needs them (a process that

@@ -8,9 +8,8 @@ The training questions are the cards' own texts, each asked twice:
    asks something no card covers, the case a card answer must not take.
 
 A logistic regression over the features of ``bot.agent.card_match`` is fitted to these. Its
-probability ranks matches; the threshold is calibrated on the development answer sets nobody
-tuned the composer on (``answers_holdout.jsonl``, ``answers_blind_1.jsonl`` and
-``answers_blind_2.jsonl``, retired blind sets): each question is answered once
+probability ranks matches; the threshold is calibrated on the development answer sets
+(``tests/eval/answers.jsonl`` and ``answers_holdout.jsonl``): each question is answered once
 with every matching card accepted and once by the documents alone, and the threshold is the
 one at which "card above it, documents below" answers the most questions correctly (the
 highest such threshold on a tie: a card must earn its place). Reproducible: the same cards,
@@ -46,7 +45,7 @@ from bot.kb.cards import CARD_LIST, Card
 from bot.kb.service import KnowledgeBase
 from bot.settings import Settings
 
-DEV_SETS = ("answers_holdout.jsonl", "answers_blind_1.jsonl", "answers_blind_2.jsonl")
+DEV_SETS = ("answers.jsonl", "answers_holdout.jsonl")
 
 
 def cards_digest(cards: Sequence[Card]) -> str:

@@ -13,13 +13,13 @@ from functools import lru_cache
 from typing import Any, ClassVar
 
 from bot.agent.guardrails import is_planted
-from bot.agent.lead_rank import Candidate, LeadModel, is_yes_no, rules
+from bot.agent.lead_rank import Candidate, LeadScorer, is_yes_no, rules
 from bot.agent.models import Citation
 from bot.kb.chunking import split_sentences
 from bot.kb.index import ChunkRecord
 from bot.kb.lexical import EN_STOP_WORDS
 from bot.kb.models import Lang
-from bot.kb.regions import REGIONS
+from bot.kb.regions import region_name
 from bot.kb.retriever import Hit, Retriever
 from bot.prompts import Messages
 
@@ -34,7 +34,6 @@ _TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{2,}")
 _FACT = re.compile(
     r"\d|[一二三四五六七八九十百千万两]+(?:个月|日|天|年|倍|元|条)|\b(?:one|two|three|six|twelve)\b"
 )
-_REGION_NAMES = {code: name for name, code in REGIONS.items()}
 _TABLE_ROW = re.compile(r"^[^—]{1,40}：.* — ")  # "header：cell — header：cell" (see below)
 
 _NUM = r"(?:\d+|[一二三四五六七八九十两半]+)"
@@ -204,7 +203,8 @@ class Measured:
     candidates: list[tuple[Candidate, int, str, Hit]] = field(default_factory=list)
     lists: dict[tuple[str, str], list[str]] = field(default_factory=dict)
     list_of: dict[str, tuple[str, str]] = field(default_factory=dict)
-    seen: set[str] = field(default_factory=set)
+    seen: dict[str, int] = field(default_factory=dict)
+    """Each sentence's index in ``candidates``."""
 
 
 class ExtractiveComposer:
@@ -213,7 +213,7 @@ class ExtractiveComposer:
     TYPE_BONUS = 0.25  # support: a sentence with a kind of answer still missing comes first
     BUDGET: ClassVar[dict[str, int]] = {"zh": 520, "en": 900}
 
-    def __init__(self, retriever: Retriever, messages: Messages, lead: LeadModel) -> None:
+    def __init__(self, retriever: Retriever, messages: Messages, lead: LeadScorer) -> None:
         self._retriever = retriever
         self._messages = messages
         self._lead = lead
@@ -244,8 +244,12 @@ class ExtractiveComposer:
         chunks = self._retriever.doc_chunks(doc_id)
         rank_of = {h.chunk_id: rank for rank, h in enumerate(same_doc)}
         section_start: dict[str, str] = {}
+        section_rank: dict[str, int] = {}
         for chunk in chunks:
             section_start.setdefault(chunk.heading, chunk.chunk_id)
+            if chunk.chunk_id in rank_of:
+                best = section_rank.get(chunk.heading, rank_of[chunk.chunk_id])
+                section_rank[chunk.heading] = min(best, rank_of[chunk.chunk_id])
         measured = Measured(chunks=chunks)
 
         def candidate(
@@ -287,8 +291,19 @@ class ExtractiveComposer:
             at_start = section_start[chunk.heading] == chunk.chunk_id
             for position, (sentence, lead_in) in enumerate(sentences_with_context(chunk.text)):
                 if sentence in measured.seen:
+                    # chunks overlap: a sentence counts as found by the best-ranked chunk
+                    # that holds it, not by whichever comes first in the document
+                    at = measured.seen[sentence]
+                    features, order, text, found = measured.candidates[at]
+                    if rank is not None and (
+                        features.retrieved_rank is None or rank < features.retrieved_rank
+                    ):
+                        better = replace(
+                            features, retrieved_rank=rank, chunk_dense=hit.dense_score or 0.0
+                        )
+                        measured.candidates[at] = (better, order, text, found)
                     continue
-                measured.seen.add(sentence)
+                measured.seen[sentence] = len(measured.candidates)
                 if lead_in:
                     measured.lists.setdefault((chunk.chunk_id, lead_in), []).append(sentence)
                     measured.list_of[sentence] = (chunk.chunk_id, lead_in)
@@ -299,6 +314,7 @@ class ExtractiveComposer:
                     position,
                     opening=position == 0 and at_start,
                     retrieved_rank=rank,
+                    section_rank=section_rank.get(chunk.heading),
                     chunk_dense=hit.dense_score or 0.0,
                     table_row=_TABLE_ROW.search(sentence) is not None,
                 )
@@ -313,6 +329,7 @@ class ExtractiveComposer:
                     i,
                     opening=i == 0,
                     retrieved_rank=0,
+                    section_rank=0,
                     chunk_dense=primary.dense_score or 0.0,
                     table_row=False,
                 )
@@ -334,7 +351,7 @@ class ExtractiveComposer:
             (self._lead.score(features), order, sentence, hit)
             for features, order, sentence, hit in measured.candidates
         ]
-        # The sentence the lead model ranks first answers; the next best sentences of
+        # The sentence the lead scorer ranks first answers; the next best sentences of
         # the document support it, in document order.
         direct = max(candidates, key=lambda c: (c[0], -c[1]))
         support = self._support(direct, candidates, wanted, lang)
@@ -467,7 +484,7 @@ class ExtractiveComposer:
             meta = self._retriever.documents().get(c.doc_id)
             if meta is not None and meta.meta.region != "national":
                 region = meta.meta.region
-                name = _REGION_NAMES.get(region, region) if lang == "zh" else region.title()
+                name = region_name(region, lang)
                 details.append(self._messages.get("region_label", lang, region=name))
             if lang == "zh":
                 items.append(f"《{c.title}》（{c.authority}；{'；'.join(details)}）")

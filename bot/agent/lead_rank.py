@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from bot.errors import ConfigError
 
@@ -33,7 +33,7 @@ FEATURES: tuple[str, ...] = (
     "position",  # how far into its chunk (0 first … 1 tenth or later)
     "shape",  # shaped like the answer the question asks for ("多久" → a duration)
     "no_shape",  # the question asks for a shape and the sentence has none
-    "retrieved",  # retrieval's rank of the sentence's chunk (1 first, 0 not retrieved)
+    "section_retrieved",  # retrieval's best rank of a chunk of the sentence's section (1 first)
     "chunk_dense",  # the encoder's similarity of the question and the sentence's chunk
     "table_row",  # a table row read with its header
     "list_item",  # an item of a list (with its lead-in)
@@ -78,6 +78,10 @@ class Candidate:
     shape: bool
     asks_shape: bool
     retrieved_rank: int | None
+    """Not a feature: chunk boundaries are arbitrary, and with it the model learnt to prefer
+    whatever sentence opens the best-ranked chunk over the sentence that opens the section
+    (measured: "How long can probation last?" led with an example). The section's rank is."""
+    section_rank: int | None
     chunk_dense: float
     table_row: bool
     list_item: bool
@@ -100,13 +104,34 @@ class Candidate:
             min(self.position, 10) / 10,
             float(self.shape),
             float(self.asks_shape and not self.shape),
-            0.0 if self.retrieved_rank is None else 1.0 / (1 + self.retrieved_rank),
+            0.0 if self.section_rank is None else 1.0 / (1 + self.section_rank),
             self.chunk_dense,
             float(self.table_row),
             float(self.list_item),
             math.log1p(self.length) / 6,
             float(self.yes_no and self.modal),
         ]
+
+
+class LeadScorer(Protocol):
+    def score(self, candidate: Candidate) -> float: ...
+
+
+class HandWeights:
+    """The composer's hand-set weights (measured on tests/eval/answers.jsonl): word overlap,
+    with the sentence's context and heading, a figure, a section's opening sentence, an
+    earlier position and the answer shape the question asks for."""
+
+    def score(self, candidate: Candidate) -> float:
+        c = candidate
+        score = 0.4 * c.own + 0.6 * c.context + 0.3 * c.heading
+        score += (0.08 if c.fact else 0.0) + (0.1 if c.opening else 0.0) - 0.02 * c.position
+        return score + (0.25 if c.shape else 0.0)
+
+
+def lead_scorer(kind: str) -> LeadScorer:
+    """``hand`` or ``learned`` (the shipped ``lead_data/lead.json``)."""
+    return LeadModel.load() if kind == "learned" else HandWeights()
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from scipy.optimize import minimize
 
 from bot.agent.compose import ExtractiveComposer
 from bot.agent.evaluation import AnswerItem, has_facts
-from bot.agent.lead_rank import FEATURES, Candidate, LeadModel
+from bot.agent.lead_rank import FEATURES, Candidate, HandWeights, LeadModel
 from bot.kb.cards import Card, comparable
 from bot.kb.models import Lang
 from bot.kb.service import KnowledgeBase
@@ -98,9 +98,10 @@ DEV_SETS = (
 """Development answer sets (no longer blind: their failures were read): a question whose
 opening paragraph must carry ``lead`` key facts teaches which sentence should open."""
 
-ITEM_WEIGHT = 5.0
-"""A graduate's question weighs this many card variants (a few hundred of them against
-thousands of variants written beside the documents)."""
+ITEM_WEIGHT = 20.0
+"""A graduate's question weighs this many card variants: a few hundred of them against
+thousands of variants that were written beside the documents and so paraphrase the quoted
+sentence (they overrate retrieval rank and word overlap against a document's structure)."""
 
 
 def item_groups(kb: KnowledgeBase, items: Sequence[AnswerItem]) -> list[Group]:
@@ -129,10 +130,8 @@ _UNFITTED = LeadModel(weights=(0.0,) * len(FEATURES), bias=0.0)
 
 
 def hand_score(c: Candidate) -> float:
-    """The composer's former hand-set weights (for the report's comparison only)."""
-    score = 0.4 * c.own + 0.6 * c.context + 0.3 * c.heading
-    score += (0.08 if c.fact else 0.0) + (0.1 if c.opening else 0.0) - 0.02 * c.position
-    return score + (0.25 if c.shape else 0.0)
+    """The composer's hand-set weights (for the report's comparison)."""
+    return HandWeights().score(c)
 
 
 def _held_out(card_id: str) -> bool:

@@ -26,6 +26,7 @@ BASE = Candidate(
     shape=False,
     asks_shape=False,
     retrieved_rank=None,
+    section_rank=None,
     chunk_dense=0.0,
     table_row=False,
     list_item=False,
@@ -96,8 +97,12 @@ def test_a_model_fitted_to_other_features_is_refused_with_the_command_to_run(
         LeadModel.load(stale)
 
 
-def test_a_documents_answer_opens_with_the_rule_that_answers(bundled_kb: KnowledgeBase) -> None:
-    settings = bundled_kb.settings.model_copy(update={"answer_cards": False})
+@pytest.mark.parametrize("ranker", ["hand", "learned"])
+def test_a_documents_answer_opens_with_the_rule_that_answers(
+    bundled_kb: KnowledgeBase, ranker: str
+) -> None:
+    update = {"answer_cards": False, "lead_ranker": ranker}
+    settings = bundled_kb.settings.model_copy(update=update)
     agent = Agent(bundled_kb, settings)
     reply = agent.reply(Conversation(), "劳动合同签三年，试用期最长可以约定多久？")
     opening = reply.text.split("\n\n", 1)[0]
