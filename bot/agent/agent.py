@@ -33,7 +33,7 @@ from bot.components.llm import build_chat_model
 from bot.kb.chunking import split_sentences
 from bot.kb.lexical import expand_pinyin
 from bot.kb.models import Lang, Validity
-from bot.kb.regions import NATIONAL, applies, region_name
+from bot.kb.regions import NATIONAL, applies, normalise_region, region_name
 from bot.kb.retriever import Hit, detect_lang
 from bot.kb.service import KnowledgeBase
 from bot.prompts import Messages
@@ -330,7 +330,8 @@ class Agent:
         parts = [reply.text]
         if g.region_dependent(focus) and region is None:
             parts.append(say("ask_region", reply.lang))
-        named = region is not None and (g.mentioned_region(focus) or g.region_dependent(focus))
+        local = region is not None and normalise_region(region) != NATIONAL
+        named = local and bool(g.mentioned_region(focus) or g.region_dependent(focus))
         if named and region is not None and not self._has_local_documents(region):
             # asked about a place with no document of its own: say so, never pass another
             # region's figures off as its own (the retriever only offers national ones)

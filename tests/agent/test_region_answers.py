@@ -69,3 +69,8 @@ def test_a_shanghai_question_is_answered_from_the_shanghai_document(ask: Ask) ->
     reply = ask("上海的事业单位招聘，应届生是指毕业几年内的？")
     assert shanghai_cited(reply), reply.text
     assert MESSAGES.get("region_no_document", "zh", region="上海").split("，")[0] not in reply.text
+
+
+def test_asking_for_the_national_rule_is_no_missing_region(ask: Ask) -> None:
+    reply = ask("最低工资标准是多少？", region="全国")
+    assert MESSAGES.get("region_no_document", "zh", region="全国")[:8] not in reply.text
