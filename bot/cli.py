@@ -724,6 +724,7 @@ def _train_guard(args: argparse.Namespace, settings: Settings, out: Console) -> 
     )
     target = None if args.check else (args.out or MODEL_PATH)
     fitted = guard_train.train(args.data or guard_train.DATA_DIR, target, cache)
+    cache.save()  # the next fit (other settings, new data) re-encodes only new texts
     meta = fitted.weights.meta
     out.print(f"trained on {meta['data']} (sha256 {meta['data_sha256']})")
     out.print(f"thresholds: {fitted.weights.thresholds}")

@@ -359,8 +359,6 @@ def train(
         "dev": {k: round(v, 4) for k, v in report.summary().items()},
     }
     fitted.report = {"dev": report}
-    if isinstance(encode, EmbeddingCache):
-        encode.save()
     if out is not None:
         fitted.weights.save(out)
     return fitted
