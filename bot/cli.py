@@ -21,7 +21,8 @@ import logging
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +33,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from bot.agent.agent import Agent
-from bot.agent.evaluation import Scores, load_items
+from bot.agent.evaluation import AnswerItem, Scores, load_items
 from bot.agent.evaluation import evaluate as evaluate_answers
 from bot.agent.guard import LABELS, MODEL_PATH
 from bot.agent.guard_eval import GuardReport, confusion_rows
 from bot.agent.models import Conversation, Reply
 from bot.datadir import DataDirProblem, check_data_dir, os_error_message
 from bot.errors import ConfigError, GradGuideError
+from bot.kb.cards import Card
 from bot.kb.ingest import IngestReport
 from bot.kb.ingest import Progress as ProgressCallback
 from bot.kb.models import Lang, Validity
@@ -125,6 +127,13 @@ def build_parser() -> argparse.ArgumentParser:
     train_cards.add_argument(
         "--check", action="store_true", help="fit and report, but write nothing"
     )
+    train_lead = commands.add_parser(
+        "train-lead",
+        help="fit which sentence of a document answers, on the answer cards ([train] extra)",
+    )
+    train_lead.add_argument(
+        "--check", action="store_true", help="fit and report, but write nothing"
+    )
     commands.add_parser("serve", help="run the Telegram bot (polling, or webhook if configured)")
     handoffs = commands.add_parser(
         "handoffs", help="counsellor tickets without Telegram (replies go through the bot)"
@@ -184,6 +193,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _train_guard(args, settings, out)
         if args.command == "train-cards":
             return _train_cards(args, settings, out, err)
+        if args.command == "train-lead":
+            return _train_lead(args, settings, out, err)
         if args.command == "serve":
             from bot.channels.telegram.app import serve
 
@@ -670,6 +681,32 @@ def guard_tables(report: GuardReport, title: str) -> list[Table]:
     return [figures, matrix]
 
 
+def _training_inputs(
+    settings: Settings, err: Console, dev_sets: Sequence[str]
+) -> tuple[list[Card], list[AnswerItem]] | None:
+    """The answer cards (``None`` after printing their errors) and the development items."""
+    from bot.kb.cards import load_cards
+
+    cards, errors = load_cards(settings.knowledge_dir)
+    for error in errors:
+        err.print(str(error), markup=False, highlight=False)
+    if errors:
+        return None
+    eval_dir = Path(__file__).resolve().parent.parent / "tests" / "eval"
+    return cards, [item for name in dev_sets for item in load_items(eval_dir / name)]
+
+
+@contextmanager
+def _fresh_kb(settings: Settings, prefix: str) -> Iterator[tuple[KnowledgeBase, Settings]]:
+    """The knowledge folder ingested into a throw-away embedded index (training never
+    touches the running one)."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        local = settings.model_copy(update={"data_dir": Path(tmp), "chroma_url": None})
+        kb = KnowledgeBase.open(local)
+        kb.ingest([local.knowledge_dir])
+        yield kb, local
+
+
 def _train_cards(args: argparse.Namespace, settings: Settings, out: Console, err: Console) -> int:
     """Fit the card match model on the cards, calibrate its threshold on the development
     answer sets over a fresh index of the knowledge folder, and write ``card_data/``."""
@@ -680,19 +717,13 @@ def _train_cards(args: argparse.Namespace, settings: Settings, out: Console, err
             f"training needs scikit-learn: pip install 'gradguide[train]' ({exc})"
         ) from exc
     from bot.agent.card_match import ARTEFACT
-    from bot.kb.cards import files_digest, load_cards
+    from bot.kb.cards import files_digest
 
-    cards, errors = load_cards(settings.knowledge_dir)
-    for error in errors:
-        err.print(str(error), markup=False, highlight=False)
-    if errors:
+    inputs = _training_inputs(settings, err, card_train.DEV_SETS)
+    if inputs is None:
         return 1
-    eval_dir = Path(__file__).resolve().parent.parent / "tests" / "eval"
-    items = [item for name in card_train.DEV_SETS for item in load_items(eval_dir / name)]
-    with tempfile.TemporaryDirectory(prefix="gg-train-cards-") as tmp:
-        local = settings.model_copy(update={"data_dir": Path(tmp), "chroma_url": None})
-        kb = KnowledgeBase.open(local)
-        kb.ingest([local.knowledge_dir])
+    cards, items = inputs
+    with _fresh_kb(settings, "gg-train-cards-") as (kb, local):
         model, matcher = card_train.fit(cards, kb.embedder)
         threshold, rows = card_train.calibrate(kb, local, matcher, items)
     model = dataclasses.replace(model, threshold=threshold)
@@ -705,6 +736,46 @@ def _train_cards(args: argparse.Namespace, settings: Settings, out: Console, err
     out.print(f"{len(cards)} cards; match model {model.meta}; threshold {threshold}")
     if not args.check:
         card_train.save(model, matcher, ARTEFACT, files_digest(settings.knowledge_dir / "cards"))
+        out.print(f"wrote {ARTEFACT}")
+    return 0
+
+
+def _train_lead(args: argparse.Namespace, settings: Settings, out: Console, err: Console) -> int:
+    """Fit the lead ranker on the answer cards over a fresh index of the knowledge folder
+    and write ``lead_data/lead.json``."""
+    try:
+        from bot.agent import lead_train
+    except ImportError as exc:
+        raise ConfigError(
+            f"training needs scikit-learn: pip install 'gradguide[train]' ({exc})"
+        ) from exc
+    from bot.agent.lead_rank import ARTEFACT
+
+    inputs = _training_inputs(settings, err, lead_train.DEV_SETS)
+    if inputs is None:
+        return 1
+    cards, items = inputs
+    with _fresh_kb(settings, "gg-train-lead-") as (kb, _):
+        model, report = lead_train.fit(kb, cards, items)
+    grid = Table(title="Lead sentence ranked first (held out: every fifth card and item)")
+    for column in ("held out", "questions", "learned model", "former hand weights"):
+        grid.add_column(column, justify="right")
+    grid.add_row(
+        "card and item questions",
+        str(report["held_out_questions"]),
+        f"{report['held_out_top1_learned']:.3f}",
+        f"{report['held_out_top1_hand_weights']:.3f}",
+    )
+    grid.add_row(
+        "development items only",
+        str(report["held_out_items"]),
+        f"{report['held_out_items_top1_learned']:.3f}",
+        f"{report['held_out_items_top1_hand_weights']:.3f}",
+    )
+    out.print(grid)
+    out.print(f"weights: {dict(zip(model.to_json()['features'], model.weights, strict=True))}")
+    if not args.check:
+        model.save(ARTEFACT)
         out.print(f"wrote {ARTEFACT}")
     return 0
 

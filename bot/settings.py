@@ -40,6 +40,12 @@ class Settings(BaseSettings):
         description="Answer from the cards in `knowledge_dir/cards` when one matches "
         "(`bot.kb.cards`); off: every answer is composed from the documents.",
     )
+    lead_ranker: Literal["hand", "learned"] = Field(
+        default="hand",
+        description="Which sentence opens a documents answer: `hand` (hand-set weights, the "
+        "default) or `learned` (the ranker fitted by `gradguide train-lead`: better on held-out "
+        "questions, worse on some follow-ups; see the README).",
+    )
     chroma_url: str | None = Field(
         default=None,
         description="Unset: embedded persistent Chroma under the data dir. "

@@ -25,6 +25,7 @@ from bot.agent.card_match import CardMatcher, load_matcher
 from bot.agent.compose import Composed, ExtractiveComposer, citation_for, overlap_terms
 from bot.agent.curated import CuratedAnswers
 from bot.agent.guard import Guard, Label, Verdict, build_guard
+from bot.agent.lead_rank import lead_scorer
 from bot.agent.llm_composer import LlmComposer, LlmUnavailable
 from bot.agent.models import Conversation, HandoffReason, Intent, Reply, Turn
 from bot.agent.redact import redact
@@ -32,6 +33,7 @@ from bot.components.llm import build_chat_model
 from bot.kb.chunking import split_sentences
 from bot.kb.lexical import expand_pinyin
 from bot.kb.models import Lang, Validity
+from bot.kb.regions import NATIONAL, applies, normalise_region, region_name
 from bot.kb.retriever import Hit, detect_lang
 from bot.kb.service import KnowledgeBase
 from bot.prompts import Messages
@@ -111,7 +113,8 @@ class Agent:
         self._curated = curated
         self._settings = settings
         self._messages = messages or Messages.load()
-        self._composer = ExtractiveComposer(kb.retriever, self._messages)
+        lead = lead_scorer(settings.lead_ranker)
+        self._composer = ExtractiveComposer(kb.retriever, self._messages, lead)
         self._matcher = cards
         self._cards_loaded = cards is not None
         self._cards_lock = threading.Lock()
@@ -327,12 +330,26 @@ class Agent:
         parts = [reply.text]
         if g.region_dependent(focus) and region is None:
             parts.append(say("ask_region", reply.lang))
+        local = region is not None and normalise_region(region) != NATIONAL
+        named = local and bool(g.mentioned_region(focus) or g.region_dependent(focus))
+        if named and region is not None and not self._has_local_documents(region):
+            # asked about a place with no document of its own: say so, never pass another
+            # region's figures off as its own (the retriever only offers national ones)
+            name = region_name(region, reply.lang)
+            parts.insert(0, say("region_no_document", reply.lang, region=name))
         if g.violation_now(focus):
             parts.insert(0, say("handoff_sensitive", reply.lang))
             reply.handoff = True
             reply.handoff_reason = HandoffReason.SENSITIVE
         reply.text = "\n\n".join(parts)
         return reply
+
+    def _has_local_documents(self, region: str) -> bool:
+        """Whether any document of its own (or of its province) covers ``region``."""
+        return any(
+            doc.meta.region != NATIONAL and applies(doc.meta.region, region)
+            for doc in self._kb.retriever.documents().values()
+        )
 
     def _card_answerer(self) -> CardAnswerer | None:
         """The answer cards, read on the first question that needs them (a process that
@@ -399,12 +416,14 @@ class Agent:
         self, hits: list[Hit], query: str, lang: Lang, region: str | None
     ) -> list[Hit]:
         """If the best document is in the other language and its translation exists
-        (``x-zh`` / ``x-en``), answer from the translation."""
+        (``x-zh`` / ``x-en``), answer from the translation — always: the "only in the other
+        language" note is for documents that have none."""
         top = hits[0].doc.meta
         if top.lang == lang:
             return hits
         sibling = re.sub(r"-(zh|en)$", f"-{lang}", top.id)
-        if sibling == top.id or sibling not in self._kb.retriever.documents():
+        documents = self._kb.retriever.documents()
+        if sibling == top.id or sibling not in documents:
             return hits
         translated = [
             h
@@ -417,7 +436,13 @@ class Agent:
             )
             if h.doc_id == sibling
         ]
-        return translated + [h for h in hits if h.doc_id != sibling] if translated else hits
+        if not translated:  # none of its chunks ranked: the composer reads it whole anyway
+            chunks = self._kb.retriever.doc_chunks(sibling)
+            if not chunks:
+                return hits
+            first = chunks[0]
+            translated = [Hit(first.chunk_id, documents[sibling], first.heading, first.text, 0.0)]
+        return translated + [h for h in hits if h.doc_id != sibling]
 
     TITLE_WEIGHT = 0.02  # in fused-score units; measured on tests/eval/answers.jsonl
     TITLE_DOCS = 3

@@ -8,17 +8,18 @@ own "what to do" section. Every sentence in the answer is quoted from a cited pa
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from bot.agent.guardrails import is_planted
+from bot.agent.lead_rank import Candidate, LeadScorer, is_yes_no, rules
 from bot.agent.models import Citation
 from bot.kb.chunking import split_sentences
 from bot.kb.index import ChunkRecord
 from bot.kb.lexical import EN_STOP_WORDS
 from bot.kb.models import Lang
-from bot.kb.regions import REGIONS
+from bot.kb.regions import region_name
 from bot.kb.retriever import Hit, Retriever
 from bot.prompts import Messages
 
@@ -33,7 +34,7 @@ _TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{2,}")
 _FACT = re.compile(
     r"\d|[一二三四五六七八九十百千万两]+(?:个月|日|天|年|倍|元|条)|\b(?:one|two|three|six|twelve)\b"
 )
-_REGION_NAMES = {code: name for name, code in REGIONS.items()}
+_TABLE_ROW = re.compile(r"^[^—]{1,40}：.* — ")  # "header：cell — header：cell" (see below)
 
 _NUM = r"(?:\d+|[一二三四五六七八九十两半]+)"
 # What kind of answer a question asks for, and what such an answer looks like: "多久" is
@@ -177,14 +178,6 @@ def _score(sentence_terms: frozenset[str], query_terms: dict[str, float]) -> flo
     return overlap
 
 
-def _bonus(sentence: str, position: int, section_start: bool) -> float:
-    """Small preferences: a sentence with a figure, the opening of a section (documents
-    answer first), earlier sentences; table rows a little less."""
-    has_fact = 0.08 if _FACT.search(sentence) else 0.0
-    opening = 0.1 if position == 0 and section_start else 0.0
-    return has_fact + opening - 0.02 * position
-
-
 def citation_for(hit: Hit, excerpt: str) -> Citation:
     meta = hit.doc.meta
     return Citation(
@@ -201,17 +194,29 @@ def citation_for(hit: Hit, excerpt: str) -> Citation:
     )
 
 
+@dataclass
+class Measured:
+    """The best document's sentences as the lead ranker sees them: (features, document
+    order, sentence, the hit it is quoted from), and the lists they belong to."""
+
+    chunks: list[ChunkRecord]
+    candidates: list[tuple[Candidate, int, str, Hit]] = field(default_factory=list)
+    lists: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    list_of: dict[str, tuple[str, str]] = field(default_factory=dict)
+    seen: dict[str, int] = field(default_factory=dict)
+    """Each sentence's index in ``candidates``."""
+
+
 class ExtractiveComposer:
     LIST_LIMIT: ClassVar[dict[str, int]] = {"zh": 260, "en": 500}
-    OWN_WEIGHT = 0.4  # measured on tests/eval/answers.jsonl with HEADING_WEIGHT
-    HEADING_WEIGHT = 0.3
     MAX_POINTS = 3  # the issue: the direct answer, then 1–3 supporting points
-    TYPE_BONUS = 0.25  # a sentence shaped like the answer asked for ("多久" → a duration)
+    TYPE_BONUS = 0.25  # support: a sentence with a kind of answer still missing comes first
     BUDGET: ClassVar[dict[str, int]] = {"zh": 520, "en": 900}
 
-    def __init__(self, retriever: Retriever, messages: Messages) -> None:
+    def __init__(self, retriever: Retriever, messages: Messages, lead: LeadScorer) -> None:
         self._retriever = retriever
         self._messages = messages
+        self._lead = lead
         self._term_cache: dict[str, frozenset[str]] = {}
 
     def _sentence_terms(self, sentence: str) -> frozenset[str]:
@@ -224,32 +229,56 @@ class ExtractiveComposer:
             self._term_cache[sentence] = terms
         return terms
 
-    def compose(self, query: str, hits: list[Hit], lang: Lang) -> Composed:
+    def measure(self, query: str, hits: list[Hit]) -> Measured:
+        """Every sentence of the best document, measured for the lead ranker. Every
+        section competes, so the answer does not depend on which of the document's chunks
+        retrieval happened to rank first."""
         primary = hits[0]
         doc_id = primary.doc_id
         same_doc = [h for h in hits if h.doc_id == doc_id][:3]
         query_terms = self._retriever.weighted_terms(query)
         wanted = answer_types(query)
+        yes_no = is_yes_no(query)
         terms_of = self._sentence_terms
 
         chunks = self._retriever.doc_chunks(doc_id)
         rank_of = {h.chunk_id: rank for rank, h in enumerate(same_doc)}
         section_start: dict[str, str] = {}
+        section_rank: dict[str, int] = {}
         for chunk in chunks:
             section_start.setdefault(chunk.heading, chunk.chunk_id)
-        candidates: list[tuple[float, int, str, Hit]] = []
-        seen_sentences: set[str] = set()
-        lists: dict[tuple[str, str], list[str]] = {}
-        list_of: dict[str, tuple[str, str]] = {}
-        # Every section of the best document competes, so the answer does not depend on
-        # which of its chunks retrieval happened to rank first.
+            if chunk.chunk_id in rank_of:
+                best = section_rank.get(chunk.heading, rank_of[chunk.chunk_id])
+                section_rank[chunk.heading] = min(best, rank_of[chunk.chunk_id])
+        measured = Measured(chunks=chunks)
+
+        def candidate(
+            sentence: str, lead_in: str, heading_terms: frozenset[str], position: int, **kw: Any
+        ) -> Candidate:
+            own = terms_of(sentence)
+            around = heading_terms | (terms_of(lead_in) if lead_in else frozenset())
+            return Candidate(
+                own=_score(own, query_terms),
+                context=_score(own | around, query_terms),
+                heading=_score(heading_terms, query_terms),
+                fact=bool(_FACT.search(sentence)),
+                position=position,
+                shape=any(shape.search(sentence) for shape in wanted),
+                asks_shape=bool(wanted),
+                length=len(sentence),
+                yes_no=yes_no,
+                modal=rules(sentence),
+                list_item=bool(lead_in),
+                **kw,
+            )
+
         for chunk in chunks:
             if _NEXT_STEP_HEADING.search(chunk.heading):
                 continue
-            rank = rank_of.get(chunk.chunk_id, len(same_doc))
+            rank = rank_of.get(chunk.chunk_id)
             hit = (
                 same_doc[rank]
-                if rank < len(same_doc)
+                if rank is not None
                 else Hit(
                     chunk_id=chunk.chunk_id,
                     doc=primary.doc,
@@ -261,31 +290,69 @@ class ExtractiveComposer:
             heading_terms = terms_of(chunk.heading.split(" > ")[-1])
             at_start = section_start[chunk.heading] == chunk.chunk_id
             for position, (sentence, lead_in) in enumerate(sentences_with_context(chunk.text)):
-                if sentence in seen_sentences:
+                if sentence in measured.seen:
+                    # chunks overlap: a sentence counts as found by the best-ranked chunk
+                    # that holds it, not by whichever comes first in the document
+                    at = measured.seen[sentence]
+                    features, order, text, found = measured.candidates[at]
+                    if rank is not None and (
+                        features.retrieved_rank is None or rank < features.retrieved_rank
+                    ):
+                        better = replace(
+                            features, retrieved_rank=rank, chunk_dense=hit.dense_score or 0.0
+                        )
+                        measured.candidates[at] = (better, order, text, found)
                     continue
-                seen_sentences.add(sentence)
+                measured.seen[sentence] = len(measured.candidates)
                 if lead_in:
-                    lists.setdefault((chunk.chunk_id, lead_in), []).append(sentence)
-                    list_of[sentence] = (chunk.chunk_id, lead_in)
-                own = terms_of(sentence)
-                around = heading_terms | (terms_of(lead_in) if lead_in else frozenset())
-                score = self.OWN_WEIGHT * _score(own, query_terms) + (1 - self.OWN_WEIGHT) * _score(
-                    own | around, query_terms
+                    measured.lists.setdefault((chunk.chunk_id, lead_in), []).append(sentence)
+                    measured.list_of[sentence] = (chunk.chunk_id, lead_in)
+                features = candidate(
+                    sentence,
+                    lead_in,
+                    heading_terms,
+                    position,
+                    opening=position == 0 and at_start,
+                    retrieved_rank=rank,
+                    section_rank=section_rank.get(chunk.heading),
+                    chunk_dense=hit.dense_score or 0.0,
+                    table_row=_TABLE_ROW.search(sentence) is not None,
                 )
-                score += self.HEADING_WEIGHT * _score(heading_terms, query_terms)
-                # (Retrieval rank is not counted: any penalty for it lowered key-fact accuracy.)
-                score += _bonus(sentence, position, at_start)
-                if any(shape.search(sentence) for shape in wanted):
-                    score += self.TYPE_BONUS
-                candidates.append((score, len(candidates), sentence, hit))
-        if not candidates:  # the best chunk was a "what to do" section: quote it
-            candidates = [
-                (_score(terms_of(s), query_terms) + _bonus(s, i, True), i, s, primary)
-                for i, s in enumerate(sentences_of(primary.text))
-            ]
-        # Documents are written answer-first, so a section's opening sentence gets a
-        # bonus; otherwise the sentence that matches the question best answers it, and
-        # the next best sentences of the document support it, in document order.
+                measured.candidates.append((features, len(measured.candidates), sentence, hit))
+        if not measured.candidates:  # the best chunk was a "what to do" section: quote it
+            heading_terms = terms_of(primary.heading.split(" > ")[-1])
+            for i, sentence in enumerate(sentences_of(primary.text)):
+                features = candidate(
+                    sentence,
+                    "",
+                    heading_terms,
+                    i,
+                    opening=i == 0,
+                    retrieved_rank=0,
+                    section_rank=0,
+                    chunk_dense=primary.dense_score or 0.0,
+                    table_row=False,
+                )
+                measured.candidates.append((features, i, sentence, primary))
+        best_own = max((c[0].own for c in measured.candidates), default=0.0)
+        best_context = max((c[0].context for c in measured.candidates), default=0.0)
+        measured.candidates = [
+            (replace(f, best_own=best_own, best_context=best_context), order, sentence, hit)
+            for f, order, sentence, hit in measured.candidates
+        ]
+        return measured
+
+    def compose(self, query: str, hits: list[Hit], lang: Lang) -> Composed:
+        primary = hits[0]
+        wanted = answer_types(query)
+        measured = self.measure(query, hits)
+        chunks, lists, list_of = measured.chunks, measured.lists, measured.list_of
+        candidates = [
+            (self._lead.score(features), order, sentence, hit)
+            for features, order, sentence, hit in measured.candidates
+        ]
+        # The sentence the lead scorer ranks first answers; the next best sentences of
+        # the document support it, in document order.
         direct = max(candidates, key=lambda c: (c[0], -c[1]))
         support = self._support(direct, candidates, wanted, lang)
         # The answer introduces a list (steps, eligible groups): the list comes with it.
@@ -417,7 +484,7 @@ class ExtractiveComposer:
             meta = self._retriever.documents().get(c.doc_id)
             if meta is not None and meta.meta.region != "national":
                 region = meta.meta.region
-                name = _REGION_NAMES.get(region, region) if lang == "zh" else region.title()
+                name = region_name(region, lang)
                 details.append(self._messages.get("region_label", lang, region=name))
             if lang == "zh":
                 items.append(f"《{c.title}》（{c.authority}；{'；'.join(details)}）")

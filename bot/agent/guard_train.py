@@ -290,7 +290,13 @@ def choose_thresholds(
                 for e, s in scored
                 if e.label is label and s.whole[label] < t and not caught_otherwise(e, s, label)
             )
-            alarms = sum(1 for e, s in scored if e.label is not label and s.whole[label] >= t)
+            # a crisis is decided before any of these classes (and is caught on dev), so
+            # a crisis that also scores high here is no false alarm
+            alarms = sum(
+                1
+                for e, s in scored
+                if e.label is not label and e.label not in CRISIS and s.whole[label] >= t
+            )
             cost = misses + config.false_alarm_cost * alarms
             if cost < best[0]:
                 best = (cost, t)

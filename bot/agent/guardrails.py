@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from bot.kb.regions import REGIONS, normalise_region
+from bot.kb.regions import find_region
 
 
 def _any(*patterns: str) -> re.Pattern[str]:
@@ -113,11 +113,6 @@ _REGION_DEPENDENT = _any(
 _NOISE_RUNS = re.compile(r"(?:asdf|qwer|zxcv|hjkl|uiop|jkl;|sdfg|xcvb|dfgh)", re.IGNORECASE)
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
 _WORD = re.compile(r"[A-Za-z]+")
-_REGION_NAMES = re.compile("|".join(sorted(REGIONS, key=len, reverse=True)))
-_REGION_PINYIN = re.compile(
-    r"\b(" + "|".join(sorted({v for v in REGIONS.values() if v != "national"})) + r")\b",
-    re.IGNORECASE,
-)
 
 
 DOC_INSTRUCTION = _any(
@@ -188,9 +183,7 @@ def programme_names(text: str) -> list[str]:
 
 
 def mentioned_region(text: str) -> str | None:
-    """A province or city named in the message, as a region code."""
-    match = _REGION_NAMES.search(text)
-    if match and match.group(0) != "全国":
-        return normalise_region(match.group(0))
-    match = _REGION_PINYIN.search(text)
-    return match.group(1).lower() if match else None
+    """A province or city named in the message, as a region code (the national division
+    table: 我在苏州 → suzhou-jiangsu; "Shenzhen" → shenzhen; never 中山西路 or "my friend Jian")."""
+    division = find_region(text)
+    return division.code if division else None

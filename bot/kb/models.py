@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from bot.kb.regions import normalise_region
+from bot.kb.regions import validate_region
 
 Lang = Literal["zh", "en"]
 
@@ -53,7 +53,8 @@ class DocMeta(BaseModel):
     @field_validator("region")
     @classmethod
     def _check_region(cls, value: str) -> str:
-        return normalise_region(value)
+        """``national`` or a known province/city, stored as its code (上海市 → shanghai)."""
+        return validate_region(value)
 
     @field_validator("topics", mode="before")
     @classmethod

@@ -24,7 +24,7 @@ from bot.components.embeddings import Embedder
 from bot.kb.index import ChunkRecord, KnowledgeIndex
 from bot.kb.lexical import Bm25Index, Tokenizer, expand_pinyin
 from bot.kb.models import IndexedDocument, Lang, Validity
-from bot.kb.regions import normalise_region
+from bot.kb.regions import applies, normalise_region
 from bot.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -205,7 +205,7 @@ class Retriever:
             doc_id: doc
             for doc_id, doc in snap.documents.items()
             if (include_inactive or doc.validity(today) is Validity.ACTIVE)
-            and (region_code is None or doc.meta.region in ("national", region_code))
+            and applies(doc.meta.region, region_code)
             and (not lang_only or doc.meta.lang == preferred)
         }
         if not allowed or not query.strip():

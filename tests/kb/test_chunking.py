@@ -13,12 +13,37 @@ def test_sentences_end_at_chinese_and_english_punctuation_not_decimals() -> None
         "试用期最长六个月。",
         "工资不低于80%！",
         "能否延长？",
-        "不能；",
-        "Overtime pays 1.5 times.",
+        "不能；Overtime pays 1.5 times.",
         " Really?",
         " Yes!",
     ]
     assert "".join(split_sentences(text)) == text
+
+
+def test_a_semicolon_and_abbreviations_do_not_end_a_sentence() -> None:
+    text = (
+        "三个月以上不满一年的，试用期不得超过一个月；一年以上不满三年的，不得超过二个月。"
+        "See Art. 19 of the Labour Contract Law and Circular No. 7 of 2024. Then apply."
+    )
+    assert split_sentences(text) == [
+        "三个月以上不满一年的，试用期不得超过一个月；一年以上不满三年的，不得超过二个月。",
+        "See Art. 19 of the Labour Contract Law and Circular No. 7 of 2024.",
+        " Then apply.",
+    ]
+
+
+def test_a_long_table_is_cut_between_rows_and_every_part_has_its_header() -> None:
+    header = "| 劳动合同期限 | 试用期上限 |\n|---|---|\n"
+    line = "| 第{}种期限，写得比较长的一行说明文字 | 不超过{}个月 |\n"
+    rows = "".join(line.format(i, i) for i in range(40))
+    chunks = chunk_text("试用期上限如下：\n" + header + rows + "以上为法定上限。", 400, 60)
+    table_parts = [c for c in chunks if "| 第" in c]
+    assert len(table_parts) > 1, "the table is longer than a chunk"
+    for part in table_parts:
+        table_lines = [line for line in part.splitlines() if line.startswith("|")]
+        assert table_lines[:2] == header.strip().split("\n"), part[:60]
+    found = [row for row in rows.splitlines() if any(row in part for part in table_parts)]
+    assert len(found) == 40, "no row lost or cut in half"
 
 
 def test_long_text_is_cut_at_sentence_ends_with_overlap() -> None:
