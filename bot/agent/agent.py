@@ -24,6 +24,7 @@ from bot.agent.card_answer import CardAnswerer
 from bot.agent.card_match import CardMatcher, load_matcher
 from bot.agent.compose import Composed, ExtractiveComposer, citation_for, overlap_terms
 from bot.agent.curated import CuratedAnswers
+from bot.agent.dates import current, format_date
 from bot.agent.guard import Guard, Label, Verdict, build_guard
 from bot.agent.lead_rank import lead_scorer
 from bot.agent.llm_composer import LlmComposer, LlmUnavailable
@@ -328,6 +329,17 @@ class Agent:
         none is known, and a counsellor brought in when a violation is happening now."""
         say = self._messages.get
         parts = [reply.text]
+        timing = current(reply.text, self._kb.clock())
+        if timing is not None:
+            # a document states dates, never "today": open, closed or to come is said now
+            status, window = timing
+            today = format_date(self._kb.clock(), reply.lang)
+            dates = {
+                "end": format_date(window.end, reply.lang),
+                "start": format_date(window.start or window.end, reply.lang),
+                "days": (window.end - self._kb.clock()).days,
+            }
+            parts.append(say(f"date_window_{status.value}", reply.lang, today=today, **dates))
         if g.region_dependent(focus) and region is None:
             parts.append(say("ask_region", reply.lang))
         local = region is not None and normalise_region(region) != NATIONAL

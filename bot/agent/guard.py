@@ -239,6 +239,7 @@ _LEXICON: dict[Label, re.Pattern[str]] = {
     Label.SELF_HARM: re.compile(
         r"自杀|自尽|轻生|寻死|割腕|跳楼|上吊|烧炭|遗书|安眠药.{0,6}(?:多少|几|片|颗|攒)"
         r"|不想活|活不下去|(?<![到得])想死(?!.{0,2}(?:了吧|啊哈))|结束(?:自己的)?生命"
+        r"|结束(?:掉)?(?:我)?自己(?=了|吧|算了|[，,。！!？?\s]|$)"
         r"|suicid|kill(?:ing)? my ?self|end(?:ing)? my (?:own )?life"
         r"|want(?:ed)? to die(?! (?:of|from) (?:embarrassment|shame|laughter|boredom))"
         r"|unalive|(?<![a-z])kms(?![a-z])|self[- ]?harm|cut(?:ting)? myself",

@@ -77,7 +77,9 @@ def test_a_retrained_model_reproduces_the_shipped_figures(
     )
     for name, value in fitted.weights.meta["dev"].items():
         shipped = SHIPPED.meta["dev"][name]
-        assert (math.isnan(value) and math.isnan(shipped)) or abs(value - shipped) <= 0.005, name
+        # another CPU's encoder differs in the last bits, which can move a threshold one
+        # grid step and a figure by a message or two
+        assert (math.isnan(value) and math.isnan(shipped)) or abs(value - shipped) <= 0.02, name
     for key, value in fitted.weights.thresholds.items():
         # at most one step of the 0.01 grid: a fresh encoding differs in the last bits
         assert abs(value - SHIPPED.thresholds[key]) <= 0.01 + 1e-9, key
