@@ -25,7 +25,7 @@ test: lint
 
 ## faults: Bot API errors, a PostgreSQL restart, a replica killed, Chroma down (a real scale-out, ~5 min)
 faults: $(STAMP)
-	$(BIN)/pytest tests/faults -p no:randomly
+	$(BIN)/pytest tests/faults -p no:randomly -n 0
 
 lint: $(STAMP)
 	$(BIN)/ruff check bot tests bench

@@ -131,8 +131,8 @@ def save(model: MatchModel, matcher: CardMatcher, path: Path, files_sha256: str)
 def calibrate(
     kb: KnowledgeBase, settings: Settings, matcher: CardMatcher, items: Sequence[AnswerItem]
 ) -> tuple[float, list[dict[str, Any]]]:
-    """The threshold that answers the most development questions correctly, and a row per
-    candidate threshold (for the report)."""
+    """The lowest threshold that answers the most development questions correctly, and a
+    row per candidate threshold (for the report)."""
     documents_only = Agent(kb, settings.model_copy(update={"answer_cards": False}))
     fitted = matcher.model
     matcher.model = dataclasses.replace(fitted, threshold=0.0)
@@ -150,6 +150,8 @@ def calibrate(
             used += use
             correct += (carded if use else plain).correct
         rows.append({"threshold": threshold, "correct": correct, "cards": used})
-        if correct > best[0]:
+        # from 1.0 down: a tie goes to the lower threshold, because a card is a vetted,
+        # direct answer and the development set cannot tell the two paths apart there
+        if correct >= best[0]:
             best = (correct, threshold)
     return best[1], rows

@@ -108,11 +108,11 @@ def _found(match: re.Match[str]) -> _Found | None:
         return _Found(year, month, int(g["zd"]), match.start(), match.end())
     month_name = g["em"] or g["fm"]
     day = g["ed"] or g["fd"]
-    year = g["ey"] or g["fy"]
+    en_year = g["ey"] or g["fy"]
     if month_name is None or day is None:
         return None
     return _Found(
-        int(year) if year else None,
+        int(en_year) if en_year else None,
         _MONTHS[month_name.lower().rstrip(".")],
         int(day),
         match.start(),

@@ -113,7 +113,7 @@ def test_no_bundled_document_or_card_says_what_today_is() -> None:
     offenders = [
         f"{path.relative_to(BUNDLED_KNOWLEDGE_DIR)}: {match.group(0)}"
         for path in sorted(BUNDLED_KNOWLEDGE_DIR.rglob("*"))
-        if path.suffix in {".md", ".yaml", ".txt"}
+        if path.suffix in {".md", ".yaml", ".txt"} and path.name != "README.md"
         for match in relative.finditer(path.read_text(encoding="utf-8"))
     ]
     assert offenders == []

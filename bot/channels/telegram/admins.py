@@ -151,7 +151,31 @@ async def ingest_upload(
     replace: bool | None = None,
 ) -> None:
     """Download and ingest one upload (also re-run by the job for uploads a restart cut off:
-    ``replace`` None, the admin's choice is read from the note left in the upload's folder)."""
+    ``replace`` None, the admin's choice is read from the note left in the upload's folder).
+
+    Race: the job finds every upload still pending, including one this process is ingesting
+    at that moment (the job's first run is two seconds after start-up); such an upload is
+    left to the call already on it, so the admin hears once. Across replicas nothing claims
+    an upload: a replica that starts while another ingests may ingest the same file again
+    (the knowledge base makes that ``unchanged``; the admin may hear twice)."""
+    if upload_id in s.uploads_in_flight:
+        return
+    s.uploads_in_flight.add(upload_id)
+    try:
+        await _ingest_upload(s, upload_id, file_id, name, chat_id, lang, replace)
+    finally:
+        s.uploads_in_flight.discard(upload_id)
+
+
+async def _ingest_upload(
+    s: Services,
+    upload_id: int,
+    file_id: str,
+    name: str,
+    chat_id: int,
+    lang: Lang,
+    replace: bool | None,
+) -> None:
     folder = s.settings.data_dir / "uploads" / str(upload_id)
     folder.mkdir(parents=True, exist_ok=True)
     note = folder / REPLACE_NOTE

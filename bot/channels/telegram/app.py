@@ -96,6 +96,8 @@ class Services:
     in_flight: set[int] = field(default_factory=set)
     """Updates this process claimed and is processing (``jobs.resume_stranded`` leaves
     them alone)."""
+    uploads_in_flight: set[int] = field(default_factory=set)
+    """Uploads this process is ingesting (``jobs.resume_uploads`` leaves them alone)."""
 
     @property
     def need_desk(self) -> Desk:
