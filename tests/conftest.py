@@ -3,7 +3,9 @@ the bundled corpus index (built once per session) and a real Chroma server."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import os
 import shutil
 import socket
@@ -124,8 +126,10 @@ def write_doc(settings: Settings) -> DocWriter:
 
 
 @pytest.fixture(scope="session")
-def bundled_kb(tmp_path_factory: pytest.TempPathFactory) -> KnowledgeBase:
-    """The bundled corpus, indexed once for the whole session (embedded Chroma)."""
+def bundled_kb(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> KnowledgeBase:
+    """The bundled corpus, indexed once for the whole run (embedded Chroma). Under xdist the
+    first worker to get here builds it under a file lock and every worker opens a copy of
+    its own (tests may add documents to theirs)."""
     data = tmp_path_factory.mktemp("bundled")
     with pytest.MonkeyPatch.context() as patch:  # the session outlives per-test isolation
         for name in list(os.environ):
@@ -133,10 +137,36 @@ def bundled_kb(tmp_path_factory: pytest.TempPathFactory) -> KnowledgeBase:
                 patch.delenv(name)
         patch.chdir(data)
         settings = Settings(data_dir=data, knowledge_dir=BUNDLED_KNOWLEDGE_DIR)
+        if worker_id != "master":
+            shared = tmp_path_factory.getbasetemp().parent / "bundled-index"
+            with _exclusive(shared.with_name("bundled-index.lock")):
+                if not (shared / READY).is_file():
+                    _build(settings.model_copy(update={"data_dir": shared}))
+                    (shared / READY).touch()
+            shutil.copytree(shared, data, dirs_exist_ok=True, ignore=shutil.ignore_patterns(READY))
+            return open_kb(settings)
+    return _build(settings)
+
+
+READY = ".built"
+
+
+def _build(settings: Settings) -> KnowledgeBase:
     kb = open_kb(settings)
     report = kb.ingest([BUNDLED_KNOWLEDGE_DIR])
     assert not report.failed, report.failed
     return kb
+
+
+@contextlib.contextmanager
+def _exclusive(lock: Path) -> Iterator[None]:
+    """One process at a time (the xdist workers of one run)."""
+    with lock.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _free_port() -> int:
