@@ -238,7 +238,7 @@ def feature_names(text: str, pinyin: Pinyin) -> set[str]:
 _LEXICON: dict[Label, re.Pattern[str]] = {
     Label.SELF_HARM: re.compile(
         r"自杀|自尽|轻生|寻死|割腕|跳楼|上吊|烧炭|遗书|安眠药.{0,6}(?:多少|几|片|颗|攒)"
-        r"|不想活|活不下去|(?<![到得])想死(?!.{0,2}(?:了吧|啊哈))|结束(?:自己的)?生命"
+        r"|不想活|活不下去|(?<![到得])想死(?!.{0,2}(?:了吧|啊哈)|的心都有)|结束(?:自己的)?生命"
         r"|结束(?:掉)?(?:我)?自己(?=了|吧|算了|[，,。！!？?\s]|$)"
         r"|suicid|kill(?:ing)? my ?self|end(?:ing)? my (?:own )?life"
         r"|want(?:ed)? to die(?! (?:of|from) (?:embarrassment|shame|laughter|boredom))"
@@ -252,6 +252,7 @@ _LEXICON: dict[Label, re.Pattern[str]] = {
         r"|(?<!说)打(?:了|伤)我|要(?:弄|打|砍|捅)死(?=我|你|他|她|人|[，。！!？?\s]|$)"
         r"|(?:踢|扇|掐)(?:了)?我|动手打|拿(?:着)?(?:棍子?|棒子?|铁棍|钢管|砖头)|打进(?:了)?医院"
         r"|\b(?:knife|gun|stab(?:bed)?)\b|beat(?:s|en)? me|(?:hit|kicked|punched|slapped) me"
+        r"|\bbeat(?:s|en)? (?:(?:me|us|him|her|them|two|three|some|one|of|a|few|coworkers?)\s+){1,4}up\b"
         r"|threaten(?:ed|ing)? to (?:kill|hurt|beat)",
         re.IGNORECASE,
     ),
@@ -264,7 +265,7 @@ _LEXICON: dict[Label, re.Pattern[str]] = {
     ),
 }
 _HUMAN_LEXICON = re.compile(
-    r"^/human\b|转人工|人工客服|找人工|真人(?:客服|老师)"
+    r"^/human\b|转人工|人工客服|找人工|真人(?:客服|老师)|(?:找|要|换)(?:个|一个)?活人"
     r"|(?:想|要|请|能不能|可以|可不可以)找(?:个|一个|一位)?(?:老师|辅导员|顾问)"
     r"(?:帮|聊|谈|问|咨询|沟通)"
     r"|\b(?:talk|speak) (?:to|with) (?:a |an )?(?:real |actual |live )?"

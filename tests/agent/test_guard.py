@@ -101,6 +101,20 @@ def test_the_lexicon_raises_a_crisis_the_model_scored_low(guard: Guard) -> None:
     assert verdict.label is Label.SELF_HARM
 
 
+@pytest.mark.parametrize(
+    ("message", "named"),
+    [
+        ("我已经决定月底结束自己了 走之前想问问档案的事", {Label.SELF_HARM}),
+        ("结束自己的实习要提前几天说", set()),
+        ("唉 想死的心都有了 面试官问的题我一个都没答上来 还有二面吗", set()),
+        ("When we asked for our wages the foreman's friends beat two of us up", {Label.VIOLENCE}),
+        ("别再给我发这些模板了 我要找活人", {Label.HUMAN}),
+    ],
+)
+def test_the_lexicon_names_explicit_words_and_not_idioms(message: str, named: set[Label]) -> None:
+    assert lexicon(message) == named
+
+
 def test_a_crisis_outranks_a_request_for_a_person(guard: Guard) -> None:
     thresholds = guard.weights.thresholds
     table = {label: 0.0 for label in LABELS}
