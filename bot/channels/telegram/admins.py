@@ -157,85 +157,73 @@ async def ingest_upload(
     at that moment (the job's first run is two seconds after start-up); such an upload is
     left to the call already on it, so the admin hears once. Across replicas nothing claims
     an upload: a replica that starts while another ingests may ingest the same file again
-    (the knowledge base makes that ``unchanged``; the admin may hear twice)."""
+    (a second, identical outcome; the admin hears it twice)."""
     if upload_id in s.uploads_in_flight:
         return
     s.uploads_in_flight.add(upload_id)
     try:
-        await _ingest_upload(s, upload_id, file_id, name, chat_id, lang, replace)
-    finally:
-        s.uploads_in_flight.discard(upload_id)
-
-
-async def _ingest_upload(
-    s: Services,
-    upload_id: int,
-    file_id: str,
-    name: str,
-    chat_id: int,
-    lang: Lang,
-    replace: bool | None,
-) -> None:
-    folder = s.settings.data_dir / "uploads" / str(upload_id)
-    folder.mkdir(parents=True, exist_ok=True)
-    note = folder / REPLACE_NOTE
-    if replace:
-        note.write_text("replace", encoding="utf-8")
-    elif replace is None:
-        replace = note.is_file()
-    safe = re.sub(r"[^\w.\-]+", "_", name)[:120] or "document"
-    path = folder / safe
-    try:
-        file = await s.need_desk.gateway.run(
-            "getFile", lambda: s.need_desk.gateway.bot.get_file(file_id)
+        folder = s.settings.data_dir / "uploads" / str(upload_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        note = folder / REPLACE_NOTE
+        if replace:
+            note.write_text("replace", encoding="utf-8")
+        elif replace is None:
+            replace = note.is_file()
+        safe = re.sub(r"[^\w.\-]+", "_", name)[:120] or "document"
+        path = folder / safe
+        try:
+            file = await s.need_desk.gateway.run(
+                "getFile", lambda: s.need_desk.gateway.bot.get_file(file_id)
+            )
+            await file.download_to_drive(path)
+            loop = asyncio.get_running_loop()
+            report = await loop.run_in_executor(
+                s.kb_pool, functools.partial(s.kb.ingest, [path], replace=replace)
+            )
+        except (DeliveryFailed, GradGuideError, OSError) as exc:
+            await s.store.finish_upload(upload_id, "failed", {"error": str(exc)[:500]})
+            reason = fmt.escape(str(exc)[:300])
+            await _send(
+                s,
+                chat_id,
+                s.messages.get("adm_file_refused", lang, name=fmt.escape(name), reason=reason),
+            )
+            return
+        await s.store.finish_upload(
+            upload_id, "failed" if report.failed else "done", report.model_dump()
         )
-        await file.download_to_drive(path)
-        loop = asyncio.get_running_loop()
-        report = await loop.run_in_executor(
-            s.kb_pool, functools.partial(s.kb.ingest, [path], replace=replace)
-        )
-    except (DeliveryFailed, GradGuideError, OSError) as exc:
-        await s.store.finish_upload(upload_id, "failed", {"error": str(exc)[:500]})
-        reason = fmt.escape(str(exc)[:300])
         await _send(
             s,
             chat_id,
-            s.messages.get("adm_file_refused", lang, name=fmt.escape(name), reason=reason),
+            s.messages.get(
+                "adm_ingest_done",
+                lang,
+                added=report.count("added"),
+                updated=report.count("updated"),
+                unchanged=report.count("unchanged"),
+                failed=report.count("failed"),
+            ),
         )
-        return
-    await s.store.finish_upload(
-        upload_id, "failed" if report.failed else "done", report.model_dump()
-    )
-    await _send(
-        s,
-        chat_id,
-        s.messages.get(
-            "adm_ingest_done",
-            lang,
-            added=report.count("added"),
-            updated=report.count("updated"),
-            unchanged=report.count("unchanged"),
-            failed=report.count("failed"),
-        ),
-    )
-    for outcome in report.conflicts:  # the document it would replace, and how to replace it
-        assert outcome.conflict is not None
-        c = outcome.conflict
-        text = s.messages.get(
-            "adm_ingest_conflict",
-            lang,
-            name=fmt.escape(name),
-            doc_id=fmt.escape(c.doc_id),
-            title=fmt.escape(c.title),
-            source=fmt.escape(c.source),
-        )
-        await _send(s, chat_id, text)
-    others = [o for o in report.failed if o.conflict is None]
-    if others:
-        details = "\n".join(
-            f"• {fmt.escape(Path(o.path).name)}: {fmt.escape(o.error or '')}" for o in others
-        )
-        await _send(s, chat_id, s.messages.get("adm_ingest_failures", lang, details=details))
+        for outcome in report.conflicts:  # the document it would replace, and how to replace it
+            assert outcome.conflict is not None
+            c = outcome.conflict
+            text = s.messages.get(
+                "adm_ingest_conflict",
+                lang,
+                name=fmt.escape(name),
+                doc_id=fmt.escape(c.doc_id),
+                title=fmt.escape(c.title),
+                source=fmt.escape(c.source),
+            )
+            await _send(s, chat_id, text)
+        others = [o for o in report.failed if o.conflict is None]
+        if others:
+            details = "\n".join(
+                f"• {fmt.escape(Path(o.path).name)}: {fmt.escape(o.error or '')}" for o in others
+            )
+            await _send(s, chat_id, s.messages.get("adm_ingest_failures", lang, details=details))
+    finally:
+        s.uploads_in_flight.discard(upload_id)
 
 
 @admin_only
