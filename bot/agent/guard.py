@@ -252,7 +252,8 @@ _LEXICON: dict[Label, re.Pattern[str]] = {
         r"|(?<!说)打(?:了|伤)我|要(?:弄|打|砍|捅)死(?=我|你|他|她|人|[，。！!？?\s]|$)"
         r"|(?:踢|扇|掐)(?:了)?我|动手打|拿(?:着)?(?:棍子?|棒子?|铁棍|钢管|砖头)|打进(?:了)?医院"
         r"|\b(?:knife|gun|stab(?:bed)?)\b|beat(?:s|en)? me|(?:hit|kicked|punched|slapped) me"
-        r"|\bbeat(?:s|en)? (?:(?:me|us|him|her|them|two|three|some|one|of|a|few|coworkers?)\s+){1,4}up\b"
+        r"|\bbeat(?:s|en)? (?:(?:me|us|him|her|them|two|three|some|one|of|a|few|coworkers?)\s+)"
+        r"{1,4}up\b"
         r"|threaten(?:ed|ing)? to (?:kill|hurt|beat)",
         re.IGNORECASE,
     ),
