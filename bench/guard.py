@@ -43,7 +43,7 @@ from bot.agent.guard_eval import (  # noqa: E402
     read_examples,
 )
 from bot.agent.models import Conversation, HandoffReason, Intent, Reply  # noqa: E402
-from bot.cli import guard_tables  # noqa: E402
+from bot.cli_train import guard_tables  # noqa: E402
 from bot.kb.evaluation import percentile  # noqa: E402
 from bot.kb.service import KnowledgeBase  # noqa: E402
 from bot.prompts import Messages  # noqa: E402

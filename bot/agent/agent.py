@@ -329,17 +329,18 @@ class Agent:
         none is known, and a counsellor brought in when a violation is happening now."""
         say = self._messages.get
         parts = [reply.text]
-        timing = current(reply.text, self._kb.clock())
+        today = self._kb.clock()
+        timing = current(reply.text, today)
         if timing is not None:
             # a document states dates, never "today": open, closed or to come is said now
             status, window = timing
-            today = format_date(self._kb.clock(), reply.lang)
             dates = {
+                "today": format_date(today, reply.lang),
                 "end": format_date(window.end, reply.lang),
                 "start": format_date(window.start or window.end, reply.lang),
-                "days": (window.end - self._kb.clock()).days,
+                "days": (window.end - today).days,
             }
-            parts.append(say(f"date_window_{status.value}", reply.lang, today=today, **dates))
+            parts.append(say(f"date_window_{status.value}", reply.lang, **dates))
         if g.region_dependent(focus) and region is None:
             parts.append(say("ask_region", reply.lang))
         local = region is not None and normalise_region(region) != NATIONAL
