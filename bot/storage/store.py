@@ -2323,13 +2323,18 @@ class Store:
             row = await s.get(KbUploadRow, upload_id)
             return None if row is None else _record(Upload, row)
 
-    async def pending_uploads(self, *, session: AsyncSession | None = None) -> list[Upload]:
-        """Uploads not ingested yet (e.g. interrupted by a restart), oldest first."""
-        query = (
-            select(KbUploadRow)
-            .where(KbUploadRow.status == "pending")
-            .order_by(KbUploadRow.created_at, KbUploadRow.id)
-        )
+    async def pending_uploads(
+        self,
+        *,
+        created_before: dt.datetime | None = None,
+        session: AsyncSession | None = None,
+    ) -> list[Upload]:
+        """Uploads not ingested yet (e.g. interrupted by a restart), oldest first; with
+        ``created_before``, only those recorded before that moment."""
+        query = select(KbUploadRow).where(KbUploadRow.status == "pending")
+        if created_before is not None:
+            query = query.where(KbUploadRow.created_at < created_before)
+        query = query.order_by(KbUploadRow.created_at, KbUploadRow.id)
         async with self._tx(session) as s:
             return _records(Upload, (await s.execute(query)).scalars())
 

@@ -345,3 +345,37 @@ async def test_an_upload_cut_off_by_a_restart_is_ingested_after_it(
         upload = await bot.store.get_upload(upload_id)
         assert upload is not None and upload.status == "done"
         assert UPLOAD_ID in doc_ids(kb)
+
+
+@pytest.mark.parametrize("stack", ["polling-sqlite"], indirect=True)
+async def test_the_resume_job_leaves_a_fresh_upload_to_its_handler_and_takes_a_stale_one(
+    tg: FakeTelegram, stack: Stack, bot: Bot
+) -> None:
+    kb = bot.services.kb
+    tg.user(ADMIN, "Admin", language_code="zh", started=True)
+    carrier = tg.user(777, "Carrier", started=True)
+    queue = bot.application.job_queue
+    assert queue is not None
+    (job,) = queue.get_jobs_by_name("uploads")
+    async with removed_afterwards(kb, UPLOAD_ID):
+        update = tg.send_document(carrier, f"{UPLOAD_ID}.md", UPLOAD_DOC, "text/markdown")
+        await tg.await_for(chat=777, timeout=20)
+        file_id = update["message"]["document"]["file_id"]
+        # recorded after start-up, as the document handler records the upload it ingests
+        upload_id = await bot.store.add_upload(ADMIN, f"{UPLOAD_ID}.md", file_id)
+
+        mark = tg.mark()
+        await job.run(bot.application)
+        await tg.await_idle()
+        assert [r.text for r in tg.messages_to(ADMIN) if r.index >= mark] == []
+        assert [u.id for u in await bot.store.pending_uploads()] == [upload_id]
+
+        # still pending ten minutes on: the replica that recorded it stopped, so it is resumed
+        stack.clock.advance(seconds=601)
+        await job.run(bot.application)
+        done = await tg.await_for(chat=ADMIN, since=mark, text="导入完成", timeout=60)
+        assert "新增 1 份" in (done.text or "")
+        assert await bot.store.pending_uploads() == []
+        await tg.await_idle()
+        assert [r.text for r in tg.messages_to(ADMIN) if r.index >= mark] == [done.text]
+

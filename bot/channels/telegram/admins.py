@@ -153,15 +153,18 @@ async def ingest_upload(
     """Download and ingest one upload (also re-run by the job for uploads a restart cut off:
     ``replace`` None, the admin's choice is read from the note left in the upload's folder).
 
-    Race: the job finds every upload still pending, including one this process is ingesting
-    at that moment (the job's first run is two seconds after start-up); such an upload is
-    left to the call already on it, so the admin hears once. Across replicas nothing claims
-    an upload: a replica that starts while another ingests may ingest the same file again
-    (a second, identical outcome; the admin hears it twice)."""
+    Races: the job leaves alone uploads recorded since this process started, but a stale one
+    may still meet the handler; whichever call comes second returns without a word, because
+    the upload is in flight here or no longer pending, so the admin hears once. Across
+    replicas nothing claims an upload: a replica that starts while another ingests may ingest
+    the same file again (a second, identical outcome; the admin hears it twice)."""
     if upload_id in s.uploads_in_flight:
         return
     s.uploads_in_flight.add(upload_id)
     try:
+        current = await s.store.get_upload(upload_id)
+        if current is None or current.status != "pending":
+            return  # the other call got there first and finished it
         folder = s.settings.data_dir / "uploads" / str(upload_id)
         folder.mkdir(parents=True, exist_ok=True)
         note = folder / REPLACE_NOTE

@@ -17,6 +17,7 @@ from telegram import Update
 from telegram.ext import Application, ContextTypes
 
 from bot.channels.telegram import formatting as fmt
+from bot.channels.telegram.admins import ingest_upload
 from bot.channels.telegram.app import UPDATE_STALE_AFTER, Services
 from bot.channels.telegram.desk import graduate_lang
 from bot.channels.telegram.forget import ERASE_EVERY_S, erase_due, record_copy
@@ -45,7 +46,13 @@ def schedule(application: Application, services: Services) -> None:  # type: ign
     every = max(1.0, min(services.settings.chat_lease_s / 2, 15.0))
     queue.run_repeating(resume_stranded, interval=every, first=1.0, name="stranded")
     queue.run_repeating(check_sla, interval=services.settings.sla_check_s, first=5.0, name="sla")
-    queue.run_repeating(resume_uploads, interval=300.0, first=2.0, name="uploads")
+    queue.run_repeating(
+        resume_uploads,
+        interval=300.0,
+        first=2.0,
+        name="uploads",
+        data=services.store.now(),  # this process's start: older uploads were cut off
+    )
     queue.run_repeating(retention, interval=RETENTION_EVERY_S, first=60.0, name="retention")
     if services.curated is not None:
         queue.run_repeating(refresh_curated, interval=CURATED_EVERY_S, first=0.0, name="curated")
@@ -218,12 +225,22 @@ async def load_curated(s: Services) -> int:
     return len(entries)
 
 
-async def resume_uploads(context: ContextTypes.DEFAULT_TYPE) -> None:
-    """Uploads recorded but not ingested (the process stopped half-way) are ingested now."""
-    from bot.channels.telegram.admins import ingest_upload
+UPLOAD_STALE_S = 600.0
+"""An upload still pending this long after it was recorded was left by a replica that
+stopped (one document ingests in seconds)."""
 
+
+async def resume_uploads(context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Uploads recorded but not ingested (the process stopped half-way) are ingested now:
+    those recorded before this process started (``job.data``), and those pending for
+    :data:`UPLOAD_STALE_S`. An upload recorded since start-up is this process's own, which
+    the document handler is ingesting."""
     s = _services(context)
-    for upload in await s.store.pending_uploads():
+    started = context.job.data if context.job is not None else None
+    cutoff = s.store.now() - dt.timedelta(seconds=UPLOAD_STALE_S)
+    if isinstance(started, dt.datetime):
+        cutoff = max(cutoff, started)
+    for upload in await s.store.pending_uploads(created_before=cutoff):
         admin = await s.store.get_user(telegram_id=upload.admin_telegram_id)
         lang: Lang = "en" if admin is not None and admin.lang == "en" else "zh"
         logger.info("resuming upload %d (%s)", upload.id, upload.file_name)
