@@ -18,7 +18,7 @@ from rich.table import Table
 
 from bot.agent import card_match, lead_rank
 from bot.agent.evaluation import AnswerItem, load_items
-from bot.agent.guard import LABELS, MODEL_PATH
+from bot.agent.guard import LABELS, MODEL_PATH, PINYIN_TABLE, write_pinyin_table
 from bot.agent.guard_eval import GuardReport, confusion_rows
 from bot.components.embeddings import UseM3Embedder
 from bot.errors import ConfigError
@@ -175,4 +175,6 @@ def train_guard(args: argparse.Namespace, settings: Settings, out: Console) -> i
         out.print(table)
     if target is not None:
         out.print(f"wrote {target}")
+    if target == MODEL_PATH:
+        out.print(f"wrote {PINYIN_TABLE} ({write_pinyin_table()} characters)")
     return 0

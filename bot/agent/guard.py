@@ -160,11 +160,51 @@ class Pinyin:
         return best[len(word)]
 
 
+PINYIN_TABLE = Path(__file__).resolve().parent / "guard_data" / "pinyin.txt"
+"""One toneless reading per line for every character :data:`_CJK_RUN` matches, in code-point
+order (written by :func:`write_pinyin_table`; reading it takes milliseconds, importing
+pypinyin 0.2 s of every new process)."""
+_PINYIN_BLOCKS = ((0x3400, 0x4DBF), (0x4E00, 0x9FFF))
+
+
+@lru_cache(maxsize=1)
+def _pinyin_table() -> tuple[str, ...]:
+    return tuple(PINYIN_TABLE.read_text(encoding="utf-8").split("\n"))
+
+
+def _table_index(ch: str) -> int:
+    point, before = ord(ch), 0
+    for first, last in _PINYIN_BLOCKS:
+        if first <= point <= last:
+            return before + point - first
+        before += last - first + 1
+    return -1
+
+
 @lru_cache(maxsize=4096)
 def _pinyin_of(ch: str) -> str:
+    index = _table_index(ch)
+    if index < 0:
+        return pypinyin_of(ch)
+    return _pinyin_table()[index]
+
+
+def pypinyin_of(ch: str) -> str:
+    """pypinyin's toneless reading of one character (the table's source)."""
     from pypinyin import Style, lazy_pinyin  # imported on first use: ~0.2 s
 
-    return lazy_pinyin(ch, style=Style.NORMAL)[0]
+    return str(lazy_pinyin(ch, style=Style.NORMAL)[0])
+
+
+def write_pinyin_table(path: Path = PINYIN_TABLE) -> int:
+    """Write the table :func:`_pinyin_of` reads from pypinyin; how many characters."""
+    readings = [
+        pypinyin_of(chr(point))
+        for first, last in _PINYIN_BLOCKS
+        for point in range(first, last + 1)
+    ]
+    path.write_text("\n".join(readings), encoding="utf-8")
+    return len(readings)
 
 
 def _lazy_pinyin(run: str) -> list[str]:

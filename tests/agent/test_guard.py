@@ -19,12 +19,16 @@ from bot.agent.guard import (
     CRISIS,
     LABELS,
     MODEL_PATH,
+    PINYIN_TABLE,
     Guard,
     GuardWeights,
     Label,
     Scores,
     lexicon,
+    pypinyin_of,
     sentences,
+    to_pinyin,
+    write_pinyin_table,
 )
 from bot.agent.guard_eval import classify_all, read_examples
 from bot.agent.guard_train import DATA_DIR, EmbeddingCache, train
@@ -128,6 +132,16 @@ def test_a_crisis_outranks_a_request_for_a_person(guard: Guard) -> None:
 def test_sentences_keep_document_numbers_and_join_short_pieces() -> None:
     assert sentences("好。我想问一下试用期。") == ["好。我想问一下试用期。"]
     assert len(sentences("I signed a contract. Then I was fired. What now?")) == 3
+
+
+def test_the_shipped_pinyin_table_is_pypinyins_reading_of_every_character(
+    tmp_path: Path,
+) -> None:
+    written = tmp_path / "pinyin.txt"
+    assert write_pinyin_table(written) == 6592 + 20992
+    assert written.read_bytes() == PINYIN_TABLE.read_bytes()
+    assert to_pinyin("想紫砂 自杀 绿卡") == "xiang zi sha zi sha lv ka"
+    assert [pypinyin_of(ch) for ch in "㐀𠀀"] == ["qiu", "he"]  # in the table, and outside it
 
 
 def test_a_model_with_other_classes_is_refused(tmp_path: Path) -> None:

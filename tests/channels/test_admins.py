@@ -378,4 +378,3 @@ async def test_the_resume_job_leaves_a_fresh_upload_to_its_handler_and_takes_a_s
         assert await bot.store.pending_uploads() == []
         await tg.await_idle()
         assert [r.text for r in tg.messages_to(ADMIN) if r.index >= mark] == [done.text]
-
