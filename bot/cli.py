@@ -33,6 +33,15 @@ from bot.agent.agent import Agent
 from bot.agent.evaluation import Scores, load_items
 from bot.agent.evaluation import evaluate as evaluate_answers
 from bot.agent.models import Conversation, Reply
+from bot.check import (
+    check_console,
+    check_data_directory,
+    check_database,
+    check_index,
+    check_settings,
+    failed,
+)
+from bot.check import table as check_table
 from bot.cli_train import train_cards, train_guard, train_lead
 from bot.datadir import DataDirProblem, check_data_dir, os_error_message
 from bot.errors import GradGuideError
@@ -129,6 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
     train_lead.add_argument(
         "--check", action="store_true", help="fit and report, but write nothing"
     )
+    commands.add_parser(
+        "check",
+        help="check the set-up: settings, data, database, index, console, Telegram (exit 1 on ✗)",
+    )
     commands.add_parser("serve", help="run the Telegram bot (polling, or webhook if configured)")
     handoffs = commands.add_parser(
         "handoffs", help="counsellor tickets without Telegram (replies go through the bot)"
@@ -190,6 +203,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return train_cards(args, settings, out, err)
         if args.command == "train-lead":
             return train_lead(args, settings, out, err)
+        if args.command == "check":
+            return asyncio.run(_check(settings, out))
         if args.command == "serve":
             from bot.channels.telegram.app import serve
 
@@ -221,6 +236,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+async def _check(settings: Settings, out: Console) -> int:
+    """``gradguide check``: a table of ✓ / ! / ✗ with the fix for each; 1 if any ✗."""
+    from bot.channels.telegram.check import check_telegram  # python-telegram-bot: only here
+
+    findings = check_settings(settings)
+    findings.append(check_data_directory(settings))
+    findings.append(await check_database(settings))
+    findings.append(check_index(settings))
+    findings.append(check_console(settings))
+    findings.extend(await check_telegram(settings))
+    out.print(check_table(findings))
+    return 1 if failed(findings) else 0
 
 
 def _open(settings: Settings, err: Console, lang: Lang = "en") -> KnowledgeBase:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import URL, Connection, Engine, make_url
@@ -76,6 +77,11 @@ def alembic_config(url: str | None = None) -> Config:
     if url is not None:
         config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return config
+
+
+def head_revision() -> str | None:
+    """The newest schema revision this GradGuide ships."""
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
 def _upgrade_to_head(connection: Connection) -> None:

@@ -19,8 +19,8 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
-from telegram import Bot, BotCommand, Update
-from telegram.error import InvalidToken, NetworkError, TelegramError
+from telegram import BotCommand, Update
+from telegram.error import InvalidToken, TelegramError
 from telegram.ext import (
     Application,
     ApplicationHandlerStop,
@@ -32,8 +32,10 @@ from telegram.ext import (
 from bot.agent.agent import Agent
 from bot.agent.curated import CuratedAnswers
 from bot.agent.redact import install_log_redaction
+from bot.channels.telegram.check import REJECTED_TOKEN, STOPPING_AREAS, check_telegram
 from bot.channels.telegram.desk import Desk, UpdateInProgress, current_update
 from bot.channels.telegram.gateway import Gateway
+from bot.check import Status
 from bot.errors import StorageError, TelegramConfigError, UpdateNotClaimed
 from bot.kb.models import Lang
 from bot.kb.service import KnowledgeBase
@@ -342,7 +344,7 @@ def serve(settings: Settings) -> None:
     os.environ.setdefault("PTB_TIMEDELTA", "1")  # PTB 22: durations as timedelta, no warnings
     _faster_event_loop()
     _one_blas_thread()
-    asyncio.run(_check_token(settings))
+    asyncio.run(_check_set_up(settings))
     services = open_services(settings)
     asyncio.run(_migrate(services.store.db))
     application = build_application(services)
@@ -387,18 +389,19 @@ def _faster_event_loop() -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
-REJECTED_TOKEN = "Telegram rejected the bot token; check TELEGRAM_BOT_TOKEN (from @BotFather)"
-
-
-async def _check_token(settings: Settings) -> None:
-    """One getMe before anything else: a wrong token is a clear error (never echoed)."""
-    assert settings.telegram_bot_token is not None
-    api = settings.telegram_api_url.rstrip("/")
-    bot = Bot(settings.telegram_bot_token, base_url=f"{api}/bot", base_file_url=f"{api}/file/bot")
-    try:
-        async with bot:
-            await bot.get_me()
-    except InvalidToken:
-        raise TelegramConfigError(REJECTED_TOKEN) from None
-    except NetworkError as exc:
-        raise TelegramConfigError(f"cannot reach the Telegram Bot API at {api}: {exc}") from None
+async def _check_set_up(settings: Settings) -> None:
+    """The Bot API half of ``gradguide check`` before anything else: a wrong token, an
+    unreachable API, a counsellor group tickets cannot reach (missing, not a forum, the bot
+    without the right to manage topics) or an unusable webhook stop the start-up with the
+    fix; anything else is logged (the token is never echoed)."""
+    stops = []
+    for finding in await check_telegram(settings):
+        if finding.status is Status.OK:
+            continue
+        line = f"{finding.what} ({finding.fix})" if finding.fix else finding.what
+        if finding.status is Status.ERROR and finding.area in STOPPING_AREAS:
+            stops.append(line)
+        else:
+            logger.warning("set-up: %s: %s", finding.area, line)
+    if stops:
+        raise TelegramConfigError("; ".join(stops))

@@ -12,7 +12,7 @@ from typing import Any, cast
 from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import Message, Update
 from telegram import User as TgUser
-from telegram.constants import ChatAction
+from telegram.constants import ChatAction, ChatType
 from telegram.ext import (
     Application,
     CallbackQueryHandler,
@@ -73,6 +73,8 @@ def register(application: Application, services: Services) -> None:  # type: ign
     }
     for name, handler in commands.items():
         application.add_handler(CommandHandler(name, handler, filters=PRIVATE))
+    # in any chat, before anything is configured: the ids the settings need
+    application.add_handler(CommandHandler("ids", on_ids))
     application.add_handler(MessageHandler(PRIVATE & filters.COMMAND, on_unknown_command))
     application.add_handler(MessageHandler(PRIVATE & filters.TEXT, on_text))
     application.add_handler(
@@ -505,6 +507,24 @@ async def on_start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 async def on_help(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     s, _, chat, lang = await _who(update, context)
     await say(s, chat, s.messages.get("tg_help", lang))
+
+
+async def on_ids(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """``/ids``: the sender's numeric id and, in a group, the group's (for
+    GRADGUIDE_COUNSELLOR_IDS / ADMIN_IDS / COUNSELLOR_CHAT_ID). Nothing is stored."""
+    s = services_of(context)
+    chat, sender = update.effective_chat, update.effective_user
+    if chat is None or sender is None:
+        return
+    lang = guess_lang(None, sender)
+    if chat.type == ChatType.PRIVATE:
+        text = s.messages.get("tg_ids_private", lang, user_id=sender.id)
+    else:
+        key = "tg_ids_forum" if chat.is_forum else "tg_ids_group"
+        text = s.messages.get(
+            key, lang, user_id=sender.id, chat_id=chat.id, title=fmt.escape(chat.title or "")
+        )
+    await say(s, chat.id, text)
 
 
 async def on_lang(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
