@@ -183,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         err.print(f"[red]configuration error:[/] {first['loc']}: {first['msg']}")
         return 2
     logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("httpx", "httpcore", "chromadb"):
+    for noisy in ("httpx", "httpcore", "chromadb", "alembic"):  # alembic: INFO per migration step
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.root.level))
     if args.command in DATA_DIR_COMMANDS:
         checked = check_data_dir(settings.data_dir)

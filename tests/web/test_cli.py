@@ -14,7 +14,7 @@ from bot.settings import Settings
 from bot.storage.console_store import AuditEntry, ConsoleStore
 from bot.storage.db import Database
 from bot.storage.store import Store
-from tests.conftest import run_cli
+from tests.conftest import run_cli, run_gradguide
 from tests.web.conftest import csrf_of, gradguide_web
 
 
@@ -50,6 +50,15 @@ def test_users_add_creates_a_login_and_refuses_weak_or_duplicate(
         ("cli", "account_created", "account:wang"),
         ("cli", "password_changed", "account:wang"),
     ]  # the refused ones changed nothing and are not logged as changes
+
+
+def test_users_commands_print_no_migration_log_lines(settings: Settings) -> None:
+    """The first command on a new database migrates it: Alembic's INFO line for every
+    migration step is noise to an operator (its warnings and errors still show)."""
+    result = run_gradguide(settings, "users", "list", env={"GRADGUIDE_LOG_LEVEL": "INFO"})
+    assert result.returncode == 0, result.stderr
+    assert "Console accounts" in result.stdout
+    assert "alembic" not in result.stderr and "Running upgrade" not in result.stderr
 
 
 async def _audit_log(settings: Settings) -> list[AuditEntry]:

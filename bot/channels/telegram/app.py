@@ -337,7 +337,6 @@ def serve(settings: Settings) -> None:
         raise TelegramConfigError(
             "TELEGRAM_BOT_TOKEN is not set: create a bot with @BotFather and export its token"
         )
-    logging.getLogger("alembic").setLevel(logging.WARNING)
     # APScheduler (PTB's job queue) logs two INFO lines for every run of every job: the
     # outbox job alone runs every 2 s. Its warnings (a job missed or still running) stay.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
