@@ -337,8 +337,8 @@ def _kb(args: argparse.Namespace, settings: Settings, out: Console, err: Console
         _print_report(report, out)
         return 1 if report.failed else 0
 
-    # Searching builds the index on first use; the other commands show the index as it is.
-    kb = _open(settings, err) if command == "search" else KnowledgeBase.open(settings)
+    # like `ask`, every command that reads the index builds it on first use
+    kb = _open(settings, err)
     if command == "list":
         return _list(kb, args.json, out)
     if command == "show":

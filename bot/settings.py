@@ -6,6 +6,8 @@ file; the README documents them as a table.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -15,6 +17,14 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 BUNDLED_KNOWLEDGE_DIR = Path(__file__).resolve().parent.parent / "knowledge"
 
 DEFAULT_EMBEDDING = "use-m3"
+
+
+def default_data_dir(environ: Mapping[str, str]) -> Path:
+    """``$XDG_DATA_HOME/gradguide``, else ``~/.local/share/gradguide`` (the XDG base
+    directory convention): one place per user, not a ``data/`` in whatever folder a command
+    was started from."""
+    base = environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "gradguide"
 
 
 class Settings(BaseSettings):
@@ -28,8 +38,10 @@ class Settings(BaseSettings):
     )
 
     data_dir: Path = Field(
-        default=Path("data"),
-        description="Where the embedded Chroma index, caches and (later) the database live.",
+        default_factory=lambda: default_data_dir(os.environ),
+        description="Where the embedded Chroma index, caches, uploads and the SQLite database "
+        "live: `$XDG_DATA_HOME/gradguide` (`~/.local/share/gradguide`) unless set, so every "
+        "command finds the same index whatever folder it starts in.",
     )
     knowledge_dir: Path = Field(
         default=BUNDLED_KNOWLEDGE_DIR,

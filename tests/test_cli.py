@@ -101,6 +101,35 @@ def test_first_search_builds_the_index(
     assert json.loads(out)[0]["doc_id"] == "probation-zh"
 
 
+def test_kb_stats_from_any_folder_builds_the_index_in_the_users_data_dir(
+    env: Settings, write_doc: DocWriter, tmp_path: Path
+) -> None:
+    """No GRADGUIDE_DATA_DIR: the index goes to $XDG_DATA_HOME/gradguide, built on first
+    use, and nothing lands in the folder the command was started from."""
+    write_doc("probation-zh", "## 试用期\n\n试用期最长不得超过六个月。\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "kb", "stats", "--json"],
+        capture_output=True,
+        text=True,
+        cwd=elsewhere,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(tmp_path),
+            "XDG_DATA_HOME": str(tmp_path / "xdg"),
+            "GRADGUIDE_KNOWLEDGE_DIR": str(env.knowledge_dir),
+            "GRADGUIDE_EMBEDDING": "hash",
+        },
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["documents"] == 1
+    assert (tmp_path / "xdg" / "gradguide" / "chroma").is_dir()
+    assert list(elsewhere.iterdir()) == []
+
+
 def test_errors_are_messages_not_tracebacks(env: Settings, tmp_path: Path) -> None:
     result = run_gradguide(env, "kb", "remove", "no-such-doc")
     assert result.returncode == 2

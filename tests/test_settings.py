@@ -8,14 +8,25 @@ from pydantic import ValidationError
 from bot.settings import BUNDLED_KNOWLEDGE_DIR, Settings
 
 
-def test_defaults_need_no_configuration() -> None:
+def test_defaults_need_no_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("XDG_DATA_HOME", raising=False)
     settings = Settings()
-    assert settings.data_dir == Path("data")
+    assert settings.data_dir == Path.home() / ".local" / "share" / "gradguide"
     assert settings.knowledge_dir == BUNDLED_KNOWLEDGE_DIR
     assert (BUNDLED_KNOWLEDGE_DIR / "zh").is_dir()
     assert settings.chroma_url is None
-    assert settings.chroma_path == Path("data") / "chroma"
+    assert settings.chroma_path == settings.data_dir / "chroma"
     assert settings.embedding == "use-m3"
+
+
+def test_the_data_dir_is_the_same_whatever_folder_a_command_starts_in(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    monkeypatch.chdir(tmp_path)
+    assert Settings().data_dir == tmp_path / "xdg" / "gradguide"
+    monkeypatch.chdir("/")
+    assert Settings().data_dir == tmp_path / "xdg" / "gradguide"
 
 
 def test_environment_and_dotenv(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
