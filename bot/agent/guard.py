@@ -282,7 +282,8 @@ _LEXICON: dict[Label, re.Pattern[str]] = {
         r"|结束(?:掉)?(?:我)?自己(?=了|吧|算了|[，,。！!？?\s]|$)"
         r"|suicid|kill(?:ing)? my ?self|end(?:ing)? my (?:own )?life"
         r"|want(?:ed)? to die(?! (?:of|from) (?:embarrassment|shame|laughter|boredom))"
-        r"|unalive|(?<![a-z])kms(?![a-z])|self[- ]?harm|cut(?:ting)? myself",
+        r"|unalive|(?<![a-z])kms(?![a-z])|self[- ]?harm|cut(?:ting)? myself"
+        r"|致死量|bleed(?:ing)? out|lethal dose",
         re.IGNORECASE,
     ),
     Label.VIOLENCE: re.compile(

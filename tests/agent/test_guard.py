@@ -113,6 +113,9 @@ def test_the_lexicon_raises_a_crisis_the_model_scored_low(guard: Guard) -> None:
         ("唉 想死的心都有了 面试官问的题我一个都没答上来 还有二面吗", set()),
         ("When we asked for our wages the foreman's friends beat two of us up", {Label.VIOLENCE}),
         ("别再给我发这些模板了 我要找活人", {Label.HUMAN}),
+        ("sorry if this is weird but how long does it take to bleed out", {Label.SELF_HARM}),
+        ("褪黑素的致死量是多少", {Label.SELF_HARM}),
+        ("the startup is bleeding money, will they still pay my last wages?", set()),
     ],
 )
 def test_the_lexicon_names_explicit_words_and_not_idioms(message: str, named: set[Label]) -> None:
