@@ -6,10 +6,12 @@ file; the README documents them as a table.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -299,3 +301,8 @@ class Settings(BaseSettings):
     @property
     def chroma_path(self) -> Path:
         return self.data_dir / "chroma"
+
+    def local_time(self, moment: dt.datetime) -> dt.datetime:
+        """``moment`` (stored in UTC) in ``timezone``: every time a person reads, in the
+        console, the CLI and Telegram, is shown in the one configured zone."""
+        return moment.astimezone(ZoneInfo(self.timezone))

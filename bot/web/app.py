@@ -22,7 +22,6 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -285,10 +284,7 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
     def t(key: str, **values: Any) -> str:
         return messages.get(key, lang, **values)
 
-    zone = ZoneInfo(services.settings.timezone)
-
-    def local(moment: dt.datetime) -> dt.datetime:
-        return moment.astimezone(zone)
+    local = services.settings.local_time
 
     keys = services.message_keys
     flash = context.pop("flash", None)

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
@@ -619,6 +620,12 @@ async def test_handoffs_cli_lists_shows_replies_and_resolves_beside_a_running_bo
     assert "Open tickets" in out
     (row,) = [line for line in out.splitlines() if "queued" in line]
     assert row.split("│")[1].strip() == "1" and QUESTION in row
+    # the time a person reads is in the configured zone, as in the console
+    assert "waiting since (Asia/Shanghai)" in out
+    opened = await bot.store.get_ticket(1)
+    assert opened is not None
+    shanghai = opened.created_at.astimezone(ZoneInfo("Asia/Shanghai"))
+    assert row.split("│")[5].strip() == f"{shanghai:%Y-%m-%d %H:%M}"
 
     mark = tg.mark()
     code, out, err = await handoffs(stack, tg, "reply", "1", "两年合同的试用期最多两个月。")

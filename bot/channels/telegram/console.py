@@ -12,6 +12,7 @@ from rich.table import Table
 from telegram import Bot
 
 from bot.channels.telegram import counsellors
+from bot.channels.telegram.check import bot_for
 from bot.channels.telegram.desk import Desk, Relayed
 from bot.channels.telegram.gateway import Gateway
 from bot.errors import GradGuideError, TelegramConfigError
@@ -33,12 +34,12 @@ async def run(settings: Settings, action: str, args: Any, out: Console) -> int:
         await db.migrate()
         store = Store(db)
         if action == "list":
-            return await _list(store, args, out)
+            return await _list(settings, store, args, out)
         ticket = await store.get_ticket(args.id)
         if ticket is None:
             raise GradGuideError(f"no ticket #{args.id}")
         if action == "show":
-            return await _show(store, ticket, out)
+            return await _show(settings, store, ticket, out)
         async with _bot(settings) as bot:
             desk = Desk(settings, store, Gateway(bot), Messages.load())
             if action == "reply":
@@ -75,17 +76,17 @@ async def run(settings: Settings, action: str, args: Any, out: Console) -> int:
 def _bot(settings: Settings) -> Bot:
     if not settings.telegram_bot_token:
         raise TelegramConfigError("TELEGRAM_BOT_TOKEN is not set: replies go through the bot")
-    api = settings.telegram_api_url.rstrip("/")
-    return Bot(settings.telegram_bot_token, base_url=f"{api}/bot", base_file_url=f"{api}/file/bot")
+    return bot_for(settings)
 
 
-async def _list(store: Store, args: Any, out: Console) -> int:
+async def _list(settings: Settings, store: Store, args: Any, out: Console) -> int:
     if args.all:
         tickets = await store.list_tickets(None, limit=args.limit)
     else:
         tickets = await store.list_tickets(["queued", "assigned"], limit=args.limit)
     table = Table(title="Tickets" if args.all else "Open tickets")
-    for column in ("id", "status", "priority", "category", "waiting since", "summary"):
+    since = f"waiting since ({settings.timezone})"
+    for column in ("id", "status", "priority", "category", since, "summary"):
         table.add_column(column)
     for t in tickets:
         table.add_row(
@@ -93,23 +94,25 @@ async def _list(store: Store, args: Any, out: Console) -> int:
             t.status,
             t.priority,
             t.category,
-            t.created_at.strftime("%Y-%m-%d %H:%M"),
+            f"{settings.local_time(t.created_at):%Y-%m-%d %H:%M}",
             escape(t.summary[:60]),
         )
     out.print(table)
     return 0
 
 
-async def _show(store: Store, ticket: Ticket, out: Console) -> int:
+async def _show(settings: Settings, store: Store, ticket: Ticket, out: Console) -> int:
     out.print(
         f"[bold]Ticket #{ticket.id}[/] · {ticket.status} · {ticket.priority} · {ticket.category}"
     )
     out.print(f"reason: {ticket.reason}")
     out.print(f"summary: {escape(ticket.summary)}")
     for turn in await store.recent_turns(ticket.conversation_id, 50):
-        out.print(f"[dim]{turn.created_at:%H:%M}[/] {turn.role}: {escape(turn.text)}")
+        shown = settings.local_time(turn.created_at)
+        out.print(f"[dim]{shown:%H:%M}[/] {turn.role}: {escape(turn.text)}")
     if ticket.draft_answer:
         out.print(f"[bold]draft:[/] {escape(ticket.draft_answer)}")
     for event in await store.events(ticket.id):
-        out.print(f"[dim]{event.created_at:%Y-%m-%d %H:%M} {event.kind} by {event.actor}[/]")
+        shown = settings.local_time(event.created_at)
+        out.print(f"[dim]{shown:%Y-%m-%d %H:%M} {event.kind} by {event.actor}[/]")
     return 0
