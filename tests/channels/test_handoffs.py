@@ -27,7 +27,7 @@ from bot.prompts import Messages
 from bot.storage import Database, Store
 from bot.storage.models import OutboxRow
 from bot.storage.store import Ticket
-from tests.channels.conftest import COUNSELLOR, COUNSELLOR_2, FORUM, GRADUATE, Bot, Stack
+from tests.channels.conftest import ADMIN, COUNSELLOR, COUNSELLOR_2, FORUM, GRADUATE, Bot, Stack
 from tests.fakes.telegram_server import FakeTelegram, FakeUser, SentRecord
 
 QUESTION = "试用期最长多久？"
@@ -1036,3 +1036,47 @@ async def test_a_claim_during_the_handoff_is_not_followed_by_queue_talk(
     later = [r.text or "" for r in sent_since(tg, joined.index + 1, GRADUATE)]
     queue_talk = said(bot, "tg_handoff_queued", position=99).split("99")[0]
     assert not any(text.startswith(queue_talk) for text in later), later
+
+
+# -- a counsellor group Telegram refuses --------------------------------------------------
+
+
+@ONCE
+async def test_a_ticket_the_group_refuses_is_not_promised_and_the_admins_are_alerted(
+    tg: FakeTelegram, bot: Bot
+) -> None:
+    """The bot lost its right to manage topics after start-up: the graduate is not told a
+    counsellor is coming or where they are in a queue nobody sees; every admin hears."""
+    tg.chat(FORUM).bot_can_manage_topics = False
+    admin = tg.user(ADMIN, "Admin", language_code="zh", started=True)
+    graduate, _, _ = people(tg)
+    mark = tg.mark()
+    tg.send_command(graduate, "human")
+    await tg.await_for(
+        chat=GRADUATE, since=mark, text=said(bot, "tg_handoff_undelivered"), timeout=20
+    )
+    alert = await tg.await_for(chat=admin, since=mark, text="工单 #1", timeout=20)
+    assert "gradguide check" in (alert.text or "")
+    await tg.await_idle()
+    texts = [r.text or "" for r in sent_since(tg, mark, GRADUATE)]
+    assert not any("排在第" in text for text in texts), texts
+    assert tg.topics(FORUM) == []
+
+
+@ONCE
+async def test_a_crisis_the_group_refuses_still_gets_the_hotlines_twice(
+    tg: FakeTelegram, bot: Bot
+) -> None:
+    tg.chat(FORUM).is_forum = False
+    graduate, _, _ = people(tg)
+    mark = tg.mark()
+    tg.send_text(graduate, CRISIS)
+    told = await tg.await_for(
+        chat=GRADUATE, since=mark, text=said(bot, "tg_handoff_undelivered_crisis"), timeout=20
+    )
+    received = sent_since(tg, mark, GRADUATE)
+    assert "12356" in (received[0].text or ""), "the hotline still comes first"
+    assert "12356" in (told.text or "") and "110" in (told.text or "")
+    await tg.await_idle()
+    texts = [r.text or "" for r in sent_since(tg, mark, GRADUATE)]
+    assert said(bot, "tg_handoff_crisis_queued") not in texts, "no 'a counsellor is coming'"

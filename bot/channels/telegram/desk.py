@@ -154,6 +154,17 @@ class Handoff:
     position: int
 
 
+@dataclass(frozen=True, slots=True)
+class TopicOutcome:
+    """What :meth:`Desk.open_topic` did: the ticket (with its topic when one was made), and
+    ``refused`` when Telegram refused the topic outright (the group is not a forum, the bot
+    lost its rights or was removed): retrying cannot help until an admin fixes the group.
+    A passing failure (network, 5xx, 429) is neither: the ticket waits for a retry."""
+
+    ticket: Ticket
+    refused: DeliveryFailed | None = None
+
+
 def lang_of(user: User | None, fallback: Lang = "zh") -> Lang:
     if user is not None and user.lang in ("zh", "en"):
         return "zh" if user.lang == "zh" else "en"
@@ -445,9 +456,16 @@ class Desk:
     ) -> Ticket:
         """A forum topic named like ``#42 · 权益 · 张同学`` with the ticket card, created once.
         Without a counsellor group the ticket waits for ``gradguide handoffs``."""
+        opened = await self.open_topic(ticket, student=student, user=user, replace=replace)
+        return opened.ticket
+
+    async def open_topic(
+        self, ticket: Ticket, *, student: str, user: User | None, replace: bool = False
+    ) -> TopicOutcome:
+        """:meth:`ensure_topic`, saying whether Telegram refused the topic outright."""
         group = self.group_id
         if group is None or (ticket.topic_id is not None and not replace):
-            return ticket
+            return TopicOutcome(ticket)
         lang = self.group_lang
         name = fmt.topic_name(
             ticket.id, fmt.category_label(ticket.category, lang, self.messages), student
@@ -458,8 +476,11 @@ class Desk:
                 lambda: self.gateway.bot.create_forum_topic(group, name),
             )
         except DeliveryFailed as exc:
+            if exc.permanent:
+                logger.error("ticket #%d: Telegram refused its topic: %s", ticket.id, exc)
+                return TopicOutcome(ticket, refused=exc)
             logger.warning("ticket #%d: no topic yet (%s); the job will retry", ticket.id, exc)
-            return ticket
+            return TopicOutcome(ticket)
         won = await self.store.set_topic(
             ticket.id, group, topic.message_thread_id, name, replace=replace
         )
@@ -469,10 +490,26 @@ class Desk:
                 lambda: self.gateway.bot.delete_forum_topic(group, topic.message_thread_id),
             )
             fresh = await self.store.get_ticket(ticket.id)
-            return fresh if fresh is not None else ticket
+            return TopicOutcome(fresh if fresh is not None else ticket)
         ticket = await self._require(ticket.id)
         await self.post_card(ticket, student=student, user=user)
-        return await self._require(ticket.id)
+        return TopicOutcome(await self._require(ticket.id))
+
+    async def alert_admins(self, ticket: Ticket, refused: DeliveryFailed) -> None:
+        """Every admin hears, in a private chat, that a ticket could not reach the group and
+        how to find the fix (best effort: a failure is logged)."""
+        reason = fmt.escape(str(refused.cause)[:300])
+        for admin_id in self.settings.admin_ids:
+            user = await self.store.get_user(telegram_id=admin_id)
+            text = self.messages.get(
+                "adm_ticket_undelivered", lang_of(user), ticket_id=ticket.id, reason=reason
+            )
+            await self._quietly(
+                "sendMessage",
+                lambda chat=admin_id, text=text: self.gateway.bot.send_message(
+                    chat, text, parse_mode="HTML"
+                ),
+            )
 
     async def post_card(self, ticket: Ticket, *, student: str, user: User | None) -> None:
         assert self.group_id is not None and ticket.topic_id is not None

@@ -433,7 +433,10 @@ async def start_handoff(
 ) -> None:
     """Tell the graduate (the agent's handoff message), open the ticket with its topic and
     card, then say where they are in the queue (and when counsellors are in, outside office
-    hours) — unless a counsellor has claimed it in the meantime."""
+    hours) — unless a counsellor has claimed it in the meantime. When Telegram refuses the
+    topic outright (the group is no longer a forum, the bot lost its rights) the graduate
+    is told no counsellor can see it yet (a crisis: with the hotlines again) and the admins
+    are alerted."""
     desk = s.need_desk
     lang = reply.lang
     notice = s.messages.get("handoff_sensitive", lang)
@@ -449,7 +452,14 @@ async def start_handoff(
     student = student_of(s, update.effective_user, desk)
     handoff = await desk.open(user, conversation_id, reply, draft=draft, student=student)
     if handoff.created:
-        await desk.ensure_topic(handoff.ticket, student=student, user=user)
+        opened = await desk.open_topic(handoff.ticket, student=student, user=user)
+        if opened.refused is not None:
+            # no counsellor can see it until an admin fixes the group: say so, never "queued"
+            await desk.alert_admins(opened.ticket, opened.refused)
+            key = "tg_handoff_undelivered_crisis" if reply.intent is Intent.CRISIS else None
+            text = s.messages.get(key or "tg_handoff_undelivered", lang)
+            await say(s, chat_id, text, key=f"undelivered:{handoff.ticket.id}")
+            return
     if reply.intent is Intent.CRISIS:
         text = s.messages.get("tg_handoff_crisis_queued", lang)
         await say(s, chat_id, text, key=f"queued:{handoff.ticket.id}:{handoff.created}")
