@@ -47,9 +47,9 @@ from bot.datadir import DataDirProblem, check_data_dir, os_error_message
 from bot.errors import GradGuideError
 from bot.kb.ingest import IngestReport
 from bot.kb.ingest import Progress as ProgressCallback
-from bot.kb.models import Lang, Validity
+from bot.kb.models import Lang, Validity, detect_lang
 from bot.kb.regions import REGIONS, normalise_region
-from bot.kb.retriever import Hit, detect_lang
+from bot.kb.retriever import Hit
 from bot.kb.service import KnowledgeBase
 from bot.kb.upload import META_FIELDS
 from bot.prompts import Messages
@@ -302,6 +302,10 @@ def _print_report(report: IngestReport, console: Console) -> None:
                     "kb_id_taken", "en", doc_id=c.doc_id, title=c.title, source=c.source
                 )
             console.print(f"  ✗ {escape(outcome.path)}: {escape(error)}")
+    for outcome in report.outcomes:
+        if outcome.derived and outcome.status in ("added", "updated"):
+            shown = ", ".join(f"{name} {value!r}" for name, value in outcome.derived.items())
+            console.print(f"  [dim]{escape(outcome.path)}: derived {escape(shown)}[/]")
     skipped = [o for o in report.outcomes if o.status == "skipped"]
     if skipped:
         console.print("[bold]Skipped files[/]")

@@ -28,6 +28,7 @@ Channels catch ``GradGuideError`` and show its message; anything else is a bug.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 
@@ -117,9 +118,27 @@ class EncryptedFileError(IngestError):
 
 
 class MetadataError(IngestError):
-    def __init__(self, path: Path | str, field: str, reason: str) -> None:
-        super().__init__(path, f"metadata field {field!r}: {reason}")
+    """One or more metadata fields are missing or invalid: ``field`` is the first,
+    ``fields`` all of them; ``hint`` (what was derived from the file, and what to add) is
+    appended to the message."""
+
+    def __init__(
+        self,
+        path: Path | str,
+        field: str,
+        reason: str,
+        *,
+        more: Sequence[tuple[str, str]] = (),
+        hint: str = "",
+        derived: Mapping[str, str] | None = None,
+    ) -> None:
+        problems = [(field, reason), *more]
+        text = "; ".join(f"metadata field {name!r}: {why}" for name, why in problems)
+        super().__init__(path, f"{text}\n{hint}" if hint else text)
         self.field = field
+        self.fields = [name for name, _ in problems]
+        self.derived = dict(derived or {})
+        """What was derived from the file for fields it did not give."""
 
 
 class DuplicateIdError(IngestError):

@@ -72,7 +72,8 @@ def test_ingest_reports_failures_and_exits_nonzero(
     bad.write_text("---\ntitle: 没有编号\nlang: zh\n---\n正文。\n", encoding="utf-8")
     code, out, _ = run_cli(capsys, "kb", "ingest", str(good), str(bad))
     assert code == 1
-    assert "broken.md" in out and "'id'" in out and "required" in out
+    assert "broken.md" in out and "'authority'" in out and "'issued'" in out and "'region'" in out
+    assert "required" in out and "id 'broken-zh'" in out  # derived from the file name, shown
 
 
 def test_metadata_options_for_a_file_without_front_matter(

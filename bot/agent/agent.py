@@ -33,9 +33,9 @@ from bot.agent.redact import redact
 from bot.components.llm import build_chat_model
 from bot.kb.chunking import split_sentences
 from bot.kb.lexical import expand_pinyin
-from bot.kb.models import Lang, Validity
+from bot.kb.models import Lang, Validity, detect_lang
 from bot.kb.regions import NATIONAL, applies, normalise_region, region_name
-from bot.kb.retriever import Hit, detect_lang
+from bot.kb.retriever import Hit
 from bot.kb.service import KnowledgeBase
 from bot.prompts import Messages
 from bot.settings import Settings

@@ -64,6 +64,8 @@ class FileOutcome(BaseModel):
     conflict: Conflict | None = None
     """The document whose id the file claims (it came from another file); set when the file
     was refused for that."""
+    derived: dict[str, str] = {}
+    """Metadata the file did not give, derived from it (``loaders.derive_meta``)."""
 
 
 class IngestReport(BaseModel):
@@ -416,6 +418,7 @@ class Ingestor:
             status="added" if known is None else "updated",
             doc_id=doc.meta.id,
             chunks=len(chunks),
+            derived=doc.derived,
         )
 
     def _embed(self, texts: list[str]) -> Any:

@@ -29,7 +29,7 @@ from bot.errors import (
     MetadataError,
     UnsupportedFileError,
 )
-from bot.kb.models import REQUIRED_FIELDS, DocMeta, ParsedDocument, Section
+from bot.kb.models import REQUIRED_FIELDS, DocMeta, ParsedDocument, Section, detect_lang
 from bot.kb.unpack import check_zip, read_pdf
 from bot.settings import Settings
 
@@ -107,13 +107,52 @@ def load_file(
     fields = {**front, **{k: v for k, v in (overrides or {}).items() if v is not None}}
     if not fields.get("title") and intrinsic_title:
         fields["title"] = intrinsic_title
-    meta = _validate_meta(path, fields)
+    derived = derive_meta(path, body, fields)
+    meta = _validate_meta(path, {**fields, **derived}, derived)
     sections = split_sections(body, meta.title)
     if suffix in MARKDOWN_SUFFIXES:
         sections = [_unescape_section(section) for section in sections]
     if not sections:
         raise EmptyFileError(path, "no text after the metadata")
-    return ParsedDocument(meta=meta, sections=sections, source=path.resolve())
+    return ParsedDocument(meta=meta, sections=sections, source=path.resolve(), derived=derived)
+
+
+_FIRST_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.+?)\s*#*\s*$", re.MULTILINE)
+_SLUG_JUNK = re.compile(r"[^a-z0-9]+")
+_CJK_CHAR = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
+DERIVABLE = ("title", "lang", "id")
+"""What a file without front matter is given from itself (``derive_meta``)."""
+
+
+def derive_meta(path: Path, body: str, fields: Mapping[str, Any]) -> dict[str, str]:
+    """The fields of ``DERIVABLE`` the file did not give, derived from it: the title from
+    the first heading or line, the language from the text, the id from the file name (its
+    pinyin when the name is Chinese) with the language as a suffix, as the bundled corpus
+    names its documents."""
+    derived: dict[str, str] = {}
+    if not fields.get("title"):
+        heading = _FIRST_HEADING.search(body)
+        line = next((x.strip() for x in body.splitlines() if x.strip()), "")
+        title = (heading.group(1) if heading else line).strip()[:80]
+        if title:
+            derived["title"] = title
+    if not fields.get("lang"):
+        derived["lang"] = detect_lang(body[:20_000])
+    if not fields.get("id"):
+        given = fields.get("lang")
+        lang = given if given in ("zh", "en") else derived.get("lang") or detect_lang(body)
+        slug = _slug(path.stem)
+        if slug:
+            derived["id"] = slug if slug.endswith(f"-{lang}") else f"{slug}-{lang}"[:128]
+    return derived
+
+
+def _slug(name: str) -> str:
+    if _CJK_CHAR.search(name):
+        from pypinyin import Style, lazy_pinyin  # 0.2 s, only for a Chinese file name
+
+        name = " ".join(lazy_pinyin(name, style=Style.NORMAL))
+    return _SLUG_JUNK.sub("-", name.lower()).strip("-")[:100].strip("-")
 
 
 def _decode_text(path: Path, data: bytes) -> str:
@@ -169,17 +208,51 @@ def _split_front_matter(path: Path, text: str) -> tuple[dict[str, Any], str]:
     return {str(k): v for k, v in loaded.items()}, text[match.end() :]
 
 
-def _validate_meta(path: Path, fields: dict[str, Any]) -> DocMeta:
-    for name in REQUIRED_FIELDS:
-        if fields.get(name) in (None, ""):
-            raise MetadataError(path, name, "is required but missing")
+def _validate_meta(path: Path, fields: dict[str, Any], derived: Mapping[str, str]) -> DocMeta:
+    """The metadata, or one error naming every missing or invalid field at once, with what
+    was derived from the file and a block to copy."""
+    given = {name: value for name, value in fields.items() if value not in (None, "")}
     try:
-        return DocMeta.model_validate(fields)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "front matter"
-        value = first.get("input")
-        raise MetadataError(path, where, f"{first['msg']} (got {value!r})") from exc
+        return DocMeta.model_validate(given)
+    except ValidationError as error:
+        problems = []
+        for item in error.errors():
+            where = ".".join(str(p) for p in item["loc"]) or "front matter"
+            if item["type"] == "missing":
+                problems.append((where, "is required but missing"))
+            else:
+                problems.append((where, f"{item['msg']} (got {item.get('input')!r})"))
+        failure = error
+    (field, reason), *more = problems
+    hint = _metadata_hint(path, fields, derived, [name for name, _ in problems])
+    raise MetadataError(path, field, reason, more=more, hint=hint, derived=derived) from failure
+
+
+_EXAMPLES = {
+    "authority": "某市人力资源和社会保障局",
+    "issued": "2025-03-01",
+    "region": "national",
+    "title": "文件标题",
+    "lang": "zh",
+    "id": "my-notice-zh",
+}
+
+
+def _metadata_hint(
+    path: Path, fields: Mapping[str, Any], derived: Mapping[str, str], wrong: list[str]
+) -> str:
+    lines = []
+    if derived:
+        shown = ", ".join(f"{name} {value!r}" for name, value in derived.items())
+        lines.append(f"Derived from the file: {shown}.")
+    todo = [name for name in REQUIRED_FIELDS if name in wrong]
+    block = [f"{name}: {_EXAMPLES.get(name, '…')}" for name in todo]
+    if path.suffix.lower() in TEXT_SUFFIXES:
+        lines.append("Add front matter at the top of the file, e.g.:")
+        lines.extend(["---", *block, "---"])
+    flags = " ".join(f"--{name} {_EXAMPLES.get(name, '…')!r}" for name in todo)
+    lines.append(f"Or: gradguide kb ingest {path.name} {flags}")
+    return "\n".join(lines)
 
 
 def split_sections(body: str, title: str) -> list[Section]:

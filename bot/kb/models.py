@@ -16,6 +16,17 @@ from bot.kb.regions import validate_region
 
 Lang = Literal["zh", "en"]
 
+_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
+_LATIN_WORD = re.compile(r"[A-Za-z]+")
+
+
+def detect_lang(text: str) -> Lang:
+    """The dominant language: Chinese characters against English words (a word ~ 2 chars)."""
+    cjk = len(_CJK.findall(text))
+    latin = sum(min(len(w), 8) for w in _LATIN_WORD.findall(text)) / 2.5
+    return "zh" if cjk >= latin and cjk > 0 else "en"
+
+
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
 
 
@@ -103,6 +114,8 @@ class ParsedDocument(BaseModel):
     meta: DocMeta
     sections: list[Section]
     source: Path
+    derived: dict[str, str] = {}
+    """Metadata the file did not give, derived from it (title, lang, id)."""
 
     def content_hash(self, chunking: str = "") -> str:
         """Identifies this content as indexed: metadata, text and how it is chunked."""

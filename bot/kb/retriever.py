@@ -11,7 +11,6 @@ import datetime as dt
 import logging
 import os
 import pickle
-import re
 import threading
 import time
 from collections.abc import Callable, Container
@@ -23,23 +22,13 @@ import numpy as np
 from bot.components.embeddings import Embedder
 from bot.kb.index import ChunkRecord, KnowledgeIndex
 from bot.kb.lexical import Bm25Index, Tokenizer, expand_pinyin
-from bot.kb.models import IndexedDocument, Lang, Validity
+from bot.kb.models import IndexedDocument, Lang, Validity, detect_lang
 from bot.kb.regions import applies, normalise_region
 from bot.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 Mode = Literal["hybrid", "dense", "lexical"]
-
-_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
-_LATIN_WORD = re.compile(r"[A-Za-z]+")
-
-
-def detect_lang(text: str) -> Lang:
-    """The dominant language: Chinese characters against English words (a word ~ 2 chars)."""
-    cjk = len(_CJK.findall(text))
-    latin = sum(min(len(w), 8) for w in _LATIN_WORD.findall(text)) / 2.5
-    return "zh" if cjk >= latin and cjk > 0 else "en"
 
 
 @dataclass

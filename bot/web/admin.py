@@ -211,8 +211,10 @@ async def upload_preview(
         return _upload_error(request, overrides, replace, "", "", "web_upload_unsupported")
     try:
         preview = await s.run(_preview, s, path, overrides)
-    except MetadataError as exc:  # kept: the admin fills in what is missing
-        return _upload_error(request, overrides, replace, token, path.name, None, exc.reason)
+    except MetadataError as exc:  # kept: the admin fills in what is missing, all at once
+        shown = {**exc.derived, **{k: v for k, v in overrides.items() if v}}
+        bad = [name for name in (f.split(".")[0] for f in exc.fields) if name in META_FIELDS]
+        return _upload_error(request, shown, replace, token, path.name, "web_upload_meta", bad=bad)
     except GradGuideError as exc:  # the file itself cannot be read: nothing is kept
         staging.discard(folder)
         reason = getattr(exc, "reason", str(exc))
@@ -264,12 +266,14 @@ def _upload_error(
     reason: str | None = None,
     *,
     status: int = 422,
+    bad: list[str] | None = None,
 ) -> Response:
     return render(
         request,
         "upload.html",
         status,
         meta=_meta_form(dict(overrides)),
+        bad_fields=bad or [],
         replace=replace,
         body="",
         error=reason,

@@ -134,7 +134,7 @@ def test_txt_with_cli_metadata_is_searchable(kb: KnowledgeBase, tmp_path: Path) 
     assert hit.heading == "档案转递通知"  # no headings in plain text: the title stands in
 
 
-def test_txt_without_metadata_fails_naming_the_file_and_the_field(
+def test_txt_without_metadata_names_every_missing_field_and_what_it_derived(
     kb: KnowledgeBase, settings: Settings, tmp_path: Path
 ) -> None:
     path = tmp_path / "bare-notes.txt"
@@ -144,15 +144,51 @@ def test_txt_without_metadata_fails_naming_the_file_and_the_field(
 
     outcome = outcome_for(report, "bare-notes.txt")
     assert outcome.status == "failed"
-    assert "'id'" in (outcome.error or "")
-    assert "missing" in (outcome.error or "")
+    error = outcome.error or ""
+    for name in ("'authority'", "'issued'", "'region'"):  # all at once, not one per run
+        assert f"metadata field {name}: is required but missing" in error
+    assert "id 'bare-notes-en'" in error and "lang 'en'" in error  # derived, and shown
+    assert "title 'Graduates should keep their diploma safe.'" in error
+    assert "---\nauthority: " in error and "region: national\n---" in error  # to copy
+    assert "gradguide kb ingest bare-notes.txt --authority" in error
     assert kb.documents() == []
     assert kb.index.count_chunks() == 0
     # the exception itself (what the CLI and channels print) names the file too
     with pytest.raises(MetadataError) as caught:
         load_file(path, max_bytes=int(settings.max_file_mb * 1_048_576))
-    assert caught.value.field == "id"
+    assert caught.value.fields == ["authority", "issued", "region"]
     assert "bare-notes.txt" in str(caught.value)
+
+
+def test_a_file_given_only_what_cannot_be_derived_is_ingested_with_the_rest_derived(
+    kb: KnowledgeBase, tmp_path: Path
+) -> None:
+    path = tmp_path / "求职补贴通知.txt"
+    path.write_text("高校毕业生可以申请一次性求职创业补贴，由学校初审。\n", encoding="utf-8")
+
+    report = kb.ingest(
+        [path], cli_overrides(authority="某市人社局", issued="2025-03-01", region="national")
+    )
+
+    outcome = outcome_for(report, "求职补贴通知.txt")
+    assert outcome.status == "added", outcome.error
+    assert outcome.derived == {
+        "title": "高校毕业生可以申请一次性求职创业补贴，由学校初审。",
+        "lang": "zh",
+        "id": "qiu-zhi-bu-tie-tong-zhi-zh",
+    }
+    (doc,) = kb.documents()
+    assert (doc.meta.id, doc.meta.lang) == ("qiu-zhi-bu-tie-tong-zhi-zh", "zh")
+
+
+def test_invalid_and_missing_fields_are_reported_together(tmp_path: Path) -> None:
+    path = tmp_path / "notice.md"
+    path.write_text("---\ntitle: 通知\nlang: fr\nissued: tomorrow\n---\n正文。\n", "utf-8")
+    with pytest.raises(MetadataError) as caught:
+        load_file(path, max_bytes=1_048_576)
+    assert caught.value.fields == ["lang", "authority", "issued", "region"]
+    assert "'fr'" in str(caught.value) and "'tomorrow'" in str(caught.value)
+    assert "id 'notice-zh'" in str(caught.value)  # the language read from the text
 
 
 # -- HTML ----------------------------------------------------------------------------------------

@@ -80,7 +80,11 @@ async def test_upload_with_missing_metadata_asks_for_it_and_keeps_the_file(
         data={"csrf_token": csrf_of(page), "text": "# 报到证\n\n报到证已取消。"},
     )
     assert refused.status_code == 422
-    assert "metadata" in refused.text.lower() or "元数据" in refused.text
+    # what the file gives is derived and filled in; what it cannot give is marked, all at once
+    assert field_of(refused.text, "title") == "报到证" and 'value="zh" selected' in refused.text
+    assert field_of(refused.text, "id") == "document-zh"
+    invalid = re.findall(r'name="(\w+)"[^>]*aria-invalid="true"', refused.text)
+    assert invalid == ["authority", "issued", "region"]
     token = field_of(refused.text, "token")
     fixed = await console.client.post(
         "/admin/documents/preview",

@@ -124,9 +124,10 @@ async def test_chinese_pages_show_no_raw_english(console: Console) -> None:
         data={"csrf_token": csrf_of(upload), "text": "# 报到证\n\n报到证已取消。"},
     )
     assert refused.status_code == 422
-    assert "无法读取这个文档：" in visible(refused.text)
-    technical = re.sub(r'<p class="error".*?</p>', "", refused.text, flags=re.S)
-    assert raw_english(technical) == []  # the loader's own reason may stay as given
+    # every missing field at once, named in the page's language
+    assert "请补全或更正标出的字段" in visible(refused.text)
+    assert "发文机关、发布日期、地区" in visible(refused.text)
+    assert raw_english(refused.text) == []
 
     pages = {
         "/queue": ["20 分钟", "命令行"],

@@ -31,9 +31,8 @@ from bot.channels.telegram.desk import Desk, Relayed, graduate_lang, lang_of, me
 from bot.channels.telegram.gateway import DeliveryFailed
 from bot.channels.telegram.media import attachment_of
 from bot.errors import KnowledgeBaseError
-from bot.kb.models import Lang
+from bot.kb.models import Lang, detect_lang
 from bot.kb.regions import REGIONS, normalise_region
-from bot.kb.retriever import detect_lang
 from bot.storage.store import (
     ConversationRecord,
     Escalated,
