@@ -140,9 +140,9 @@ async def test_counsellor_claims_a_telegram_ticket_and_the_graduate_gets_the_rep
             thumb = page.locator(".attachments img.thumb")
             await expect(thumb).to_have_count(1)
             await expect(page.locator(".attachments")).to_contain_text("这是劳动合同第 3 页")
-            await page.wait_for_function(
-                "document.querySelector('.attachments img.thumb').naturalWidth === 480"
-            )
+            # the image really loaded (an expectation, not wait_for_function: the console's
+            # CSP forbids eval, which a polled string predicate needs)
+            await expect(thumb).to_have_js_property("naturalWidth", 480)
             await page.click("text=认领")
             await expect(page.locator(".flash")).to_contain_text("已认领")
             reply = "你好，我是陈老师。试用期公司也必须给你缴纳社保，我们一起看看怎么处理。"
