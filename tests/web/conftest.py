@@ -194,6 +194,7 @@ class Console:
         priority: str = "normal",
         category: str = "rights",
         draft: str | None = None,
+        reason: str = "requested",
     ) -> Ticket:
         """A graduate who wrote to the bot (the fake Telegram knows them) and their ticket."""
         self.tg.user(telegram_id, name, started=True)
@@ -206,7 +207,7 @@ class Console:
             user.id,
             category,  # type: ignore[arg-type]
             priority,  # type: ignore[arg-type]
-            "requested",
+            reason,  # type: ignore[arg-type]
             text[:200],
             draft,
             [],

@@ -3,6 +3,8 @@ resolutions that reach the graduate through the fake Telegram Bot API."""
 
 from __future__ import annotations
 
+import re
+
 from bot.kb.service import KnowledgeBase
 from bot.settings import Settings
 from tests.channels.conftest import FORUM
@@ -55,6 +57,29 @@ async def test_ticket_page_shows_transcript_summary_draft_and_citations(console:
     assert "张同学" in page
     assert "毕业生发送了附件" in page
     assert (await console.client.get("/tickets/999")).status_code == 404
+
+
+async def test_a_draft_the_graduate_never_saw_is_marked_and_sending_it_warns(
+    console: Console,
+) -> None:
+    """A sensitive case: the graduate was only told a counsellor will contact them; the
+    bot's answer is a draft, stored as its turn. The page says so, and sending it warns."""
+    draft = "公司拖欠工资的，可以向劳动保障监察机构投诉，或者申请劳动仲裁。"
+    ticket = await console.graduate_ticket(
+        "公司拖欠我三个月工资了", draft=draft, reason="sensitive"
+    )
+    await console.store.add_turn(ticket.conversation_id, "bot", f"老师会联系你。\n\n{draft}")
+    await console.as_user("chen")
+    page = (await console.client.get(f"/tickets/{ticket.id}")).text
+    (turn,) = re.findall(r'<li class="turn turn-draft">.*?</li>', page, flags=re.S)
+    assert "机器人草稿（毕业生未看到）" in turn and draft in turn
+    assert "turn-bot" not in page, "no draft is shown as a bot message the graduate read"
+    warning = console.services.messages.get("web_draft_warning_sensitive", "zh")
+    assert f'data-confirm="{warning}"' in page and warning in page
+
+    plain = await console.graduate_ticket("试用期社保", telegram_id=GRADUATE + 1, draft=draft)
+    page = (await console.client.get(f"/tickets/{plain.id}")).text
+    assert "data-confirm" not in page.split("/draft")[1].split("</form>")[0]
 
 
 async def test_reply_reaches_the_graduate_once_and_is_audited(console: Console) -> None:
