@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import numpy as np
 from fastapi import APIRouter, FastAPI, File, Form, HTTPException, Request, UploadFile
@@ -25,7 +26,8 @@ from bot.errors import DocumentNotFoundError, GradGuideError, MetadataError
 from bot.kb.chunking import chunk_sections
 from bot.kb.ingest import IngestReport
 from bot.kb.loaders import SUPPORTED_SUFFIXES, load_file
-from bot.kb.models import ID_PATTERN, Chunk, ParsedDocument
+from bot.kb.models import ID_PATTERN, Chunk, Lang, ParsedDocument
+from bot.kb.regions import NATIONAL, region_name
 from bot.kb.retriever import Hit
 from bot.kb.service import Conflict, OverrideOutcome, OverrideStatus
 from bot.kb.upload import META_FIELDS
@@ -67,11 +69,21 @@ async def documents(request: Request, viewer: Viewer = admin) -> Response:
     s = services_of(request)
     docs = await s.run(s.kb.documents)
     overrides = await s.run(s.kb.all_overrides)
+    lang = lang_of(request)
+    query = request.query_params.get("q", "").strip()[:100]
+    validity = request.query_params.get("validity", "")
+    doc_lang = request.query_params.get("lang", "")
     rows = sorted(
-        ((d, s.kb.validity(d).value) for d in docs),
+        (
+            (d, v)
+            for d, v in ((d, s.kb.validity(d).value) for d in docs)
+            if (not query or query.lower() in f"{d.meta.id} {d.meta.title}".lower())
+            and (not validity or v == validity)
+            and (not doc_lang or d.meta.lang == doc_lang)
+        ),
         key=lambda row: (row[1] == "active", row[0].meta.id),
     )
-    lang = lang_of(request)
+    regions = {d.meta.id: _region_label(d.meta.region, lang, s) for d in docs}
     notes = {  # an admin's changes, kept until undone: "Set by an admin: Expires 2026-11-25"
         doc_id: s.messages.get(
             "web_override_note",
@@ -87,9 +99,22 @@ async def documents(request: Request, viewer: Viewer = admin) -> Response:
         request,
         "documents.html",
         rows=rows,
+        total=len(docs),
+        regions=regions,
+        query=query,
+        validity_filter=validity,
+        doc_lang=doc_lang,
+        new_doc=request.query_params.get("doc", ""),
         override_notes=notes,
         flash=request.query_params.get("msg"),
     )
+
+
+def _region_label(code: str, lang: Lang, s: WebServices) -> str:
+    """全国 / National, or the division's name in the page's language (not the raw code)."""
+    if code == NATIONAL:
+        return s.messages.get("web_region_national", lang)
+    return region_name(code, lang)
 
 
 @router.get("/documents/upload")
@@ -366,7 +391,8 @@ async def upload_commit(
             token=token,
             file_name=staged.name,
         )
-    return redirect(f"/admin/documents?msg=web_upload_{outcome.status}")
+    done = quote(outcome.doc_id or "")
+    return redirect(f"/admin/documents?msg=web_upload_{outcome.status}&doc={done}#doc-{done}")
 
 
 def _drop_replaced_upload(s: WebServices, source: Path) -> None:

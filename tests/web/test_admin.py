@@ -25,6 +25,13 @@ async def test_documents_list_shows_validity(own_console: Console) -> None:
     page = (await console.client.get("/admin/documents")).text
     assert "probation-zh" in page and "hukou-en" in page
     assert page.count('class="badge v-active"') == 2
+    assert "<td>全国</td>" in page and "<td>national</td>" not in page  # the region, in words
+    found = (await console.client.get("/admin/documents?q=HUKOU")).text
+    assert "hukou-en" in found and "probation-zh" not in found  # search by id or title
+    english = (await console.client.get("/admin/documents?lang=en")).text
+    assert "hukou-en" in english and "probation-zh" not in english
+    expired = (await console.client.get("/admin/documents?validity=expired")).text
+    assert "没有符合条件的文档" in expired
     detail = (await console.client.get("/admin/documents/probation-zh")).text
     assert "试用期工资" in detail
     assert (await console.client.get("/admin/documents/nope")).status_code == 404
@@ -58,9 +65,12 @@ async def test_upload_previews_chunks_before_committing_then_hit_testing_finds_i
             **{name: field_of(preview.text, name) for name in ("id", "title", "lang", "region")},
         },
     )
-    assert committed.headers["location"] == "/admin/documents?msg=web_upload_added"
-    listing = (await console.client.get(committed.headers["location"])).text
+    location = committed.headers["location"]
+    assert location == "/admin/documents?msg=web_upload_added&doc=overtime-zh#doc-overtime-zh"
+    listing = (await console.client.get(location)).text
     assert "文档已加入知识库" in listing and "overtime-zh" in listing
+    # the new document's row is highlighted (and the page scrolls to it)
+    assert 'id="doc-overtime-zh" class="validity-active highlight"' in listing
     hits = (await console.client.get("/admin/hits?q=法定节假日加班工资怎么算")).text
     ranked = re.findall(r'<code class="hit-doc">([^<]+)</code>', hits)
     assert ranked[0] == "overtime-zh"
@@ -111,7 +121,7 @@ async def test_upload_with_missing_metadata_asks_for_it_and_keeps_the_file(
             **commit,
         },
     )
-    assert done.headers["location"].endswith("web_upload_added")
+    assert "msg=web_upload_added&doc=" in done.headers["location"]
     assert "report-card-zh" in {d.meta.id for d in console.services.kb.documents()}
 
 
@@ -140,7 +150,7 @@ async def test_replace_expire_and_remove(own_console: Console) -> None:
             "issued": "2024-01-01",
         },
     )
-    assert done.headers["location"].endswith("web_upload_updated")
+    assert "msg=web_upload_updated&doc=" in done.headers["location"]
     assert any("新版本" in text for _, text in kb.chunks_of("probation-zh"))
 
     expired = await console.form("/admin/documents", "/admin/documents/hukou-en/expire")
