@@ -41,6 +41,27 @@ class Labels:
         key = f"web_audit_{action}"
         return self.t(key) if self.known(key) else self.t("web_audit_other", action=action)
 
+    def details(self, data: Mapping[str, object] | None) -> list[tuple[str, str]]:
+        """An audit entry's data as readable pairs: each key's label (``web_detail_<key>``,
+        else the key in words) and its value as text — never JSON with escapes."""
+        pairs = []
+        for key, value in (data or {}).items():
+            label_key = f"web_detail_{key}"
+            label = self.t(label_key) if self.known(label_key) else key.replace("_", " ")
+            pairs.append((label, self._plain(value)))
+        return pairs
+
+    def _plain(self, value: object) -> str:
+        if value is None:
+            return "—"
+        if isinstance(value, bool):
+            return self.t("web_yes" if value else "web_no")
+        if isinstance(value, Mapping):
+            return "; ".join(f"{k}: {self._plain(v)}" for k, v in value.items())
+        if isinstance(value, list | tuple):
+            return ", ".join(self._plain(v) for v in value)
+        return str(value)
+
     def lang(self, code: str | None) -> str:
         if code in ("zh", "en"):
             return self.t(f"web_lang_{code}")

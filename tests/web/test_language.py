@@ -51,8 +51,8 @@ CODES = ["zh", "en", "id"]
 
 
 class VisibleText(HTMLParser):
-    """The text a reader sees: tag contents outside <script>/<style>. The audit log's data
-    column (stored JSON, a technical detail by design) is left out."""
+    """The text a reader sees: tag contents outside <script>/<style>. The audit log's details
+    column (labels in the page's language, values as stored: file names, ids) is left out."""
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
@@ -157,6 +157,12 @@ async def test_chinese_pages_show_no_raw_english(console: Console) -> None:
         text = visible(response.text)
         for words in expected:
             assert words in text, (page, words)
+
+    audit = (await console.client.get("/admin/audit")).text
+    assert (
+        "<th>详情</th>" in audit and "<b>转给</b>: —" in audit
+    )  # readable, labelled (to the queue)
+    assert "\\u" not in audit and "{&#34;" not in audit and '{"' not in audit  # not JSON
 
     # the queue's background refresh of someone signed out, and an over-long form field
     fetch = await console.client.get("/queue/rows", headers={"HX-Request": "true"})
