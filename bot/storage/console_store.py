@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from bot.agent.curated import CuratedEntry
 from bot.agent.redact import redact
@@ -40,7 +41,17 @@ from bot.storage.models import (
     WebLoginAttemptRow,
     WebSessionRow,
 )
-from bot.storage.store import Store, _json, _record, _records, _rowcount, _upsert
+from bot.storage.store import (
+    Store,
+    UnansweredQuestion,
+    _json,
+    _record,
+    _records,
+    _rowcount,
+    _upsert,
+)
+
+_ANSWER = aliased(TurnRow, name="answer")
 
 WebRole = Literal["counsellor", "admin"]
 CuratedStatus = Literal["proposed", "approved", "rejected"]
@@ -359,6 +370,69 @@ class ConsoleStore:
         query = select(WebAuditRow).order_by(WebAuditRow.created_at.desc(), WebAuditRow.id.desc())
         async with self.store.transaction() as s:
             return _records(AuditEntry, (await s.execute(query.limit(limit))).scalars())
+
+    # --- answers that need a better one ----------------------------------------------
+
+    async def weak_answers(
+        self, since: dt.datetime, below: float, limit: int = 500
+    ) -> list[UnansweredQuestion]:
+        """Questions the bot answered but not well, since ``since``, newest first: answers
+        a graduate rated 👎 (reason ``thumbs_down``) and answers given with a confidence
+        under ``below`` (``weak_answer``; a handoff or a crisis is not an answer). Each is the
+        graduate's message before that answer, as stored (redacted)."""
+        asked = (
+            select(TurnRow.text)
+            .where(
+                TurnRow.conversation_id == _ANSWER.conversation_id,
+                TurnRow.role == "graduate",
+                TurnRow.id < _ANSWER.id,
+            )
+            .order_by(TurnRow.id.desc())
+            .limit(1)
+            .correlate(_ANSWER)
+            .scalar_subquery()
+        )
+        disliked = (
+            select(
+                FeedbackRow.id,
+                _ANSWER.conversation_id,
+                asked,
+                _ANSWER.lang,
+                _ANSWER.confidence,
+                FeedbackRow.created_at,
+            )
+            .join(_ANSWER, _ANSWER.id == FeedbackRow.turn_id)
+            .where(
+                FeedbackRow.kind == "thumb",
+                FeedbackRow.value < 0,
+                FeedbackRow.created_at >= since,
+            )
+        )
+        doubtful = select(
+            _ANSWER.id,
+            _ANSWER.conversation_id,
+            asked,
+            _ANSWER.lang,
+            _ANSWER.confidence,
+            _ANSWER.created_at,
+        ).where(
+            _ANSWER.role == "bot",
+            _ANSWER.created_at >= since,
+            _ANSWER.handoff.is_(False),
+            _ANSWER.confidence.is_not(None),
+            _ANSWER.confidence < below,
+            _ANSWER.intent.in_(("policy", "rights", "procedure")),
+        )
+        found: list[UnansweredQuestion] = []
+        async with self.store.transaction() as s:
+            for reason, query in (("thumbs_down", disliked), ("weak_answer", doubtful)):
+                for row_id, _, question, lang, confidence, at in await s.execute(query):
+                    if question:
+                        found.append(
+                            UnansweredQuestion(row_id, None, question, lang, confidence, reason, at)
+                        )
+        found.sort(key=lambda q: q.created_at, reverse=True)
+        return found[:limit]
 
     # --- canned replies --------------------------------------------------------------
 

@@ -526,6 +526,8 @@ async def hit_testing(request: Request, viewer: Viewer = admin) -> Response:
 @dataclass(frozen=True)
 class Group:
     questions: list[UnansweredQuestion]
+    crisis: bool = False
+    """One of its questions reads as a crisis: never offered as the start of a document."""
 
     @property
     def lead(self) -> UnansweredQuestion:
@@ -550,15 +552,31 @@ def group_questions(
         else:
             leads.append(i)
             members.append([i])
-    groups = [Group([rows[i] for i in group]) for group in members]
+    blank = Conversation(id="console")
+    groups = [
+        Group(
+            [rows[i] for i in group],
+            crisis=any(s.agent.screen(blank, rows[i].question) is not None for i in group),
+        )
+        for group in members
+    ]
     return sorted(groups, key=lambda group: -len(group.questions))
+
+
+WEAK_MARGIN = 0.1
+"""An answer given with a confidence less than this above the answer threshold is listed as
+one that needs a better answer (below the threshold the bot said it was not sure)."""
 
 
 @router.get("/unanswered")
 async def unanswered(request: Request, viewer: Viewer = admin) -> Response:
     s = services_of(request)
     days = _days(request, 30)
-    rows = await s.store.list_unanswered(s.store.now() - dt.timedelta(days=days), 500)
+    since = s.store.now() - dt.timedelta(days=days)
+    rows = await s.store.list_unanswered(since, 500)
+    weak_below = s.settings.answer_threshold + WEAK_MARGIN
+    rows += await s.console.weak_answers(since, weak_below, 500)
+    rows.sort(key=lambda row: row.created_at, reverse=True)
     groups = await s.run(group_questions, s, rows, s.settings.unanswered_group_similarity)
     return render(request, "unanswered.html", groups=groups, days=days)
 

@@ -209,6 +209,39 @@ async def test_unanswered_questions_are_grouped_by_similarity(console: Console) 
     assert "灵活就业社保怎么交" in form.split('name="text"')[1]
 
 
+async def test_disliked_and_weak_answers_are_listed_and_a_crisis_is_never_a_document(
+    console: Console,
+) -> None:
+    """What needs a better answer: not only 'not sure' replies, but answers rated 👎 and
+    answers given with little confidence; a crisis message is listed without the offer to
+    turn it into a document."""
+    store = console.store
+    ticket = await console.graduate_ticket("试用期能不能不交社保")
+    user = await store.get_user(ticket.user_id)
+    assert user is not None
+    conversation = ticket.conversation_id
+    await store.add_turn(conversation, "graduate", "见习补贴发给谁", lang="zh")
+    disliked = await store.add_turn(
+        conversation, "bot", "就业见习补贴……", lang="zh", intent="policy", confidence=0.9
+    )
+    await store.add_feedback(user.id, "thumb", -1, conversation_id=conversation, turn_id=disliked)
+    await store.add_turn(conversation, "graduate", "档案放人才市场要钱吗", lang="zh")
+    weak = console.services.settings.answer_threshold + 0.05
+    await store.add_turn(conversation, "bot", "……", lang="zh", intent="procedure", confidence=weak)
+    await store.add_turn(conversation, "graduate", "试用期多久", lang="zh")
+    await store.add_turn(conversation, "bot", "六个月", lang="zh", intent="rights", confidence=0.95)
+    await store.add_unanswered(None, "我不想活了 今晚就从楼上跳下去", "zh", 0.1, "low_confidence")
+    await console.as_user("admin")
+    page = (await console.client.get("/admin/unanswered")).text
+    groups = {re.findall(r"<h2>(.*?) <span", g)[0]: g for g in page.split('class="card group"')[1:]}
+    assert "毕业生点了 👎" in groups["见习补贴发给谁"]
+    assert "回答了但把握不大" in groups["档案放人才市场要钱吗"]
+    assert "试用期多久" not in groups, "a confident answer nobody disliked is not listed"
+    (crisis,) = [g for lead, g in groups.items() if "不想活" in lead]
+    assert "/admin/documents/upload" not in crisis and "不要据此新建文档" in crisis
+    assert all("/admin/documents/upload" in g for g in groups.values() if g is not crisis)
+
+
 async def test_analytics_charts_and_csv(console: Console) -> None:
     store = console.store
     ticket = await console.graduate_ticket("老板拖欠工资")
