@@ -9,12 +9,14 @@ console, the Telegram bot) calls ``replace`` with them at start-up and after eac
 
 from __future__ import annotations
 
+import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from bot.agent.redact import redact
 from bot.components.embeddings import Embedder, Vectors
 from bot.kb.models import Lang
 
@@ -78,3 +80,32 @@ class CuratedAnswers:
             if best is None or score > best.similarity:
                 best = CuratedMatch(entry, round(float(score), 4))
         return best
+
+
+_GREETING = re.compile(
+    r"^\s*(?:(?:[\u4e00-\u9fff]{0,4}(?:同学|老师|先生|女士))?\s*(?:你好|您好|早上好|下午好|晚上好)"
+    r"|(?:hi|hello|hey|dear)\b[^,，.!！\n]{0,30}"
+    r"|[\u4e00-\u9fff]{1,4}同学)\s*[，,。.!！~～:：]*\s*",
+    re.IGNORECASE,
+)
+_SIGN_OFF = re.compile(
+    r"(?:\n|^|(?<=[。.!！]))\s*(?:[—-]+\s*)?"
+    r"(?:祝(?:好|顺利|你[^\n]{0,8})|(?:best|kind) regards|cheers|[\u4e00-\u9fff]{1,3}老师|thanks)"
+    r"[^\n]{0,20}\s*$",
+    re.IGNORECASE,
+)
+
+
+def impersonal(text: str, names: Iterable[str] = ()) -> str:
+    """A counsellor's reply to one graduate as an answer for everyone: the greeting and
+    sign-off gone, the people's names removed, personal data redacted. What is left is for
+    an admin to read and edit before it is approved."""
+    out = text.strip()
+    for _ in range(2):  # "张同学你好！" then a second "你好"
+        out = _GREETING.sub("", out, count=1).strip()
+    out = _SIGN_OFF.sub("", out).strip()
+    for name in sorted(
+        {n.strip() for n in names if n and len(n.strip()) >= 2}, key=len, reverse=True
+    ):
+        out = out.replace(name, "")
+    return redact(out).strip()

@@ -525,9 +525,11 @@ class ConsoleStore:
         *,
         question: str | None = None,
         doc_id: str | None = None,
+        answer: str | None = None,
     ) -> bool:
-        """Approve (optionally with an edited question pattern or document) or reject a
-        proposal; an approved answer can later be withdrawn (rejected)."""
+        """Approve (optionally with an edited question pattern, answer or document) or
+        reject a proposal; an approved answer can later be withdrawn (rejected). Edited
+        texts are redacted as they are stored."""
         values: dict[str, Any] = {
             "status": status,
             "decided_by": decided_by,
@@ -537,6 +539,8 @@ class ConsoleStore:
             values["question"] = redact(question.strip())[:MAX_TEXT]
         if doc_id:
             values["doc_id"] = doc_id
+        if answer and answer.strip():
+            values["answer"] = redact(answer.strip())[:MAX_TEXT]
         allowed = ["proposed"] if status == "approved" else ["proposed", "approved"]
         statement = (
             update(CuratedAnswerRow)

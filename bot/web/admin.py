@@ -20,6 +20,7 @@ import numpy as np
 from fastapi import APIRouter, FastAPI, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import Response
 
+from bot.agent.curated import impersonal
 from bot.agent.models import Conversation, Reply
 from bot.agent.redact import redact
 from bot.errors import DocumentNotFoundError, GradGuideError, MetadataError
@@ -587,13 +588,25 @@ async def unanswered(request: Request, viewer: Viewer = admin) -> Response:
 @router.get("/curated")
 async def curated(request: Request, viewer: Viewer = admin) -> Response:
     s = services_of(request)
-    docs = sorted(d.meta.id for d in await s.run(s.kb.documents))
+    docs = sorted(await s.run(s.kb.documents), key=lambda d: d.meta.id)
+    proposed = await s.console.curated("proposed")
+    staff = [a.display_name for a in await s.console.accounts()]
+    suggested = {}
+    for c in proposed:  # what would be served to everyone: no greeting, names or numbers
+        names = list(staff)
+        ticket = await s.store.get_ticket(c.ticket_id) if c.ticket_id else None
+        user = await s.store.get_user(ticket.user_id) if ticket else None
+        if user is not None and user.display_name:
+            names += [user.display_name, user.display_name[:1] + "同学"]
+        suggested[c.id] = impersonal(c.answer, names)
     return render(
         request,
         "curated.html",
-        proposed=await s.console.curated("proposed"),
+        proposed=proposed,
+        suggested=suggested,
         approved=await s.console.curated("approved"),
-        docs=docs,
+        docs=[(d.meta.id, d.meta.title) for d in docs],
+        titles={d.meta.id: d.meta.title for d in docs},
         threshold=s.settings.curated_threshold,
         flash=request.query_params.get("msg"),
     )
@@ -605,13 +618,19 @@ async def curated_approve(
     curated_id: int,
     question: Annotated[str, Form(max_length=2000)] = "",
     doc_id: Annotated[str, Form(max_length=128)] = "",
+    answer: Annotated[str, Form(max_length=8000)] = "",
     viewer: Viewer = admin,
 ) -> Response:
     s = services_of(request)
     if doc_id and doc_id not in {d.meta.id for d in await s.run(s.kb.documents)}:
         return redirect("/admin/curated?msg=web_curated_invalid")
     done = await s.console.decide_curated(
-        curated_id, "approved", viewer.account.id, question=question, doc_id=doc_id
+        curated_id,
+        "approved",
+        viewer.account.id,
+        question=question,
+        doc_id=doc_id,
+        answer=answer,
     )
     if done:
         await s.reload_curated()

@@ -104,3 +104,37 @@ async def test_forgetting_the_graduate_keeps_the_redacted_answer_without_the_tic
     kept = await console.services.console.get_curated(curated_id)
     assert kept is not None and kept.ticket_id is None
     assert "13812345678" not in kept.question and "[phone]" in kept.question
+
+
+async def test_a_proposal_is_offered_without_greeting_names_or_numbers_and_can_be_edited(
+    console: Console,
+) -> None:
+    ticket = await console.graduate_ticket("试用期公司不给交社保怎么办", name="张三")
+    personal = f"张同学你好！{ANSWER} 有问题可以打我电话 13812345678。\n\n陈老师"
+    await console.services.console.propose_curated(
+        "试用期公司不给交社保怎么办",
+        personal,
+        "zh",
+        "probation-zh",
+        ticket_id=ticket.id,
+        proposed_by=console.accounts["chen"].id,
+    )
+    await console.as_user("admin")
+    page = (await console.client.get("/admin/curated")).text
+    (offered,) = re.findall(r'<textarea name="answer"[^>]*>(.*?)</textarea>', page, flags=re.S)
+    assert offered.startswith(ANSWER[:10]) and "[phone]" in offered
+    assert "张同学" not in offered and "陈老师" not in offered and "13812345678" not in offered
+    # documents are chosen by title, with the browser's search over a datalist
+    assert '<option value="probation-zh">劳动合同法：试用期</option>' in page
+
+    curated_id = re.findall(r'data-curated="(\d+)"', page)[0]
+    edited = ANSWER  # the admin takes out the phone sentence too
+    await console.form(
+        "/admin/curated",
+        f"/admin/curated/{curated_id}/approve",
+        question="试用期公司不给交社保怎么办",
+        doc_id="probation-zh",
+        answer=edited,
+    )
+    kept = await console.services.console.get_curated(int(curated_id))
+    assert kept is not None and kept.status == "approved" and kept.answer == edited
