@@ -16,7 +16,7 @@ PALETTE = ("#2f6fb3", "#e07b39", "#3a9a5b", "#b23a48", "#7a5aa6", "#8c8c8c")
 def _frame(width: int, height: int, title: str, body: list[str]) -> Markup:
     head = (
         f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" role="img" '
-        f'viewBox="0 0 {width} {height}" width="{width}" height="{height}">'
+        f'viewBox="0 0 {width} {height}" preserveAspectRatio="xMinYMin meet">'
         f"<title>{escape(title)}</title>"
     )
     return Markup(head + "".join(body) + "</svg>")
@@ -75,8 +75,15 @@ def bars(
             f'<rect x="{x}" y="6" width="10" height="10" fill="{PALETTE[j % len(PALETTE)]}"/>'
             f'<text x="{x + 14}" y="15" font-size="11">{escape(name)}</text>'
         )
-        x += 24 + 7 * len(name)
+        x += 24 + text_width(name, 11)
     return _frame(width, height, title, body)
+
+
+def text_width(text: str, size: float) -> int:
+    """About how wide ``text`` is drawn at font ``size``: a Chinese character is a full em,
+    a Latin letter or digit about 0.6 of one (a legend must not run into the next)."""
+    wide = sum(1 for ch in text if ord(ch) >= 0x2E80)
+    return round(size * (wide + 0.6 * (len(text) - wide)))
 
 
 def hbars(items: Sequence[tuple[str, float]], title: str, *, width: int = 420) -> Markup:
