@@ -9,7 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from bot.channels.telegram.check import check_webhook
+from bot.check import Status
 from bot.prompts import Messages
+from bot.settings import Settings
 from tests.channels.conftest import ADMIN, COUNSELLOR, FORUM, GRADUATE, Bot
 from tests.channels.test_reliability import gradguide
 from tests.conftest import run_cli
@@ -184,3 +187,17 @@ async def test_ids_shows_a_persons_id_in_private_and_the_groups_id_in_a_group(
     text = shown.text or ""
     assert str(GROUP) in text and str(ADMIN) in text and "turn on Topics" in text
     assert await bot.store.get_user(telegram_id=ADMIN) is None, "nothing is stored"
+
+
+@pytest.mark.parametrize(
+    ("api", "url", "status"),
+    [
+        ("https://api.telegram.org", "http://bot.example.edu/telegram", Status.ERROR),
+        ("http://127.0.0.1:8081", "http://10.0.0.5:8443/telegram", Status.WARN),  # self-hosted
+        ("https://api.telegram.org", "https://bot.example.edu/telegram", Status.WARN),  # no secret
+    ],
+)
+def test_a_webhook_telegram_cannot_call_is_an_error(api: str, url: str, status: Status) -> None:
+    settings = Settings(telegram_api_url=api, webhook_url=url)
+    (finding,) = check_webhook(settings)
+    assert finding.status is status
