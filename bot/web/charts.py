@@ -13,9 +13,12 @@ from markupsafe import Markup
 PALETTE = ("#2f6fb3", "#e07b39", "#3a9a5b", "#b23a48", "#7a5aa6", "#8c8c8c")
 
 
-def _frame(width: int, height: int, title: str, body: list[str]) -> Markup:
+def _frame(width: int, height: int, title: str, body: list[str], *, fill: bool = False) -> Markup:
+    """``fill``: as wide as its container (a time series); else its own size, shrunk to fit
+    (a short list of bars in a narrow card keeps readable text)."""
+    size = 'class="chart wide"' if fill else f'class="chart" width="{width}" height="{height}"'
     head = (
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" role="img" '
+        f'<svg xmlns="http://www.w3.org/2000/svg" {size} role="img" '
         f'viewBox="0 0 {width} {height}" preserveAspectRatio="xMinYMin meet">'
         f"<title>{escape(title)}</title>"
     )
@@ -76,7 +79,7 @@ def bars(
             f'<text x="{x + 14}" y="15" font-size="11">{escape(name)}</text>'
         )
         x += 24 + text_width(name, 11)
-    return _frame(width, height, title, body)
+    return _frame(width, height, title, body, fill=True)
 
 
 def text_width(text: str, size: float) -> int:

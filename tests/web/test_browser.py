@@ -16,6 +16,7 @@ import os
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import uvicorn
@@ -219,4 +220,135 @@ async def test_admin_uploads_a_document_and_finds_it_by_hit_testing(
         await page.goto(f"{server.url}/admin/analytics")
         await expect(page.locator("svg.chart")).to_have_count(5)
         await shot(page, tmp_path, "analytics")
+        await page.close()
+
+
+async def test_an_admin_works_through_the_chinese_admin_pages(
+    tg: FakeTelegram, web_settings: Settings, browser: Browser, tmp_path: Path
+) -> None:
+    """A .txt without metadata: every missing field marked at once, the rest derived; the new
+    document highlighted in a list that can be searched, regions in words; the audit log
+    readable; a crisis in 'unanswered' never offered as a document; a curated proposal
+    offered without greeting, names or phone number."""
+    kb = KnowledgeBase.open(web_settings)
+    kb.ingest([web_settings.knowledge_dir])
+    async with Server(web_settings, kb) as server:
+        console, store = server.services.console, server.services.store
+        await console.add_account("admin", "管理员", "admin", hash_password(ADMIN_PASSWORD))
+        for question in ("我不想活了 今晚就从楼上跳下去", "灵活就业社保补贴怎么申请"):
+            await store.add_unanswered(None, question, "zh", 0.1, "low_confidence")
+        user = await store.get_or_create_user(GRADUATE, "张三")
+        conversation = await store.load_conversation(user.id)
+        ticket, _ = await store.open_ticket(
+            conversation.id, user.id, "rights", "normal", "requested", "试用期社保", None, [], []
+        )
+        proposal = "张同学你好！试用期也必须缴纳社保。有事打我电话 13812345678。\n\n陈老师"
+        await console.propose_curated(
+            "试用期公司不给交社保怎么办",
+            proposal,
+            "zh",
+            "probation-zh",
+            ticket_id=ticket.id,
+            proposed_by=None,
+        )
+        page = await browser.new_page(locale="zh-CN", viewport={"width": 1280, "height": 800})
+        await log_in(page, server.url, "admin", ADMIN_PASSWORD)
+
+        await page.goto(f"{server.url}/admin/documents/upload")
+        source = tmp_path / "加班工资通知.txt"
+        source.write_text("法定休假日加班的，支付不低于工资的百分之三百的工资报酬。", "utf-8")
+        await page.set_input_files("input[type=file]", str(source))
+        await page.click("text=预览分段")
+        await expect(page.locator("p.error")).to_contain_text("发文机关、发布日期、地区")
+        await expect(page.locator('[aria-invalid="true"]')).to_have_count(3)
+        await expect(page.locator("input[name=id]")).to_have_value("jia-ban-gong-zi-tong-zhi-zh")
+        await shot(page, tmp_path, "upload-missing-fields")
+        await page.fill("input[name=authority]", "某市人力资源和社会保障局")
+        await page.fill("input[name=issued]", "2025-03-01")
+        await page.fill("input[name=region]", "national")
+        await page.click("text=预览分段")
+        await page.click("text=确认写入知识库")
+        row = page.locator("tr.highlight")
+        await expect(row).to_have_count(1)
+        await expect(row).to_contain_text("jia-ban-gong-zi-tong-zhi-zh")
+        await expect(row).to_contain_text("全国")
+        box = await row.locator(".badge").bounding_box()
+        assert box is not None and box["height"] < 30, "the badge stays on one line"
+        await page.fill("input[name=q]", "加班")
+        await page.click("form.filters button")
+        await expect(page.locator("tr[data-doc]")).to_have_count(1)
+        await shot(page, tmp_path, "documents-zh")
+
+        await page.goto(f"{server.url}/admin/audit")
+        await expect(page.locator("th", has_text="详情")).to_have_count(1)
+        await expect(page.locator("td.data").first).to_contain_text("结果: added")
+        await shot(page, tmp_path, "audit")
+
+        await page.goto(f"{server.url}/admin/unanswered")
+        crisis = page.locator("section.group", has_text="不想活")
+        await expect(crisis).to_contain_text("不要据此新建文档")
+        await expect(crisis.locator("a.button")).to_have_count(0)
+        other = page.locator("section.group", has_text="灵活就业")
+        await expect(other.locator("a.button")).to_have_count(1)
+        await shot(page, tmp_path, "unanswered")
+
+        await page.goto(f"{server.url}/admin/curated")
+        offered = await page.locator("textarea[name=answer]").input_value()
+        assert offered.startswith("试用期也必须缴纳社保。"), offered
+        assert "张同学" not in offered and "13812345678" not in offered
+        assert "陈老师" not in offered
+        await shot(page, tmp_path, "curated")
+        await page.close()
+
+
+async def test_a_counsellor_sees_the_unsent_draft_and_is_warned_before_sending_it(
+    tg: FakeTelegram,
+    web_settings: Settings,
+    shared_kb: KnowledgeBase,
+    browser: Browser,
+    tmp_path: Path,
+) -> None:
+    async with Server(web_settings, shared_kb) as server:
+        console, store = server.services.console, server.services.store
+        await console.add_account("chen", "陈老师", "counsellor", hash_password(PASSWORD))
+        tg.user(GRADUATE, "张三", started=True)
+        user = await store.get_or_create_user(GRADUATE, "张三")
+        conversation = await store.load_conversation(user.id)
+        draft = "公司拖欠工资的，可以向劳动保障监察机构投诉，或者申请劳动仲裁。"
+        transcript = [
+            {"role": "graduate", "text": "公司拖欠我三个月工资了"},
+            {"role": "bot", "text": f"老师会联系你。\n\n{draft}"},  # stored, not shown
+        ]
+        await store.open_ticket(
+            conversation.id,
+            user.id,
+            "rights",
+            "high",
+            "sensitive",
+            "拖欠工资",
+            draft,
+            [],
+            transcript,
+        )
+        page = await browser.new_page(locale="zh-CN", viewport={"width": 1280, "height": 800})
+        await log_in(page, server.url, "chen", PASSWORD)
+        await page.click("tr[data-ticket] a")
+        await expect(page.locator(".turn-draft .role")).to_have_text("机器人草稿（毕业生未看到）")
+        await expect(page.locator("p.warning")).to_contain_text("敏感问题")
+        await shot(page, tmp_path, "ticket-draft")
+        asked: list[str] = []
+
+        async def answer(dialog: Any) -> None:
+            asked.append(dialog.message)
+            await dialog.dismiss()  # the counsellor thinks again: nothing is sent
+
+        page.on("dialog", answer)
+        await page.click("text=直接发送拟答")
+        for _ in range(100):
+            if asked:
+                break
+            await asyncio.sleep(0.05)
+        assert asked and "敏感问题" in asked[0]
+        await expect(page.locator("h1")).to_contain_text("#1")  # still on the ticket
+        assert not [m for m in tg.messages_to(GRADUATE) if draft in (m.text or "")]
         await page.close()

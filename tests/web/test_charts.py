@@ -10,7 +10,7 @@ from bot.web.charts import bars, text_width
 
 def test_a_chart_scales_to_its_container() -> None:
     svg = str(bars(["周一", "周二"], [("问题", [3, 4])], "每日"))
-    assert 'viewBox="0 0 640 220"' in svg
+    assert 'viewBox="0 0 640 220"' in svg and 'class="chart wide"' in svg
     assert not re.search(r'<svg[^>]* width="\d', svg), "no fixed pixel width"
 
 
