@@ -241,6 +241,20 @@ class ConsoleStore:
             await s.execute(delete(WebSessionRow).where(WebSessionRow.account_id == account.id))
             return True
 
+    async def set_active(self, username: str, active: bool) -> bool:
+        """Enable or disable an account (a disabled one cannot log in, and every session of
+        it ends); False when there is no such account."""
+        async with self.store.transaction() as s:
+            account = await self._by_username(s, username)
+            if account is None:
+                return False
+            await s.execute(
+                update(WebAccountRow).where(WebAccountRow.id == account.id).values(active=active)
+            )
+            if not active:
+                await s.execute(delete(WebSessionRow).where(WebSessionRow.account_id == account.id))
+            return True
+
     async def _by_username(self, s: AsyncSession, username: str) -> WebAccountRow | None:
         query = select(WebAccountRow).where(WebAccountRow.username == username.strip().lower())
         return (await s.execute(query)).scalar_one_or_none()

@@ -334,6 +334,7 @@ def _same_site_referer(request: Request) -> str:
 
 
 def create_app(services: WebServices) -> FastAPI:
+    from bot.web import accounts as account_routes
     from bot.web import admin as admin_routes
     from bot.web import auth as auth_routes
     from bot.web import counsellor as counsellor_routes
@@ -433,6 +434,7 @@ def create_app(services: WebServices) -> FastAPI:
     app.include_router(auth_routes.router)
     app.include_router(counsellor_routes.router)
     app.include_router(admin_routes.router)
+    app.include_router(account_routes.router)
     return app
 
 

@@ -220,6 +220,20 @@ async def test_admin_uploads_a_document_and_finds_it_by_hit_testing(
         await page.goto(f"{server.url}/admin/analytics")
         await expect(page.locator("svg.chart")).to_have_count(5)
         await shot(page, tmp_path, "analytics")
+
+        await page.click("header >> text=Accounts")
+        await page.fill("input[name=username]", "zhou")
+        await page.fill("input[name=display_name]", "Ms Zhou")
+        await page.fill('form.account-form input[name="password"]', "a long enough passphrase")
+        await page.click("form.account-form button")
+        await expect(page.locator(".flash")).to_contain_text("Account created")
+        row = page.locator('tr[data-account="zhou"]')
+        await expect(row).to_contain_text("Ms Zhou")
+        page.on("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+        await row.locator("text=Disable").click()
+        await expect(page.locator(".flash")).to_contain_text("Account disabled")
+        await expect(row).to_contain_text("disabled")
+        await shot(page, tmp_path, "accounts")
         await page.close()
 
 
