@@ -43,6 +43,7 @@ from bot.storage.models import (
 )
 from bot.storage.store import (
     Store,
+    Ticket,
     UnansweredQuestion,
     _json,
     _record,
@@ -384,6 +385,40 @@ class ConsoleStore:
         query = select(WebAuditRow).order_by(WebAuditRow.created_at.desc(), WebAuditRow.id.desc())
         async with self.store.transaction() as s:
             return _records(AuditEntry, (await s.execute(query.limit(limit))).scalars())
+
+    # --- closed tickets ----------------------------------------------------------------
+
+    async def closed_tickets(
+        self,
+        since: dt.datetime,
+        *,
+        text: str = "",
+        category: str = "",
+        rating: int | None = None,
+        limit: int = 200,
+    ) -> list[Ticket]:
+        """Resolved and cancelled tickets closed since ``since``, newest first; ``text`` is
+        looked for in the summary (case-insensitive), ``category`` and ``rating`` filter."""
+        query = (
+            select(TicketRow)
+            .where(
+                TicketRow.status.in_(("resolved", "cancelled")),
+                func.coalesce(TicketRow.resolved_at, TicketRow.created_at) >= since,
+            )
+            .order_by(
+                func.coalesce(TicketRow.resolved_at, TicketRow.created_at).desc(),
+                TicketRow.id.desc(),
+            )
+        )
+        if text.strip():
+            pattern = "%" + text.strip().replace("%", r"\%").replace("_", r"\_") + "%"
+            query = query.where(TicketRow.summary.ilike(pattern, escape="\\"))
+        if category:
+            query = query.where(TicketRow.category == category)
+        if rating is not None:
+            query = query.where(TicketRow.rating == rating)
+        async with self.store.transaction() as s:
+            return _records(Ticket, (await s.execute(query.limit(limit))).scalars())
 
     # --- answers that need a better one ----------------------------------------------
 

@@ -19,7 +19,7 @@ from starlette.background import BackgroundTask
 from bot.errors import GradGuideError
 from bot.kb.models import Lang
 from bot.storage.console_store import Account
-from bot.storage.models import PRIORITIES
+from bot.storage.models import CATEGORIES, PRIORITIES
 from bot.storage.store import Ticket, TurnRecord
 from bot.web import attachments as files
 from bot.web.app import (
@@ -140,6 +140,42 @@ async def queue_fragment(request: Request, viewer: Viewer = counsellor) -> Respo
     """The queue's table body, fetched again every few seconds by static/console.js."""
     s = services_of(request)
     return render(request, "_queue_rows.html", rows=await queue_rows(s, lang_of(request)))
+
+
+@router.get("/history")
+async def history(request: Request, viewer: Viewer = counsellor) -> Response:
+    """Closed tickets (resolved or cancelled), searchable by summary and filtered by
+    category, rating and period: what was asked before, and how it went."""
+    s = services_of(request)
+    params = request.query_params
+    days = {"7": 7, "30": 30, "90": 90, "365": 365}.get(params.get("days", ""), 30)
+    category = params.get("category", "")
+    category = category if category in CATEGORIES else ""
+    rating_text = params.get("rating", "")
+    rating = int(rating_text) if rating_text in ("1", "2", "3", "4", "5") else None
+    text = params.get("q", "")[:100]
+    tickets = await s.console.closed_tickets(
+        s.store.now() - dt.timedelta(days=days), text=text, category=category, rating=rating
+    )
+    names = await counsellor_names(s, lang_of(request))
+    rows = [
+        (
+            t,
+            await _graduate_name(s, t),
+            None if t.assignee_telegram_id is None else names.get(t.assignee_telegram_id),
+        )
+        for t in tickets
+    ]
+    return render(
+        request,
+        "history.html",
+        rows=rows,
+        days=days,
+        category=category,
+        rating=rating_text if rating is not None else "",
+        query=text,
+        categories=CATEGORIES,
+    )
 
 
 async def _ticket(s: WebServices, ticket_id: int) -> Ticket:

@@ -365,4 +365,8 @@ async def test_a_counsellor_sees_the_unsent_draft_and_is_warned_before_sending_i
         assert asked and "敏感问题" in asked[0]
         await expect(page.locator("h1")).to_contain_text("#1")  # still on the ticket
         assert not [m for m in tg.messages_to(GRADUATE) if draft in (m.text or "")]
+
+        await page.click("header >> text=历史工单")
+        await expect(page.locator("h1")).to_contain_text("历史工单")
+        await expect(page.locator("table.history")).to_contain_text("没有符合条件的已关闭工单")
         await page.close()

@@ -149,6 +149,7 @@ async def test_chinese_pages_show_no_raw_english(console: Console) -> None:
         "/admin/audit": ["登录", "检索测试", "导出统计 CSV", "转交工单"],
         "/admin/curated": ["中文"],
         "/admin/accounts": ["登录名", "新建账号", "重设密码"],
+        "/history": ["历史工单", "关闭时间", "最近 30 天"],
         "/canned": ["英文"],
     }
     for page, expected in pages.items():
