@@ -33,15 +33,6 @@ from bot.agent.agent import Agent
 from bot.agent.evaluation import Scores, load_items
 from bot.agent.evaluation import evaluate as evaluate_answers
 from bot.agent.models import Conversation, Reply
-from bot.check import (
-    check_console,
-    check_data_directory,
-    check_database,
-    check_index,
-    check_settings,
-    failed,
-)
-from bot.check import table as check_table
 from bot.cli_train import train_cards, train_guard, train_lead
 from bot.datadir import DataDirProblem, check_data_dir, os_error_message
 from bot.errors import GradGuideError
@@ -240,7 +231,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 async def _check(settings: Settings, out: Console) -> int:
     """``gradguide check``: a table of ✓ / ! / ✗ with the fix for each; 1 if any ✗."""
-    from bot.channels.telegram.check import check_telegram  # python-telegram-bot: only here
+    # imported here, as for serve: the database layer and python-telegram-bot cost every
+    # other command (ask, chat) 0.3 s to import
+    from bot.channels.telegram.check import check_telegram
+    from bot.check import (
+        check_console,
+        check_data_directory,
+        check_database,
+        check_index,
+        check_settings,
+        failed,
+    )
+    from bot.check import table as check_table
 
     findings = check_settings(settings)
     findings.append(check_data_directory(settings))

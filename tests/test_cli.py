@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bot.settings import Settings
-from tests.conftest import DocWriter, run_cli, run_gradguide
+from tests.conftest import ROOT, DocWriter, run_cli, run_gradguide
 
 
 def test_admin_workflow(
@@ -303,3 +303,14 @@ def test_a_file_where_the_index_folder_should_be_is_one_clear_line(
     for args in (("kb", "list"), ("kb", "search", "试用期")):
         (line,) = run_on_data_dir(settings, data_dir, *args)
         assert str(data_dir / "chroma") in line and zh in line and en in line, (args, line)
+
+
+def test_the_cli_loads_neither_the_database_layer_nor_telegram_for_ask() -> None:
+    """`gradguide ask` in a new process must start fast (≤ 2 s): the database layer, Alembic
+    and python-telegram-bot (0.3 s of imports) load only for the commands that use them."""
+    wanted = "{'sqlalchemy', 'alembic', 'telegram'}"
+    probe = f"import sys, bot.cli; print(sorted({wanted} & set(sys.modules)))"
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert result.stdout.strip() == "[]", result.stdout
