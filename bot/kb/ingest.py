@@ -66,6 +66,8 @@ class FileOutcome(BaseModel):
     was refused for that."""
     derived: dict[str, str] = {}
     """Metadata the file did not give, derived from it (``loaders.derive_meta``)."""
+    metadata_fields: list[str] = []
+    """Failed for its metadata: every field missing or invalid (``MetadataError.fields``)."""
 
 
 class IngestReport(BaseModel):
@@ -432,4 +434,13 @@ class Ingestor:
 
 
 def _failed(path: Path, exc: IngestError) -> FileOutcome:
+    if isinstance(exc, MetadataError):  # which fields, and what the file gave: for channels
+        fields = [f.split(".")[0] for f in exc.fields]
+        return FileOutcome(
+            path=str(path),
+            status="failed",
+            error=exc.reason,
+            metadata_fields=fields,
+            derived=exc.derived,
+        )
     return FileOutcome(path=str(path), status="failed", error=exc.reason)

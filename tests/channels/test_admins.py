@@ -197,9 +197,11 @@ async def test_bad_uploads_are_refused_with_the_reason_and_add_nothing(
         assert done.text == shown(
             bot, "adm_ingest_done", "zh", added=0, updated=0, unchanged=0, failed=1
         )
-        failures = await tg.await_for(chat=ADMIN, since=mark, text="以下文件未能导入", timeout=20)
-        assert "broken-zh.md" in (failures.text or "")
-        assert "authority" in (failures.text or ""), "the missing field is named"
+        told = await tg.await_for(chat=ADMIN, since=mark, text="没有导入", timeout=20)
+        text = told.text or ""
+        # every missing field at once, named in the admin's language, with a block to copy
+        assert text.startswith("broken-zh.md 没有导入：缺少或无效的字段：发文机关、发布日期")
+        assert "---\nauthority: …\nissued: …\n---" in text
         await tg.await_idle()
 
         assert doc_ids(kb) == before

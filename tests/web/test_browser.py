@@ -237,13 +237,53 @@ async def test_admin_uploads_a_document_and_finds_it_by_hit_testing(
         await page.close()
 
 
-async def test_an_admin_works_through_the_chinese_admin_pages(
-    tg: FakeTelegram, web_settings: Settings, browser: Browser, tmp_path: Path
+ADMIN_PAGES = {
+    "zh": {
+        "locale": "zh-CN",
+        "preview": "预览分段",
+        "commit": "确认写入知识库",
+        "missing": "发文机关、发布日期、地区",
+        "national": "全国",
+        "details": "详情",
+        "outcome": "结果: added",
+        "crisis": "不要据此新建文档",
+        "history": "历史工单",
+        "no_history": "没有符合条件的已关闭工单",
+        "shots": ("upload-missing-fields", "documents-zh", "audit", "unanswered", "curated"),
+    },
+    "en": {
+        "locale": "en-US",
+        "preview": "Preview the chunks",
+        "commit": "Add to the knowledge base",
+        "missing": "Authority, Issued, Region",
+        "national": "National",
+        "details": "Details",
+        "outcome": "outcome: added",
+        "crisis": "Do not turn it into a document",
+        "history": "History",
+        "no_history": "No closed ticket matches",
+        "shots": (),
+    },
+}
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+async def test_an_admin_works_through_the_admin_pages(
+    tg: FakeTelegram, web_settings: Settings, browser: Browser, tmp_path: Path, lang: str
 ) -> None:
     """A .txt without metadata: every missing field marked at once, the rest derived; the new
     document highlighted in a list that can be searched, regions in words; the audit log
     readable; a crisis in 'unanswered' never offered as a document; a curated proposal
-    offered without greeting, names or phone number."""
+    offered without greeting, names or phone number; the history of closed tickets — in
+    Chinese and in English."""
+    words: dict[str, Any] = ADMIN_PAGES[lang]
+    kinds = ("upload", "documents", "audit", "unanswered", "curated")
+    shots = dict(zip(kinds, words["shots"], strict=False))  # screenshots: the Chinese run
+
+    async def snap(page: Page, what: str) -> None:
+        if what in shots:
+            await shot(page, tmp_path, shots[what])
+
     kb = KnowledgeBase.open(web_settings)
     kb.ingest([web_settings.knowledge_dir])
     async with Server(web_settings, kb) as server:
@@ -265,53 +305,58 @@ async def test_an_admin_works_through_the_chinese_admin_pages(
             ticket_id=ticket.id,
             proposed_by=None,
         )
-        page = await browser.new_page(locale="zh-CN", viewport={"width": 1280, "height": 800})
+        page = await browser.new_page(
+            locale=words["locale"], viewport={"width": 1280, "height": 800}
+        )
         await log_in(page, server.url, "admin", ADMIN_PASSWORD)
 
         await page.goto(f"{server.url}/admin/documents/upload")
         source = tmp_path / "加班工资通知.txt"
         source.write_text("法定休假日加班的，支付不低于工资的百分之三百的工资报酬。", "utf-8")
         await page.set_input_files("input[type=file]", str(source))
-        await page.click("text=预览分段")
-        await expect(page.locator("p.error")).to_contain_text("发文机关、发布日期、地区")
+        await page.click(f"text={words['preview']}")
+        await expect(page.locator("p.error")).to_contain_text(words["missing"])
         await expect(page.locator('[aria-invalid="true"]')).to_have_count(3)
         await expect(page.locator("input[name=id]")).to_have_value("jia-ban-gong-zi-tong-zhi-zh")
-        await shot(page, tmp_path, "upload-missing-fields")
+        await snap(page, "upload")
         await page.fill("input[name=authority]", "某市人力资源和社会保障局")
         await page.fill("input[name=issued]", "2025-03-01")
         await page.fill("input[name=region]", "national")
-        await page.click("text=预览分段")
-        await page.click("text=确认写入知识库")
+        await page.click(f"text={words['preview']}")
+        await page.click(f"text={words['commit']}")
         row = page.locator("tr.highlight")
         await expect(row).to_have_count(1)
         await expect(row).to_contain_text("jia-ban-gong-zi-tong-zhi-zh")
-        await expect(row).to_contain_text("全国")
+        await expect(row).to_contain_text(words["national"])
         box = await row.locator(".badge").bounding_box()
         assert box is not None and box["height"] < 30, "the badge stays on one line"
         await page.fill("input[name=q]", "加班")
         await page.click("form.filters button")
         await expect(page.locator("tr[data-doc]")).to_have_count(1)
-        await shot(page, tmp_path, "documents-zh")
+        await snap(page, "documents")
 
         await page.goto(f"{server.url}/admin/audit")
-        await expect(page.locator("th", has_text="详情")).to_have_count(1)
-        await expect(page.locator("td.data").first).to_contain_text("结果: added")
-        await shot(page, tmp_path, "audit")
+        await expect(page.locator("th", has_text=words["details"])).to_have_count(1)
+        await expect(page.locator("td.data").first).to_contain_text(words["outcome"])
+        await snap(page, "audit")
 
         await page.goto(f"{server.url}/admin/unanswered")
         crisis = page.locator("section.group", has_text="不想活")
-        await expect(crisis).to_contain_text("不要据此新建文档")
+        await expect(crisis).to_contain_text(words["crisis"])
         await expect(crisis.locator("a.button")).to_have_count(0)
         other = page.locator("section.group", has_text="灵活就业")
         await expect(other.locator("a.button")).to_have_count(1)
-        await shot(page, tmp_path, "unanswered")
+        await snap(page, "unanswered")
 
         await page.goto(f"{server.url}/admin/curated")
         offered = await page.locator("textarea[name=answer]").input_value()
         assert offered.startswith("试用期也必须缴纳社保。"), offered
         assert "张同学" not in offered and "13812345678" not in offered
         assert "陈老师" not in offered
-        await shot(page, tmp_path, "curated")
+        await snap(page, "curated")
+
+        await page.click(f"header >> text={words['history']}")
+        await expect(page.locator("table.history")).to_contain_text(words["no_history"])
         await page.close()
 
 

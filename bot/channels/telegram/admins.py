@@ -24,6 +24,7 @@ from bot.channels.telegram import formatting as fmt
 from bot.channels.telegram.app import Services
 from bot.channels.telegram.gateway import DeliveryFailed
 from bot.errors import DocumentNotFoundError, GradGuideError
+from bot.kb.ingest import FileOutcome
 from bot.kb.loaders import SUPPORTED_SUFFIXES
 from bot.kb.models import Lang
 
@@ -219,7 +220,10 @@ async def ingest_upload(
                 source=fmt.escape(c.source),
             )
             await _send(s, chat_id, text)
-        others = [o for o in report.failed if o.conflict is None]
+        for outcome in report.failed:  # metadata: every field at once, in the admin's words
+            if outcome.conflict is None and outcome.metadata_fields:
+                await _send(s, chat_id, metadata_help(s, name, outcome, lang))
+        others = [o for o in report.failed if o.conflict is None and not o.metadata_fields]
         if others:
             details = "\n".join(
                 f"• {fmt.escape(Path(o.path).name)}: {fmt.escape(o.error or '')}" for o in others
@@ -227,6 +231,28 @@ async def ingest_upload(
             await _send(s, chat_id, s.messages.get("adm_ingest_failures", lang, details=details))
     finally:
         s.uploads_in_flight.discard(upload_id)
+
+
+def metadata_help(s: Services, name: str, outcome: FileOutcome, lang: Lang) -> str:
+    """Which fields a file's metadata lacks (named in ``lang``), what was derived from the
+    file, and the front matter to add at its top."""
+    separator = s.messages.get("web_list_sep", lang)
+    fields = separator.join(
+        s.messages.get(f"web_meta_{field}", lang)
+        if f"web_meta_{field}" in s.messages.names()
+        else field
+        for field in outcome.metadata_fields
+    )
+    derived = separator.join(f"{key} {value}" for key, value in outcome.derived.items())
+    block = "\n".join(f"{field}: …" for field in outcome.metadata_fields)
+    return s.messages.get(
+        "adm_ingest_metadata",
+        lang,
+        name=fmt.escape(name),
+        fields=fmt.escape(fields),
+        derived=fmt.escape(derived or "—"),
+        block=fmt.escape(f"---\n{block}\n---"),
+    )
 
 
 @admin_only
