@@ -22,6 +22,7 @@ SAMPLE = {
     "doc_id": "probation-zh",
     "curated_id": "1",
     "attachment_id": "1",
+    "username": "chen",
 }
 
 
