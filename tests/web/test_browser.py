@@ -361,6 +361,11 @@ async def test_an_admin_works_through_the_admin_pages(
         await page.click(f"header >> text={words['history']}")
         await expect(page.locator("table.history")).to_contain_text(words["no_history"])
 
+        await page.goto(f"{server.url}/admin/analytics")
+        await expect(page.locator("svg.chart.wide")).to_have_count(2)
+        chart = await page.locator("svg.chart.wide").first.bounding_box()
+        assert chart is not None and chart["width"] > 900, "a time series uses the page's width"
+
         await page.click(f"header >> text={words['accounts']}")
         await page.fill("input[name=username]", "zhou")
         await page.fill("input[name=display_name]", "周老师")

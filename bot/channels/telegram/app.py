@@ -35,7 +35,7 @@ from bot.agent.redact import install_log_redaction
 from bot.channels.telegram.check import REJECTED_TOKEN, STOPPING_AREAS, check_telegram
 from bot.channels.telegram.desk import Desk, UpdateInProgress, current_update
 from bot.channels.telegram.gateway import Gateway
-from bot.check import Status
+from bot.check import Status, check_console, check_settings
 from bot.errors import StorageError, TelegramConfigError, UpdateNotClaimed
 from bot.kb.models import Lang
 from bot.kb.service import KnowledgeBase
@@ -389,12 +389,14 @@ def _faster_event_loop() -> None:
 
 
 async def _check_set_up(settings: Settings) -> None:
-    """The Bot API half of ``gradguide check`` before anything else: a wrong token, an
-    unreachable API, a counsellor group tickets cannot reach (missing, not a forum, the bot
-    without the right to manage topics) or an unusable webhook stop the start-up with the
-    fix; anything else is logged (the token is never echoed)."""
+    """``gradguide check`` before anything else (but the index, which start-up builds or
+    opens next, and the database, which it migrates): a wrong token, an unreachable API, a
+    counsellor group tickets cannot reach (missing, not a forum, the bot without the right
+    to manage topics) or an unusable webhook stop the start-up with the fix; anything else
+    is logged (the token is never echoed)."""
     stops = []
-    for finding in await check_telegram(settings):
+    findings = [*check_settings(settings), check_console(settings)]
+    for finding in [*findings, *await check_telegram(settings)]:
         if finding.status is Status.OK:
             continue
         line = f"{finding.what} ({finding.fix})" if finding.fix else finding.what
