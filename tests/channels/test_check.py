@@ -6,6 +6,7 @@ could not reach; ``/ids`` tells people the ids the settings need."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -89,30 +90,27 @@ def test_a_group_that_is_not_a_forum_fails_with_how_to_turn_topics_on(
     assert "老师群" in row and "turn on Topics" in row
 
 
-def test_a_bot_that_cannot_manage_topics_fails_with_the_right_to_turn_on(
+@pytest.mark.parametrize(
+    ("rights", "said"),
+    [
+        ({"bot_can_manage_topics": False}, ["without the right to manage topics", "Manage topics"]),
+        ({"bot_status": "member"}, ["not an administrator", "manage topics"]),
+    ],
+    ids=["no-topic-rights", "only-a-member"],
+)
+def test_a_bot_that_cannot_make_topics_fails_with_the_right_to_give_it(
     fake: FakeTelegram,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
+    rights: dict[str, Any],
+    said: list[str],
 ) -> None:
-    fake.forum(FORUM, "老师群", members=[COUNSELLOR, ADMIN], bot_can_manage_topics=False)
+    fake.forum(FORUM, "老师群", members=[COUNSELLOR, ADMIN], **rights)
     code, out = check(fake, tmp_path, monkeypatch, capsys)
     assert code == 1
     (row,) = rows(out, "✗")
-    assert "without the right to manage topics" in row and "Manage topics" in row
-
-
-def test_a_bot_that_is_only_a_member_fails(
-    fake: FakeTelegram,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    fake.forum(FORUM, "老师群", members=[COUNSELLOR, ADMIN], bot_status="member")
-    code, out = check(fake, tmp_path, monkeypatch, capsys)
-    assert code == 1
-    (row,) = rows(out, "✗")
-    assert "not an administrator" in row
+    assert all(words in row for words in said), row
 
 
 def test_a_counsellor_outside_the_group_is_named(
