@@ -35,6 +35,7 @@ from bot.agent.redact import install_log_redaction
 from bot.channels.telegram.check import REJECTED_TOKEN, STOPPING_AREAS, check_telegram
 from bot.channels.telegram.desk import Desk, UpdateInProgress, current_update
 from bot.channels.telegram.gateway import Gateway
+from bot.channels.telegram.lease import ChatRenewal
 from bot.check import Status, check_console, check_settings
 from bot.errors import StorageError, TelegramConfigError, UpdateNotClaimed
 from bot.kb.models import Lang
@@ -91,7 +92,7 @@ class Services:
     """Updates already marked done in the transaction that stored their answer."""
     released: set[int] = field(default_factory=set)
     """Updates whose chat lease was handed on in that transaction too."""
-    renewals: dict[int, asyncio.Task[None]] = field(default_factory=dict)
+    renewals: dict[int, ChatRenewal] = field(default_factory=dict)
     """Per update being processed: the task that renews its chat lease."""
     preloaded: dict[int, Preloaded] = field(default_factory=dict)
     """A text update's user and conversation, read when the update was claimed."""
@@ -236,16 +237,14 @@ def build_application(services: Services) -> Application:  # type: ignore[type-a
         services.in_flight.add(update_id)
         current_update.set(UpdateInProgress(update_id))  # for the desk's relays
         if chat is not None:
-            services.renewals[update_id] = asyncio.create_task(
-                _keep_chat(store, chat, update_id, lease)
-            )
+            services.renewals[update_id] = ChatRenewal(store, chat, update_id, lease)
 
     async def done(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         services.preloaded.pop(update.update_id, None)
         services.in_flight.discard(update.update_id)
         renewal = services.renewals.pop(update.update_id, None)
         if renewal is not None:
-            renewal.cancel()
+            await renewal.stop()
         update_id = update.update_id
         scope = current_update.get()
         finished = update_id in services.finished or (  # marked with the answer or relay
@@ -265,20 +264,6 @@ def build_application(services: Services) -> Application:  # type: ignore[type-a
     application.add_error_handler(failures.on_error)
     jobs.schedule(application, services)
     return application
-
-
-async def _keep_chat(
-    store: Store, chat: tuple[int, int], update_id: int, lease: dt.timedelta
-) -> None:
-    """Renew the chat's lease while its update is still being processed (an answer held
-    up by Telegram's flood control can take longer than the lease): another replica takes
-    the chat over only when this one has really stopped."""
-    while True:
-        await asyncio.sleep(lease.total_seconds() / 3)
-        try:
-            await store.lease_chat(chat, update_id, store.now(), lease)
-        except StorageError as exc:  # the next renewal may succeed; the lease still runs
-            logger.warning("chat lease of update %d not renewed: %s", update_id, exc)
 
 
 async def _preload(services: Services, update: Update, tx: AsyncSession) -> None:

@@ -362,7 +362,7 @@ async def _record_exchange(
     if handing_on:
         renewal = s.renewals.pop(update_id, None)
         if renewal is not None:
-            renewal.cancel()
+            await renewal.stop()
     recorded = await store.finish_exchange(
         update_id,
         conversation_id,

@@ -85,3 +85,38 @@ class SendLease:
         self._stop.set()
         if self._task is not None:
             await self._task
+
+
+class ChatRenewal:
+    """Renews a chat's lease while its update is still being processed (an answer held up
+    by Telegram's flood control can take longer than the lease): another replica takes the
+    chat over only when this one has really stopped.
+
+    Stopped, never cancelled: a cancel could land while a renewal's transaction is open,
+    and a transaction cut off half-way can keep SQLite's write lock in its connection's
+    thread — every other writer then waits out the busy timeout (30 s) and fails with
+    "database is locked". ``stop`` lets the renewal in progress finish, so the chat can be
+    handed on right after it without this renewal taking it back."""
+
+    def __init__(
+        self, store: Store, chat: tuple[int, int], update_id: int, lease: dt.timedelta
+    ) -> None:
+        self._store, self._chat, self._update_id, self._lease = store, chat, update_id, lease
+        self._stop = asyncio.Event()
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        every = self._lease.total_seconds() / 3
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), every)
+                return
+            try:
+                store = self._store
+                await store.lease_chat(self._chat, self._update_id, store.now(), self._lease)
+            except StorageError as exc:  # the next renewal may succeed; the lease still runs
+                logger.warning("chat lease of update %d not renewed: %s", self._update_id, exc)
+
+    async def stop(self) -> None:
+        self._stop.set()
+        await self._task
