@@ -23,6 +23,7 @@ from sqlalchemy import select
 from bot.agent.agent import Agent
 from bot.channels.telegram.app import Services, build_application
 from bot.channels.telegram.jobs import run_sla
+from bot.channels.telegram.lease import ChatRenewal
 from bot.prompts import Messages
 from bot.storage import Database, Store
 from bot.storage.models import OutboxRow
@@ -496,16 +497,17 @@ class Race:
     opened: Opened
 
 
-async def _stalled(*args: object) -> None:
+async def _stalled(renewal: ChatRenewal) -> None:
     """A replica that cannot renew its chat lease (its event loop starved, or cut off from
-    the database): the lease runs out while it is still answering."""
-    await asyncio.Event().wait()
+    the database): the lease runs out while it is still answering. (It still stops when
+    its update is done.)"""
+    await renewal._stop.wait()
 
 
 async def race_across_replicas(tg: FakeTelegram, stack: Stack) -> Race:
     """A replica so slow that its hold on the chat ran out (``chat_lease_s``): the other
     replica takes the graduate's next messages meanwhile, and a counsellor claims."""
-    with patch("bot.channels.telegram.app._keep_chat", _stalled):
+    with patch.object(ChatRenewal, "_run", _stalled):
         return await _race(tg, stack)
 
 
