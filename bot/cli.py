@@ -18,8 +18,10 @@ import asyncio
 import json
 import logging
 import os
+import sqlite3
 import sys
 from collections.abc import Callable, Sequence
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from bot.agent.agent import Agent
+from bot.agent.curated import parse_cards
 from bot.agent.evaluation import Scores, load_items
 from bot.agent.evaluation import evaluate as evaluate_answers
 from bot.agent.models import Conversation, Reply
@@ -521,7 +524,52 @@ def reply_json(reply: Reply, item_id: str | None = None) -> dict[str, Any]:
 
 
 def _agent(settings: Settings, err: Console) -> Agent:
-    return Agent(_open(settings, err), settings)
+    """The agent, with the curated answers approved in the console (the terminal reads the
+    bot's database: what a graduate gets in Telegram, they get here)."""
+    agent = Agent(_open(settings, err), settings)
+    approved = _approved_cards(settings, err)
+    if approved:
+        agent.use_curated(parse_cards(approved))
+    return agent
+
+
+APPROVED_CARDS = (
+    "SELECT id, card FROM curated_answers WHERE status = 'approved' AND card IS NOT NULL"
+)
+"""``ConsoleStore.approved_cards``, read with the standard library from a SQLite database:
+``gradguide ask`` stays under two seconds without loading SQLAlchemy."""
+
+
+def _approved_cards(settings: Settings, err: Console) -> list[tuple[int, str]]:
+    """The approved curated answers' cards (JSON), by proposal number; none when there is
+    no database yet or it predates them."""
+    url = settings.database_url_or_default
+    if url.startswith("sqlite"):
+        path = url.split(":///", 1)[-1].split("?", 1)[0]
+        if not path or path == ":memory:" or not Path(path).is_file():
+            return []
+        try:
+            uri = f"{Path(path).resolve().as_uri()}?mode=ro"
+            with closing(sqlite3.connect(uri, uri=True)) as connection:
+                rows = connection.execute(APPROVED_CARDS).fetchall()
+        except sqlite3.Error:  # created before curated answers became cards: none yet
+            return []
+        return [(int(number), str(card)) for number, card in rows]
+    from bot.storage import Database, Store
+    from bot.storage.console_store import ConsoleStore
+
+    async def read() -> list[tuple[int, str]]:
+        database = Database.from_settings(settings)
+        try:
+            return await ConsoleStore(Store(database)).approved_cards()
+        finally:
+            await database.dispose()
+
+    try:
+        return asyncio.run(read())
+    except GradGuideError as exc:
+        err.print(f"[yellow]curated answers not used:[/] {escape(str(exc))}")
+        return []
 
 
 def _ask(args: argparse.Namespace, settings: Settings, out: Console, err: Console) -> int:

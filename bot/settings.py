@@ -58,7 +58,7 @@ class Settings(BaseSettings):
         default="hand",
         description="Which sentence opens a documents answer: `hand` (hand-set weights, the "
         "default) or `learned` (the ranker fitted by `gradguide train-lead`: better on held-out "
-        "questions, worse on some follow-ups; see the README).",
+        "questions, worse on a tuned two-part question; see the README).",
     )
     chroma_url: str | None = Field(
         default=None,
@@ -257,13 +257,6 @@ class Settings(BaseSettings):
     )
     web_queue_refresh_s: float = Field(
         default=5.0, gt=0, description="How often the console's queue page refreshes itself."
-    )
-    curated_threshold: float = Field(
-        default=0.88,
-        ge=0.0,
-        le=1.0,
-        description="A question this similar (cosine of embeddings) to an approved curated "
-        "answer's question gets that answer, citing its document.",
     )
     unanswered_group_similarity: float = Field(
         default=0.75,

@@ -16,6 +16,7 @@ import re
 import threading
 import time
 import unicodedata
+from collections.abc import Sequence
 from concurrent.futures import Executor
 
 from bot.agent import guardrails as g
@@ -23,7 +24,6 @@ from bot.agent.card_answer import CATEGORY_INTENT as _CATEGORY_INTENT
 from bot.agent.card_answer import CardAnswerer
 from bot.agent.card_match import CardMatcher, load_matcher
 from bot.agent.compose import Composed, ExtractiveComposer, citation_for, overlap_terms
-from bot.agent.curated import CuratedAnswers
 from bot.agent.dates import current, format_date
 from bot.agent.guard import Guard, Label, Verdict, build_guard
 from bot.agent.lead_rank import lead_scorer
@@ -31,9 +31,10 @@ from bot.agent.llm_composer import LlmComposer, LlmUnavailable
 from bot.agent.models import Conversation, HandoffReason, Intent, Reply, Turn
 from bot.agent.redact import redact
 from bot.components.llm import build_chat_model
+from bot.kb.cards import Card
 from bot.kb.chunking import split_sentences
 from bot.kb.lexical import expand_pinyin
-from bot.kb.models import Lang, Validity, detect_lang
+from bot.kb.models import Lang, detect_lang
 from bot.kb.regions import NATIONAL, applies, normalise_region, region_name
 from bot.kb.retriever import Hit
 from bot.kb.service import KnowledgeBase
@@ -105,18 +106,20 @@ class Agent:
         kb: KnowledgeBase,
         settings: Settings,
         messages: Messages | None = None,
-        curated: CuratedAnswers | None = None,
         guard: Guard | None = None,
         cards: CardMatcher | None = None,
     ) -> None:
         self._kb = kb
         self._guard = guard or build_guard(kb.embedder, settings)
-        self._curated = curated
         self._settings = settings
         self._messages = messages or Messages.load()
         lead = lead_scorer(settings.lead_ranker)
         self._composer = ExtractiveComposer(kb.retriever, self._messages, lead)
+        self._library = cards
+        """The knowledge base's own cards (``knowledge_dir/cards``)."""
         self._matcher = cards
+        """The library's cards and the answers approved in the console (``use_curated``)."""
+        self._curated: list[Card] = []
         self._cards_loaded = cards is not None
         self._cards_lock = threading.Lock()
         model = build_chat_model(settings)
@@ -225,11 +228,6 @@ class Agent:
             # below this the knowledge base decides (an uploaded document may answer it)
             return self._special("out_of_scope", lang, Intent.OUT_OF_SCOPE, signals=verdict), None
 
-        curated = self._curated_reply(focus, lang)
-        if curated is not None:
-            conversation.low_confidence_streak = 0
-            return curated, focus
-
         region = g.mentioned_region(focus) or conversation.region
         query = focus
         previous = conversation.last_user_query()
@@ -254,6 +252,15 @@ class Agent:
             hits = search(query, k=k, lang=lang, region=region)
             focus_terms = overlap_terms(expand_pinyin(focus))
             if hits:
+                # the anchored query picks the document; the follow-up's own words rank its
+                # sections (what the composer reads as each section's retrieval rank)
+                own = [
+                    h
+                    for h in search(focus, k=k * 3, lang=lang, region=region)
+                    if h.doc_id == hits[0].doc_id
+                ]
+                seen = {h.chunk_id for h in own}
+                hits = own + [h for h in hits if h.chunk_id not in seen]
                 lead = max(
                     hits, key=lambda h: len(focus_terms & overlap_terms(f"{h.heading} {h.text}"))
                 )
@@ -348,8 +355,10 @@ class Agent:
         if named and region is not None and not self._has_local_documents(region):
             # asked about a place with no document of its own: say so, never pass another
             # region's figures off as its own (the retriever only offers national ones)
+            # on the line above the answer, in its opening paragraph (what is read first)
             name = region_name(region, reply.lang)
-            parts.insert(0, say("region_no_document", reply.lang, region=name))
+            notice = say("region_no_document", reply.lang, region=name)
+            parts[0] = f"{notice}\n{parts[0]}"
         if g.violation_now(focus):
             parts.insert(0, say("handoff_sensitive", reply.lang))
             reply.handoff = True
@@ -364,48 +373,37 @@ class Agent:
             for doc in self._kb.retriever.documents().values()
         )
 
+    def use_curated(self, cards: Sequence[Card]) -> int:
+        """Answer from these approved counsellor answers too (``bot.kb.cards.CuratedCard``),
+        from now on, through the same matcher as the library's cards; how many are in use
+        (none when cards are off or no match model fits the embedding model). Their texts
+        are encoded here, once: call it off the event loop."""
+        with self._cards_lock:
+            self._load_library()
+            library = self._library
+            if library is None:
+                return 0
+            if list(cards) != self._curated:  # the refresh job calls it when nothing changed
+                self._curated = list(cards)
+                self._matcher = library.with_cards(self._curated)
+            return len(self._curated)
+
+    def _load_library(self) -> None:
+        """Read the library's cards once (with ``_cards_lock`` held)."""
+        if not self._cards_loaded:
+            self._library = load_matcher(self._kb.embedder, self._settings)
+            self._matcher = self._library
+            self._cards_loaded = True
+
     def _card_answerer(self) -> CardAnswerer | None:
         """The answer cards, read on the first question that needs them (a process that
         only relays messages never loads them)."""
         with self._cards_lock:
-            if not self._cards_loaded:
-                self._matcher = load_matcher(self._kb.embedder, self._settings)
-                self._cards_loaded = True
-        if self._matcher is None:
+            self._load_library()
+            matcher = self._matcher
+        if matcher is None:
             return None
-        return CardAnswerer(self._kb, self._matcher, self._composer, self._messages)
-
-    def _curated_reply(self, question: str, lang: Lang) -> Reply | None:
-        """An admin-approved counsellor answer whose question matches this one, citing its
-        document — only while that document is in the index and in force."""
-        if self._curated is None:
-            return None
-        match = self._curated.match(question, lang)
-        if match is None:
-            return None
-        doc = self._kb.retriever.documents().get(match.entry.doc_id)
-        if doc is None or self._kb.validity(doc) is not Validity.ACTIVE:
-            return None
-        hits = [
-            h
-            for h in self._kb.search(question, k=self._settings.answer_candidates * 3, lang=lang)
-            if h.doc_id == doc.meta.id
-        ]
-        if not hits:
-            chunks = self._kb.retriever.doc_chunks(doc.meta.id)
-            if not chunks:
-                return None
-            hits = [Hit(chunks[0].chunk_id, doc, chunks[0].heading, chunks[0].text, 0.0)]
-        citations = [citation_for(hits[0], hits[0].text[:200])]
-        category = doc.meta.topics[0] if doc.meta.topics else ""
-        return Reply(
-            text=self._composer.finish(match.entry.answer, citations, lang),
-            lang=lang,
-            intent=_CATEGORY_INTENT.get(category, Intent.POLICY),
-            citations=citations,
-            confidence=match.similarity,
-            composer="curated",
-        )
+        return CardAnswerer(self._kb, matcher, self._composer, self._messages)
 
     def _llm_answer(self, question: str, hits: list[Hit], lang: Lang) -> Composed | None:
         """The LLM's answer with checked citations; ``None`` if it says the passages do not

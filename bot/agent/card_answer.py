@@ -19,7 +19,7 @@ from bot.agent.card_match import CardMatcher, topic_of
 from bot.agent.compose import ExtractiveComposer, citation_for
 from bot.agent.models import Citation, Conversation, Intent, Reply
 from bot.agent.quantities import extract
-from bot.kb.cards import Card, Evidence, comparable
+from bot.kb.cards import Card, Evidence, comparable, is_curated
 from bot.kb.models import IndexedDocument, Lang, Validity
 from bot.kb.retriever import Hit
 from bot.kb.service import KnowledgeBase
@@ -48,7 +48,8 @@ class CardAnswerer:
     (retrieval finds the right document in its first three 97.6 % of the time on the
     tuned set: bench/retrieval.py), and only when the first-ranked document has cards of
     its own: a question retrieval sends to a document no card covers (a newly uploaded
-    notice) is answered from that document, not by a card on a neighbouring topic."""
+    notice) is answered from that document, not by a card on a neighbouring topic. The
+    answers approved in the console compete always (``CardMatcher.match``)."""
 
     def __init__(
         self,
@@ -72,9 +73,11 @@ class CardAnswerer:
     ) -> Reply | None:
         """The reply from the card that answers ``text``, if one matches and may be used:
         only cards resting on the documents retrieval ranked first (``hits``) compete."""
-        if not hits or not self.matcher.covers(topic_of(hits[0].doc_id)):
+        if not hits:
             return None
         topics = {topic_of(h.doc_id) for h in hits[: self.TOP_DOCUMENTS]}
+        if not self.matcher.covers(topic_of(hits[0].doc_id)):
+            topics = set()  # only the answers approved in the console compete
         match = self.matcher.match(text, topics)
         if match is None:
             return None
@@ -131,7 +134,9 @@ class CardAnswerer:
             return None
         same = [g for g in usable if g.doc.meta.lang == lang] or usable
         parts: list[str] = []
-        composer: Literal["card", "calculator"] = "card"
+        composer: Literal["card", "calculator", "curated"] = (
+            "curated" if is_curated(card) else "card"
+        )
         if card.calculator is not None:
             earlier = [t.text for t in reversed(conversation.turns) if t.role == "user"]
             outcome = run(card.calculator, text, lang, earlier, messages=self._messages)

@@ -36,7 +36,7 @@ from numpy.typing import NDArray
 
 from bot.components.embeddings import Embedder
 from bot.errors import ConfigError
-from bot.kb.cards import CARD_LIST, LANGS, Card, files_digest, read_cards
+from bot.kb.cards import CARD_LIST, LANGS, Card, files_digest, is_curated, read_cards
 from bot.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -218,6 +218,7 @@ class CardMatcher:
         self.cards = list(cards)
         self.model = model
         self._embedder = embedder
+        self._store = store
         owners: list[int] = []
         texts: list[str] = []
         for number, card in enumerate(self.cards):
@@ -230,10 +231,16 @@ class CardMatcher:
             store.vectors(texts, embedder) if texts else np.zeros((0, 1), dtype=np.float32)
         )
         self._by_id = {card.id: card for card in self.cards}
+        self._curated = np.array([is_curated(card) for card in self.cards], dtype=np.bool_)
         self._topics = [frozenset(topic_of(d) for d in card.docs()) for card in self.cards]
 
     def __len__(self) -> int:
         return len(self.cards)
+
+    def with_cards(self, extra: Sequence[Card]) -> CardMatcher:
+        """A matcher over these cards and ``extra`` (the answers approved in the console):
+        the same model, and only texts not seen before are encoded (once, then cached)."""
+        return CardMatcher([*self.cards, *extra], self._embedder, self.model, self._store)
 
     def covers(self, topic: str) -> bool:
         """Some card rests on a document of ``topic`` (an id without its language suffix)."""
@@ -257,13 +264,33 @@ class CardMatcher:
         if len(order) == 0 or best[order[0]] <= -2.0:
             return None
         top = int(order[0])
-        second = float(best[order[1]]) if len(order) > 1 and best[order[1]] > -2.0 else 0.0
+        closest = self._closest(top, sims)
+        second = 0.0
+        for other in (int(o) for o in order[1:]):
+            if best[other] <= -2.0:
+                break
+            if (self._curated[top] or self._curated[other]) and float(
+                self._matrix[closest] @ self._matrix[self._closest(other, sims)]
+            ) >= self.DUPLICATE:
+                continue  # an approved answer to a question a library card also asks
+            second = float(best[other])
+            break
         rows = np.flatnonzero((self._owners == top) & (sims > -2.0))
-        closest = int(rows[np.argmax(sims[rows])])
         units = lexical_units(question)
         lexical = max(dice(units, lexical_units(self._texts[r])) for r in rows)
         dense = float(best[top])
         return top, closest, (dense, lexical, dense - second)
+
+    DUPLICATE = 0.9
+    """Two cards' closest texts at least this similar ask the same question. When one of
+    them is an approved curated answer, the other does not count against it in ``margin``
+    (an admin approved an answer to a question the library also covers: it is no sign that
+    the question sits between two topics)."""
+
+    def _closest(self, card: int, sims: NDArray[np.float32]) -> int:
+        """The text of ``card`` most similar to the question."""
+        rows = np.flatnonzero((self._owners == card) & (sims > -2.0))
+        return int(rows[np.argmax(sims[rows])])
 
     def similarities(self, vector: NDArray[np.float32]) -> NDArray[np.float32]:
         sims: NDArray[np.float32] = self._matrix @ vector.reshape(-1).astype(np.float32)
@@ -271,14 +298,17 @@ class CardMatcher:
 
     def match(self, question: str, topics: Collection[str] | None = None) -> CardMatch | None:
         """The card that answers ``question``, if the model accepts the best one.
-        ``topics``: only cards resting on these documents (ids without their language
-        suffix: the documents retrieval ranked first for the question)."""
+        ``topics``: only the library's cards resting on these documents (ids without their
+        language suffix: the documents retrieval ranked first for the question) compete;
+        the answers approved in the console always do (an admin approved the answer for
+        the question, whichever document retrieval prefers for it)."""
         if not self.cards:
             return None
         exclude = None
         if topics is not None:
+            wanted = set(topics)
             allowed = np.array(
-                [bool(self._topics[i] & set(topics)) for i in range(len(self.cards))]
+                [bool(self._curated[i] or self._topics[i] & wanted) for i in range(len(self.cards))]
             )
             if not allowed.any():
                 return None
@@ -305,15 +335,16 @@ def topic_of(doc_id: str) -> str:
 def load_matcher(
     embedder: Embedder, settings: Settings, artefact: Path = ARTEFACT
 ) -> CardMatcher | None:
-    """The cards of ``settings.knowledge_dir/cards`` ready to match, or None when cards are
-    off, there are none, or no match model fits this embedding model. When the card files
+    """The cards of ``settings.knowledge_dir/cards`` ready to match (none, in a knowledge
+    base without card files: the console's approved answers are added to it), or None when
+    cards are off or no match model fits this embedding model. When the card files
     are the ones the artefact was trained on, their parsed copy in it is used (no YAML to
     read: a new process is ready in a few milliseconds); otherwise the files are read, a
     file with errors is reported in the log and its good cards are used, and texts the
     artefact has no vector for are encoded and cached under the data directory. A damaged
     artefact is reported in the log and every question is answered from the documents."""
     folder = settings.knowledge_dir / "cards"
-    if not settings.answer_cards or not any(folder.glob("*.yaml")):
+    if not settings.answer_cards:
         return None
     try:
         trained = read_artefact(artefact)
@@ -322,14 +353,14 @@ def load_matcher(
         return None
     if trained is None or trained.model.meta.get("embedder") != embedder.key:
         return None
-    if trained.files_sha256 == files_digest(folder):
-        cards = CARD_LIST.validate_json(trained.cards_json)
-    else:
-        cards, errors = read_cards(folder)
-        for error in errors:
-            logger.warning("answer card not used: %s", error)
-    if not cards:
-        return None
+    cards: list[Card] = []
+    if any(folder.glob("*.yaml")):
+        if trained.files_sha256 == files_digest(folder):
+            cards = CARD_LIST.validate_json(trained.cards_json)
+        else:
+            cards, errors = read_cards(folder)
+            for error in errors:
+                logger.warning("answer card not used: %s", error)
     cache = settings.data_dir / "cache" / f"cards-{embedder.key}.npz"
     store = VectorStore(trained.keys, trained.vectors, cache)
     return CardMatcher(cards, embedder, trained.model, store)

@@ -336,9 +336,27 @@ class ExtractiveComposer:
                 measured.candidates.append((features, i, sentence, primary))
         best_own = max((c[0].own for c in measured.candidates), default=0.0)
         best_context = max((c[0].context for c in measured.candidates), default=0.0)
+        sentences = [c[2] for c in measured.candidates]
+        dense = (
+            self._retriever.similarities(query, sentences)
+            if self._lead.reads_similarity
+            else [0.0] * len(sentences)
+        )
         measured.candidates = [
-            (replace(f, best_own=best_own, best_context=best_context), order, sentence, hit)
-            for f, order, sentence, hit in measured.candidates
+            (
+                replace(
+                    f,
+                    best_own=best_own,
+                    best_context=best_context,
+                    sentence_dense=similarity,
+                ),
+                order,
+                sentence,
+                hit,
+            )
+            for (f, order, sentence, hit), similarity in zip(
+                measured.candidates, dense, strict=True
+            )
         ]
         return measured
 

@@ -1,85 +1,100 @@
-"""Curated answers: a counsellor's reply, approved by an admin for a question pattern and the
-document it rests on. A new question in the same language whose embedding is at least
-``settings.curated_threshold`` similar (cosine) to a pattern gets that answer, still citing
-the document (the agent checks that the document is in the index and in force).
+"""Curated answers: a counsellor's reply, approved by an admin, becomes an answer card
+(``bot.kb.cards.CuratedCard``): the standard question and the answer in both languages, the
+graduates' phrasings as variants, and the sentence of a document it rests on, quoted word for
+word. The agent matches and answers it exactly as it does the library's cards
+(``Agent.use_curated``), while its document is in the index and in force.
 
-``CuratedAnswers`` holds the approved answers in memory; whoever owns the database (the web
-console, the Telegram bot) calls ``replace`` with them at start-up and after each change.
+The proposal and its card live in the database (``ConsoleStore``); whoever owns the database
+(the web console, the Telegram bot, the terminal) gives the agent the approved cards at
+start-up and after each change.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import re
-import threading
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
-import numpy as np
+from pydantic import ValidationError
 
 from bot.agent.redact import redact
-from bot.components.embeddings import Embedder, Vectors
-from bot.kb.models import Lang
+from bot.kb.cards import CURATED_LIST, CURATED_PREFIX, CuratedCard, check_curated
+
+logger = logging.getLogger(__name__)
+
+Problem = tuple[str, str]
+"""(what is wrong, detail): ``missing`` (a field), ``unknown_document``, ``quote_not_found``,
+``invalid`` (the validator's message)."""
 
 
-@dataclass(frozen=True, slots=True)
-class CuratedEntry:
-    id: int
-    question: str
-    answer: str
-    lang: str
+@dataclass(frozen=True)
+class CardForm:
+    """What an admin approves: both languages of the question and the answer, the
+    graduates' other phrasings (one per line), and the evidence."""
+
+    question: Mapping[str, str]
+    answer: Mapping[str, str]
     doc_id: str
+    quote: str
+    variants: Mapping[str, Sequence[str]] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
-class CuratedMatch:
-    entry: CuratedEntry
-    similarity: float
+def _lines(texts: Iterable[str]) -> list[str]:
+    kept = [redact(t.strip()) for t in texts if t and t.strip()]
+    return list(dict.fromkeys(kept))
 
 
-class CuratedAnswers:
-    def __init__(self, embedder: Embedder, threshold: float) -> None:
-        self._embedder = embedder
-        self.threshold = threshold
-        self._lock = threading.Lock()
-        self._entries: list[CuratedEntry] = []
-        self._vectors: Vectors | None = None
-        self._cache: dict[str, Vectors] = {}
+def build_card(
+    number: int, form: CardForm, chunks: Mapping[str, Sequence[str]]
+) -> CuratedCard | list[Problem]:
+    """Proposal ``number`` as a card, every text redacted, or everything that is wrong with
+    the form at once. ``chunks``: the index's documents, as their sections' texts."""
+    problems: list[Problem] = []
+    for name, values in (("question", form.question), ("answer", form.answer)):
+        for lang in ("zh", "en"):
+            if not (values.get(lang) or "").strip():
+                problems.append(("missing", f"{name}.{lang}"))
+    if not form.doc_id.strip():
+        problems.append(("missing", "doc_id"))
+    if len(form.quote.strip()) < 4:
+        problems.append(("missing", "quote"))
+    if problems:
+        return problems
+    data = {
+        "id": f"{CURATED_PREFIX}{number}",
+        "question": {lang: redact(form.question[lang].strip()) for lang in ("zh", "en")},
+        "answer": {lang: redact(form.answer[lang].strip()) for lang in ("zh", "en")},
+        "variants": {
+            lang: [
+                v
+                for v in _lines(form.variants.get(lang, ()))
+                if v != redact(form.question[lang].strip())
+            ]
+            for lang in ("zh", "en")
+        },
+        "evidence": [{"doc": form.doc_id.strip(), "quote": form.quote.strip()}],
+    }
+    try:
+        card = CuratedCard.model_validate(data)
+    except ValidationError as exc:
+        return [
+            ("invalid", f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}") for e in exc.errors()
+        ]
+    found = check_curated(card, chunks)
+    return found if found else card
 
-    def __len__(self) -> int:
-        return len(self._entries)
 
-    def replace(self, entries: Sequence[CuratedEntry]) -> None:
-        """Use these approved answers from now on (question embeddings are cached)."""
-        vectors = [self._vector(entry.question) for entry in entries]
-        matrix = np.stack(vectors) if vectors else None
-        with self._lock:
-            self._entries = list(entries)
-            self._vectors = matrix
-            keep = {entry.question for entry in entries}
-            self._cache = {q: v for q, v in self._cache.items() if q in keep}
-
-    def _vector(self, text: str) -> Vectors:
-        cached = self._cache.get(text)
-        if cached is None:
-            cached = np.asarray(self._embedder.embed_query(text), dtype=np.float32).reshape(-1)
-            self._cache[text] = cached
-        return cached
-
-    def match(self, question: str, lang: Lang) -> CuratedMatch | None:
-        """The most similar approved answer in ``lang`` at or above the threshold."""
-        with self._lock:
-            entries, matrix = self._entries, self._vectors
-        if matrix is None or not question.strip():
-            return None
-        query = np.asarray(self._embedder.embed_query(question), dtype=np.float32).reshape(-1)
-        scores = matrix @ query
-        best: CuratedMatch | None = None
-        for entry, score in zip(entries, scores.tolist(), strict=True):
-            if entry.lang != lang or score < self.threshold:
-                continue
-            if best is None or score > best.similarity:
-                best = CuratedMatch(entry, round(float(score), 4))
-        return best
+def parse_cards(rows: Sequence[tuple[int, str]]) -> list[CuratedCard]:
+    """The approved cards as stored; one that no longer parses is logged and left out."""
+    cards: list[CuratedCard] = []
+    for number, text in rows:
+        try:
+            cards.extend(CURATED_LIST.validate_python([json.loads(text)]))
+        except (ValueError, ValidationError) as exc:
+            logger.error("curated answer %d not used: %s", number, exc)
+    return cards
 
 
 _GREETING = re.compile(

@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from bot.errors import ConfigError
 
@@ -39,6 +39,7 @@ FEATURES: tuple[str, ...] = (
     "list_item",  # an item of a list (with its lead-in)
     "length",  # log length of the sentence
     "modal_for_yes_no",  # a yes/no question and a sentence that rules (不得, must, may)
+    "sentence_dense",  # the encoder's similarity of the question and the sentence itself
 )
 
 _YES_NO = re.compile(
@@ -91,6 +92,7 @@ class Candidate:
     best_own: float = 0.0
     """The highest ``own`` among the document's sentences (set once all are measured)."""
     best_context: float = 0.0
+    sentence_dense: float = 0.0
 
     def vector(self) -> list[float]:
         return [
@@ -110,10 +112,15 @@ class Candidate:
             float(self.list_item),
             math.log1p(self.length) / 6,
             float(self.yes_no and self.modal),
+            self.sentence_dense,
         ]
 
 
 class LeadScorer(Protocol):
+    reads_similarity: ClassVar[bool]
+    """Whether ``score`` reads ``Candidate.sentence_dense`` (the composer embeds the
+    document's sentences only for a scorer that does)."""
+
     def score(self, candidate: Candidate) -> float: ...
 
 
@@ -121,6 +128,8 @@ class HandWeights:
     """The composer's hand-set weights (measured on tests/eval/answers.jsonl): word overlap,
     with the sentence's context and heading, a figure, a section's opening sentence, an
     earlier position and the answer shape the question asks for."""
+
+    reads_similarity: ClassVar[bool] = False
 
     def score(self, candidate: Candidate) -> float:
         c = candidate
@@ -142,6 +151,7 @@ class LeadModel:
     weights: tuple[float, ...]
     bias: float
     meta: Mapping[str, Any] = field(default_factory=dict)
+    reads_similarity: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         if len(self.weights) != len(FEATURES):

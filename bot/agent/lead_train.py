@@ -94,6 +94,9 @@ DEV_SETS = (
     "answers_holdout.jsonl",
     "answers_blind_1.jsonl",
     "answers_blind_2.jsonl",
+    "answers_blind_3.jsonl",
+    "answers_blind_4.jsonl",
+    "answers_blind_5.jsonl",
 )
 """Development answer sets (no longer blind: their failures were read): a question whose
 opening paragraph must carry ``lead`` key facts teaches which sentence should open."""

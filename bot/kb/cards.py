@@ -116,6 +116,57 @@ class Card(BaseModel):
         return list(dict.fromkeys(e.doc for e in self.evidence))
 
 
+CURATED_PREFIX = "curated-"
+"""The id of a card an admin approved in the console: ``curated-<proposal number>``."""
+
+
+class CuratedVariants(Variants):
+    """A counsellor's approved answer comes with the graduates' own phrasings, as many as
+    there are (the standard question already matches)."""
+
+    zh: list[str] = Field(default_factory=list)
+    en: list[str] = Field(default_factory=list)
+
+
+class CuratedCard(Card):
+    """A counsellor's reply, approved by an admin in the console, as a card: the same
+    matcher and answer path as the library's cards, checked the same way (both languages,
+    a quote found word for word in a document of the index) but without the library's
+    minimum of variants."""
+
+    variants: CuratedVariants = Field(default_factory=CuratedVariants)
+
+    @field_validator("id")
+    @classmethod
+    def _curated_id(cls, value: str) -> str:
+        if not value.startswith(CURATED_PREFIX):
+            raise ValueError(f"a curated card's id starts with {CURATED_PREFIX}")
+        return value
+
+
+def is_curated(card: Card) -> bool:
+    return card.id.startswith(CURATED_PREFIX)
+
+
+CURATED_LIST = TypeAdapter(list[CuratedCard])
+
+
+def check_curated(card: Card, chunks: Mapping[str, Sequence[str]]) -> list[tuple[str, str]]:
+    """What keeps an approved answer from being served, as (problem, detail): a cited
+    document not in the index (``unknown_document``) or a quote no section of it holds word
+    for word (``quote_not_found``; the answer path quotes one section)."""
+    problems: list[tuple[str, str]] = []
+    for item in card.evidence:
+        sections = chunks.get(item.doc)
+        if not sections:
+            problems.append(("unknown_document", item.doc))
+            continue
+        wanted = comparable(item.quote)
+        if not any(wanted in comparable(text) for text in sections):
+            problems.append(("quote_not_found", f"{item.doc}: {item.quote[:60]}"))
+    return problems
+
+
 @dataclass(frozen=True)
 class CardError:
     """One problem with a card file, said so an admin can find and fix it."""

@@ -13,11 +13,12 @@ import os
 import pickle
 import threading
 import time
-from collections.abc import Callable, Container
+from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, cast
 
 import numpy as np
+from numpy.typing import NDArray
 
 from bot.components.embeddings import Embedder
 from bot.kb.index import ChunkRecord, KnowledgeIndex
@@ -86,6 +87,30 @@ class Retriever:
         self._lock = threading.Lock()
         self._snapshot: _Snapshot | None = None
         self._checked_at = 0.0
+        self._sentence_vectors: dict[str, NDArray[np.float32]] = {}
+
+    SENTENCE_VECTORS = 20_000
+    """Sentence embeddings kept for ``similarities`` (a document's sentences are embedded
+    once, on the first question that reads them: about 50 sentences, tens of milliseconds)."""
+
+    def similarities(self, query: str, sentences: Sequence[str]) -> list[float]:
+        """The encoder's cosine similarity of ``query`` and each of ``sentences`` (the
+        composer's lead ranker reads it; every agent on this index shares the cache)."""
+        if not sentences:
+            return []
+        cache = self._sentence_vectors
+        found = {s: cache.get(s) for s in sentences}  # another thread may clear the cache
+        missing = [s for s, vector in found.items() if vector is None]
+        if missing:
+            if len(cache) + len(missing) > self.SENTENCE_VECTORS:
+                cache.clear()
+            rows = np.asarray(self._embedder.embed_documents(missing), dtype=np.float32)
+            new = dict(zip(missing, rows, strict=True))
+            cache.update(new)
+            found.update(new)
+        query_vector = np.asarray(self._embedder.embed_query(query), dtype=np.float32)
+        matrix = np.stack([v for v in (found[s] for s in sentences) if v is not None])
+        return [float(v) for v in matrix @ query_vector.reshape(-1)]
 
     def refresh(self, force: bool = False) -> None:
         """Reload documents and the lexical index if the index changed since the last look

@@ -26,7 +26,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from bot.agent.curated import CuratedEntry
 from bot.agent.redact import redact
 from bot.errors import StorageError
 from bot.storage.models import (
@@ -130,6 +129,8 @@ class CuratedAnswer:
     decided_by: int | None
     created_at: dt.datetime
     decided_at: dt.datetime | None
+    card: str | None = None
+    """Once approved: the answer card as JSON (``bot.kb.cards.CuratedCard``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -553,13 +554,11 @@ class ConsoleStore:
         async with self.store.transaction() as s:
             return _records(CuratedAnswer, (await s.execute(query)).scalars())
 
-    async def approved_entries(self) -> list[CuratedEntry]:
-        """The approved curated answers, as the agent's matcher takes them
-        (``CuratedAnswers.replace``)."""
-        return [
-            CuratedEntry(c.id, c.question, c.answer, c.lang, c.doc_id)
-            for c in await self.curated("approved")
-        ]
+    async def approved_cards(self) -> list[tuple[int, str]]:
+        """The approved answers' cards as stored (JSON), by proposal number; an answer
+        approved before answers became cards has none and is left out (the console lists
+        it for completion)."""
+        return [(c.id, c.card) for c in await self.curated("approved") if c.card]
 
     async def get_curated(self, curated_id: int) -> CuratedAnswer | None:
         async with self.store.transaction() as s:
@@ -575,10 +574,12 @@ class ConsoleStore:
         question: str | None = None,
         doc_id: str | None = None,
         answer: str | None = None,
+        card: str | None = None,
     ) -> bool:
-        """Approve (optionally with an edited question pattern, answer or document) or
-        reject a proposal; an approved answer can later be withdrawn (rejected). Edited
-        texts are redacted as they are stored."""
+        """Approve (with the answer card built from it: ``card``, JSON, redacted by the
+        caller, and optionally an edited question pattern, answer or document) or reject a
+        proposal; an approved answer can later be withdrawn (rejected), or approved again
+        with a completed card. Edited texts are redacted as they are stored."""
         values: dict[str, Any] = {
             "status": status,
             "decided_by": decided_by,
@@ -590,7 +591,11 @@ class ConsoleStore:
             values["doc_id"] = doc_id
         if answer and answer.strip():
             values["answer"] = redact(answer.strip())[:MAX_TEXT]
-        allowed = ["proposed"] if status == "approved" else ["proposed", "approved"]
+        if card is not None:
+            values["card"] = card
+        # approving an approved answer edits it (and completes one approved before
+        # answers became cards); rejecting one withdraws it
+        allowed = ["proposed", "approved"]
         statement = (
             update(CuratedAnswerRow)
             .where(CuratedAnswerRow.id == curated_id, CuratedAnswerRow.status.in_(allowed))

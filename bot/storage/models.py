@@ -443,6 +443,8 @@ class CuratedAnswerRow(Base):
         ForeignKey("tickets.id", ondelete="SET NULL"), index=True
     )
     status: Mapped[str] = mapped_column(String(16), default="proposed", index=True)
+    card: Mapped[str | None] = mapped_column(Text, default=None)
+    """Once approved: the answer card (``bot.kb.cards.CuratedCard``) as JSON, redacted."""
     proposed_by: Mapped[int | None] = mapped_column(
         ForeignKey("web_accounts.id", ondelete="SET NULL")
     )

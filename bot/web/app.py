@@ -33,7 +33,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Scope
 
 from bot.agent.agent import Agent
-from bot.agent.curated import CuratedAnswers
+from bot.agent.curated import parse_cards
 from bot.kb.models import Lang
 from bot.kb.service import KnowledgeBase
 from bot.prompts import Messages
@@ -73,7 +73,6 @@ class WebServices:
     console: ConsoleStore
     kb: KnowledgeBase
     agent: Agent
-    curated: CuratedAnswers
     messages: Messages
     limiter: LoginLimiter
     pool: ThreadPoolExecutor = field(
@@ -120,8 +119,10 @@ class WebServices:
         self._bot = bot
         return Desk(settings, self.store, Gateway(bot), self.messages)
 
-    async def reload_curated(self) -> None:
-        await self.run(self.curated.replace, await self.console.approved_entries())
+    async def reload_curated(self) -> int:
+        """Give the agent the approved curated answers (as cards); how many are in use."""
+        cards = parse_cards(await self.console.approved_cards())
+        return await self.run(self.agent.use_curated, cards)
 
     async def close(self) -> None:
         if self._bot is not None:
@@ -138,14 +139,12 @@ def build_services(
     console = ConsoleStore(store)
     knowledge = kb or KnowledgeBase.open(settings)
     messages = Messages.load()
-    curated = CuratedAnswers(knowledge.embedder, settings.curated_threshold)
     return WebServices(
         settings=settings,
         store=store,
         console=console,
         kb=knowledge,
-        agent=Agent(knowledge, settings, messages, curated=curated),
-        curated=curated,
+        agent=Agent(knowledge, settings, messages),
         messages=messages,
         limiter=LoginLimiter(
             console,

@@ -9,9 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from bot.agent.curated import CardForm, build_card
+from bot.kb.cards import CuratedCard
 from bot.prompts import Messages
 from bot.settings import Settings
-from tests.agent.conftest import write_probation_docs
+from bot.storage import Database, Store
+from bot.storage.console_store import ConsoleStore
+from tests.agent.conftest import PROBATION_ZH, write_probation_docs
 from tests.conftest import DocWriter, run_cli, run_gradguide
 
 MESSAGES = Messages.load()
@@ -153,3 +157,51 @@ def test_chat_confirms_a_chinese_region_in_chinese(
     code, out, _ = run_cli(capsys, "chat")
     assert code == 0
     assert MESSAGES.get("region_set", "zh", region="上海") in out
+
+
+CURATED = "试用期工资最少是约定工资的八成，也不能低于当地最低工资。"
+CURATED_EN = "Probation pay is at least 80% of the agreed wage, and never below the local minimum."
+
+
+async def approve_card(settings: Settings) -> None:
+    """A counsellor's answer, approved in the console as an answer card, in the bot's
+    database (the default SQLite file in the data dir)."""
+    built = build_card(
+        1,
+        CardForm(
+            question={"zh": "试用期工资可以打几折", "en": "How much can probation pay be cut?"},
+            answer={"zh": CURATED, "en": CURATED_EN},
+            doc_id="probation-zh",
+            quote="试用期工资不得低于劳动合同约定工资的百分之八十",
+        ),
+        {"probation-zh": [PROBATION_ZH]},
+    )
+    assert isinstance(built, CuratedCard), built
+    async with Database.from_settings(settings) as database:
+        await database.migrate()
+        console = ConsoleStore(Store(database))
+        number = await console.propose_curated(
+            "试用期工资可以打几折", CURATED, "zh", "probation-zh", ticket_id=None, proposed_by=None
+        )
+        admin = await console.add_account("admin", "Admin", "admin", "not-a-login")
+        assert await console.decide_curated(
+            number, "approved", admin.id, card=built.model_dump_json()
+        )
+
+
+async def test_ask_and_chat_answer_from_a_card_approved_in_the_console(
+    docs: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    question = "试用期工资公司能打几折？"
+    code, out, _ = run_cli(capsys, "ask", question, "--json")
+    assert code == 0 and CURATED not in json.loads(out)["answer"]
+
+    await approve_card(docs)
+    code, out, _ = run_cli(capsys, "ask", question, "--json")
+    reply = json.loads(out)
+    assert code == 0 and reply["answer"].startswith(CURATED), reply["answer"]
+    assert reply["citations"][0]["doc_id"] == "probation-zh"
+
+    chat = run_gradguide(docs, "chat", stdin="How much can my probation pay be cut?\n/quit\n")
+    assert chat.returncode == 0, chat.stderr
+    assert CURATED_EN in chat.stdout

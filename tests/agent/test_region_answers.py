@@ -54,8 +54,11 @@ def test_a_question_naming_a_city_without_documents_says_so_and_gives_the_nation
     ask: Ask,
 ) -> None:
     reply = ask("我在深圳，事业单位招聘说的应届生是指毕业几年内的？")
-    assert "深圳" in reply.text.split("\n\n", 1)[0], reply.text
-    assert MESSAGES.get("region_no_document", "zh", region="深圳").split("，")[0] in reply.text
+    opening = reply.text.split("\n\n", 1)[0]
+    notice = MESSAGES.get("region_no_document", "zh", region="深圳")
+    assert opening.startswith(notice), reply.text
+    # the answer starts right under the notice, in the paragraph a graduate reads first
+    assert opening.removeprefix(notice).strip(), reply.text
     assert not shanghai_cited(reply), "Shanghai's rule passed off as Shenzhen's"
 
 

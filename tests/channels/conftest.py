@@ -22,7 +22,6 @@ from typing import Any
 import pytest
 
 from bot.agent.agent import Agent
-from bot.agent.curated import CuratedAnswers
 from bot.channels.telegram.app import Services, build_application
 from bot.channels.telegram.webhook import WebhookReceiver
 from bot.kb.service import KnowledgeBase
@@ -178,14 +177,12 @@ class Stack:
         database = Database(settings.database_url_or_default)
         self.databases.append(database)
         await database.migrate()
-        curated = CuratedAnswers(self.kb.embedder, settings.curated_threshold)
         services = Services(
             settings=settings,
             kb=self.kb,
-            agent=Agent(self.kb, self.kb.settings, curated=curated),
+            agent=Agent(self.kb, self.kb.settings),
             store=Store(database, clock=self.clock),
             messages=Messages.load(),
-            curated=curated,
         )
         application = build_application(services)
         await application.initialize()

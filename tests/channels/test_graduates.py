@@ -11,9 +11,11 @@ from collections.abc import Callable
 
 import pytest
 
+from bot.agent.curated import CardForm, build_card
 from bot.channels.telegram.formatting import MESSAGE_LIMIT
 from bot.channels.telegram.jobs import apply_retention, load_curated
 from bot.channels.telegram.office_hours import format_office_hours
+from bot.kb.cards import CuratedCard
 from bot.kb.models import Lang
 from bot.storage.console_store import ConsoleStore
 from bot.storage.store import Ticket, User
@@ -246,7 +248,20 @@ async def test_a_curated_answer_approved_in_the_console_is_what_the_bot_answers(
     )
     assert await load_curated(bot.services) == 0, "a proposal is not used before approval"
     admin = await console.add_account("wang", "王老师", "admin", "not-a-real-hash")
-    assert await console.decide_curated(proposal, "approved", decided_by=admin.id)
+    card = build_card(
+        proposal,
+        CardForm(
+            question={"zh": question, "en": "My employer won't pay social insurance on probation"},
+            answer={"zh": curated, "en": "Your employer must pay social insurance on probation."},
+            doc_id="probation-zh",
+            quote="试用期内单位同样应当依法缴纳社会保险。",
+        ),
+        {"probation-zh": [c.text for c in bot.services.kb.retriever.doc_chunks("probation-zh")]},
+    )
+    assert isinstance(card, CuratedCard), card
+    assert await console.decide_curated(
+        proposal, "approved", decided_by=admin.id, card=card.model_dump_json()
+    )
     assert await load_curated(bot.services) == 1
 
     answer = await ask(tg, alice, question + "？")

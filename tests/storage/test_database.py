@@ -48,7 +48,7 @@ TABLES = {
     "ticket_attachments",
     "erasures",
 }
-HEAD = "0007"
+HEAD = "0008"
 """The newest migration."""
 
 

@@ -30,7 +30,6 @@ from telegram.ext import (
 )
 
 from bot.agent.agent import Agent
-from bot.agent.curated import CuratedAnswers
 from bot.agent.redact import install_log_redaction
 from bot.channels.telegram.check import REJECTED_TOKEN, STOPPING_AREAS, check_telegram
 from bot.channels.telegram.desk import Desk, UpdateInProgress, current_update
@@ -73,8 +72,6 @@ class Services:
     store: Store
     messages: Messages
     desk: Desk | None = None
-    curated: CuratedAnswers | None = None
-    """The approved curated answers the agent uses (refreshed from the database by a job)."""
     agent_pool: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(4, thread_name_prefix="agent")
     )
@@ -299,15 +296,13 @@ def open_services(settings: Settings) -> Services:
     kb = KnowledgeBase.open(settings)
     kb.ensure_built()
     store = Store(Database.from_settings(settings))
-    curated = CuratedAnswers(kb.embedder, settings.curated_threshold)
     messages = Messages.load()
     services = Services(
         settings=settings,
         kb=kb,
-        agent=Agent(kb, settings, messages, curated=curated),
+        agent=Agent(kb, settings, messages),
         store=store,
         messages=messages,
-        curated=curated,
         agent_pool=ThreadPoolExecutor(settings.agent_threads, thread_name_prefix="agent"),
     )
     started = time.perf_counter()

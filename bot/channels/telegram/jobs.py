@@ -16,6 +16,7 @@ from typing import Any, cast
 from telegram import Update
 from telegram.ext import Application, ContextTypes
 
+from bot.agent.curated import parse_cards
 from bot.channels.telegram import formatting as fmt
 from bot.channels.telegram.admins import ingest_upload
 from bot.channels.telegram.app import UPDATE_STALE_AFTER, Services
@@ -54,8 +55,7 @@ def schedule(application: Application, services: Services) -> None:  # type: ign
         data=services.store.now(),  # this process's start: older uploads were cut off
     )
     queue.run_repeating(retention, interval=RETENTION_EVERY_S, first=60.0, name="retention")
-    if services.curated is not None:
-        queue.run_repeating(refresh_curated, interval=CURATED_EVERY_S, first=0.0, name="curated")
+    queue.run_repeating(refresh_curated, interval=CURATED_EVERY_S, first=0.0, name="curated")
 
 
 def _services(context: ContextTypes.DEFAULT_TYPE) -> Services:
@@ -216,13 +216,11 @@ async def refresh_curated(context: ContextTypes.DEFAULT_TYPE) -> None:
 
 
 async def load_curated(s: Services) -> int:
-    """Give the agent the curated answers approved in the web console; how many."""
-    if s.curated is None:
-        return 0
-    entries = await ConsoleStore(s.store).approved_entries()
+    """Give the agent the curated answers approved in the web console (as answer cards);
+    how many are in use."""
+    cards = parse_cards(await ConsoleStore(s.store).approved_cards())
     loop = asyncio.get_running_loop()
-    await loop.run_in_executor(s.agent_pool, s.curated.replace, entries)  # embeds patterns
-    return len(entries)
+    return await loop.run_in_executor(s.agent_pool, s.agent.use_curated, cards)  # encodes
 
 
 UPLOAD_STALE_S = 600.0
