@@ -29,7 +29,6 @@ from bot.agent.guard import Guard, Label, Verdict, build_guard
 from bot.agent.lead_rank import lead_scorer
 from bot.agent.llm_composer import LlmComposer, LlmUnavailable
 from bot.agent.models import Conversation, HandoffReason, Intent, Reply, Turn
-from bot.agent.redact import redact
 from bot.components.llm import build_chat_model
 from bot.kb.cards import Card
 from bot.kb.chunking import split_sentences
@@ -38,6 +37,7 @@ from bot.kb.models import Lang, detect_lang
 from bot.kb.regions import NATIONAL, applies, normalise_region, region_name
 from bot.kb.retriever import Hit
 from bot.kb.service import KnowledgeBase
+from bot.privacy import redact
 from bot.prompts import Messages
 from bot.settings import Settings
 

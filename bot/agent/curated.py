@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
-from bot.agent.redact import redact
 from bot.kb.cards import CURATED_LIST, CURATED_PREFIX, CuratedCard, check_curated
+from bot.privacy import redact
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from bot.agent.models import HandoffReason, Intent, Reply
-from bot.agent.redact import redact
+from bot.privacy import redact
 from bot.storage.store import TurnRecord
 
 Category = Literal["policy", "rights", "procedure", "crisis", "other"]

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import BaseModel
 
 from bot.components.embeddings import Embedder
@@ -424,8 +425,6 @@ class Ingestor:
         )
 
     def _embed(self, texts: list[str]) -> Any:
-        import numpy as np
-
         size = self._settings.embedding_batch_size
         parts = [
             self._embedder.embed_documents(texts[i : i + size]) for i in range(0, len(texts), size)

@@ -26,8 +26,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from bot.agent.redact import redact
 from bot.errors import StorageError
+from bot.privacy import redact
 from bot.storage.models import (
     CannedReplyRow,
     CuratedAnswerRow,

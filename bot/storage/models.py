@@ -276,7 +276,7 @@ class UnansweredRow(Base):
         ForeignKey("users.id", ondelete="CASCADE"), index=True
     )
     question: Mapped[str] = mapped_column(Text)
-    """Always redacted before it is written (``bot.agent.redact``)."""
+    """Always redacted before it is written (``bot.privacy``)."""
     lang: Mapped[str | None] = mapped_column(String(8))
     confidence: Mapped[float | None] = mapped_column(Float)
     reason: Mapped[str] = mapped_column(String(32))

@@ -43,8 +43,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.dml import Delete, Update
 
-from bot.agent.redact import redact
 from bot.kb.models import Lang
+from bot.privacy import redact
 from bot.storage.db import Database
 from bot.storage.models import (
     OPEN_STATUSES,

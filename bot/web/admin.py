@@ -23,7 +23,6 @@ from fastapi.responses import Response
 
 from bot.agent.curated import CardForm, Problem, build_card, impersonal
 from bot.agent.models import Conversation, Reply
-from bot.agent.redact import redact
 from bot.errors import DocumentNotFoundError, GradGuideError, MetadataError
 from bot.kb.cards import CuratedCard
 from bot.kb.chunking import chunk_sections
@@ -34,10 +33,12 @@ from bot.kb.regions import NATIONAL, region_name
 from bot.kb.retriever import Hit
 from bot.kb.service import Conflict, OverrideOutcome, OverrideStatus
 from bot.kb.upload import META_FIELDS
+from bot.privacy import redact
 from bot.storage.console_store import CuratedAnswer
 from bot.storage.store import UnansweredQuestion
 from bot.web import charts
 from bot.web.app import Viewer, WebServices, admin, lang_of, redirect, render, services_of
+from bot.web.counsellor import actor_names
 from bot.web.labels import Labels
 from bot.web.security import new_token
 from bot.web.staging import NameCheck, Staging, file_name
@@ -827,8 +828,6 @@ async def analytics_csv(request: Request, viewer: Viewer = admin) -> Response:
 @router.get("/audit")
 async def audit(request: Request, viewer: Viewer = admin) -> Response:
     s = services_of(request)
-    from bot.web.counsellor import actor_names
-
     return render(
         request,
         "audit.html",

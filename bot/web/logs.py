@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from urllib.parse import quote, unquote_plus
 
-from bot.agent.redact import install_log_redaction, redact
+from bot.privacy import install_log_redaction, redact
 from bot.settings import Settings
 
 ACCESS_LOGGER = "uvicorn.access"

@@ -11,7 +11,7 @@ import pytest
 
 from bot.agent.agent import Agent
 from bot.agent.models import Conversation
-from bot.agent.redact import RedactingFilter, install_log_redaction, redact
+from bot.privacy import RedactingFilter, install_log_redaction, redact
 
 ID_NUMBER = "11010519491231002X"
 ID_DIGITS = "110105194912310021"

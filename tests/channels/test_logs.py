@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.agent.redact import install_log_redaction
+from bot.privacy import install_log_redaction
 from tests.channels.conftest import COUNSELLOR, FORUM, GRADUATE, TINY_DOC, Stack
 from tests.fakes.telegram_server import FakeTelegram
 

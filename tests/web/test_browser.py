@@ -352,10 +352,12 @@ async def test_an_admin_works_through_the_admin_pages(
         await snap(page, "unanswered")
 
         await page.goto(f"{server.url}/admin/curated")
-        offered = await page.locator("textarea[name=answer]").input_value()
+        offered = await page.locator("textarea[name=answer_zh]").input_value()
         assert offered.startswith("试用期也必须缴纳社保。"), offered
         assert "张同学" not in offered and "13812345678" not in offered
         assert "陈老师" not in offered
+        # the English side of the card is for the admin to write
+        assert await page.locator("textarea[name=answer_en]").input_value() == ""
         await snap(page, "curated")
 
         await page.click(f"header >> text={words['history']}")

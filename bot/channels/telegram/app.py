@@ -30,7 +30,6 @@ from telegram.ext import (
 )
 
 from bot.agent.agent import Agent
-from bot.agent.redact import install_log_redaction
 from bot.channels.telegram.check import REJECTED_TOKEN, STOPPING_AREAS, check_telegram
 from bot.channels.telegram.desk import Desk, UpdateInProgress, current_update
 from bot.channels.telegram.gateway import Gateway
@@ -39,6 +38,7 @@ from bot.check import Status, check_console, check_settings
 from bot.errors import StorageError, TelegramConfigError, UpdateNotClaimed
 from bot.kb.models import Lang
 from bot.kb.service import KnowledgeBase
+from bot.privacy import install_log_redaction
 from bot.prompts import Messages
 from bot.settings import Settings
 from bot.storage.db import Database

@@ -38,7 +38,6 @@ from typing import Any
 from telegram import Message
 
 from bot.agent.models import Citation, Reply
-from bot.agent.redact import redact
 from bot.channels.telegram import formatting as fmt
 from bot.channels.telegram.gateway import (
     DeliveryFailed,
@@ -50,6 +49,7 @@ from bot.channels.telegram.lease import LeaseLost, SendLease
 from bot.errors import StorageError
 from bot.handoff.policy import topic_intent, transcript, triage
 from bot.kb.models import Lang
+from bot.privacy import redact
 from bot.prompts import Messages
 from bot.settings import Settings
 from bot.storage.store import (

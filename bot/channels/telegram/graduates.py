@@ -23,7 +23,6 @@ from telegram.ext import (
 )
 
 from bot.agent.models import Conversation, HandoffReason, Intent, Reply
-from bot.agent.redact import redact
 from bot.channels.telegram import forget, office_hours
 from bot.channels.telegram import formatting as fmt
 from bot.channels.telegram.app import Services, chat_key
@@ -33,6 +32,8 @@ from bot.channels.telegram.media import attachment_of
 from bot.errors import KnowledgeBaseError
 from bot.kb.models import Lang, detect_lang
 from bot.kb.regions import REGIONS, normalise_region
+from bot.privacy import redact
+from bot.storage.console_store import ConsoleStore
 from bot.storage.store import (
     ConversationRecord,
     Escalated,
@@ -682,8 +683,6 @@ async def on_media(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     await s.store.add_turn(conversation.id, "graduate", message.caption or "[media]")
     attachment = attachment_of(message)
     if attachment is not None:  # for the ticket page of the web console
-        from bot.storage.console_store import ConsoleStore
-
         await ConsoleStore(s.store).add_attachment(
             ticket.id,
             conversation.id,

@@ -1,4 +1,5 @@
-"""Personal data out of logs and analytics: ID numbers, phone numbers, e-mail, bank cards."""
+"""Personal data out of logs, analytics and what the bot stores: ID numbers, phone numbers,
+e-mail, bank cards (every layer may use it: the storage layer redacts before it writes)."""
 
 from __future__ import annotations
 
