@@ -7,14 +7,11 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Literal
 
 from bot.agent.models import HandoffReason, Intent, Reply
+from bot.handoff.models import Category, Priority
 from bot.privacy import redact
 from bot.storage.store import TurnRecord
-
-Category = Literal["policy", "rights", "procedure", "crisis", "other"]
-Priority = Literal["urgent", "high", "normal"]
 
 TRANSCRIPT_TURNS = 12
 """Recent turns copied into a ticket for the counsellor."""

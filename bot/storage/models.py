@@ -31,6 +31,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from bot.handoff.models import CATEGORIES, OWNERS, PRIORITIES, TICKET_STATUSES
+
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -41,12 +43,7 @@ NAMING_CONVENTION = {
 
 USER_ROLES = ("graduate", "counsellor", "admin")
 LANGS = ("zh", "en")
-OWNERS = ("bot", "queued", "assigned")
 TURN_ROLES = ("graduate", "bot", "counsellor", "system")
-TICKET_STATUSES = ("queued", "assigned", "resolved", "cancelled")
-OPEN_STATUSES = ("queued", "assigned")
-CATEGORIES = ("policy", "rights", "procedure", "crisis", "other")
-PRIORITIES = ("urgent", "high", "normal")
 DIRECTIONS = ("to_counsellors", "to_graduate")
 OUTBOX_STATUSES = ("pending", "sent", "dead")
 FEEDBACK_KINDS = ("thumb", "rating")

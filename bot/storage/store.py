@@ -43,12 +43,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.dml import Delete, Update
 
+from bot.handoff.models import OPEN_STATUSES, PRIORITIES, Category, Owner, Priority, TicketStatus
 from bot.kb.models import Lang
 from bot.privacy import redact
 from bot.storage.db import Database
 from bot.storage.models import (
-    OPEN_STATUSES,
-    PRIORITIES,
     PROCESSING,
     Base,
     ChatLeaseRow,
@@ -68,11 +67,7 @@ from bot.storage.models import (
 )
 
 Role = Literal["graduate", "counsellor", "admin"]
-Owner = Literal["bot", "queued", "assigned"]
 TurnRole = Literal["graduate", "bot", "counsellor", "system"]
-Category = Literal["policy", "rights", "procedure", "crisis", "other"]
-Priority = Literal["urgent", "high", "normal"]
-TicketStatus = Literal["queued", "assigned", "resolved", "cancelled"]
 Direction = Literal["to_counsellors", "to_graduate"]
 FeedbackKind = Literal["thumb", "rating"]
 UnansweredReason = Literal["low_confidence", "no_answer", "handoff"]

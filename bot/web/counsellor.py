@@ -17,9 +17,9 @@ from fastapi.responses import Response, StreamingResponse
 from starlette.background import BackgroundTask
 
 from bot.errors import GradGuideError
+from bot.handoff.models import CATEGORIES, PRIORITIES
 from bot.kb.models import Lang
 from bot.storage.console_store import Account
-from bot.storage.models import CATEGORIES, PRIORITIES
 from bot.storage.store import Ticket, TurnRecord
 from bot.web import attachments as files
 from bot.web.app import (
@@ -105,7 +105,7 @@ async def _graduate_name(s: WebServices, ticket: Ticket) -> str:
 
 async def queue_rows(s: WebServices, lang: Lang) -> list[QueueRow]:
     tickets = await s.store.list_tickets(["queued", "assigned"], limit=500)
-    rank = {p: i for i, p in enumerate(PRIORITIES)}
+    rank: dict[str, int] = {p: i for i, p in enumerate(PRIORITIES)}
     tickets.sort(key=lambda t: (t.status != "queued", rank.get(t.priority, 9), t.created_at))
     now = s.store.now()
     names = await counsellor_names(s, lang)

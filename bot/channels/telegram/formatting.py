@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from bot.agent.models import Citation, Reply
+from bot.handoff.models import CATEGORIES, PRIORITIES
 from bot.kb.models import Lang
 from bot.prompts import Messages
 
@@ -475,8 +476,6 @@ def topic_name(ticket_id: int, category_label: str, student: str) -> str:
 
 # -- counsellor cards ----------------------------------------------------------------------------
 
-CATEGORIES = ("policy", "rights", "procedure", "crisis", "other")
-PRIORITIES = ("urgent", "high", "normal")
 _REASONS = ("requested", "low_confidence", "sensitive", "crisis", "repeated_failure")
 _ROLE_KEYS = {
     "user": "role_graduate",
