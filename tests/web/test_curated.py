@@ -283,3 +283,24 @@ async def test_a_proposal_is_offered_without_greeting_names_or_numbers_and_can_b
     kept = await console.services.console.get_curated(int(number))
     assert kept is not None and kept.status == "approved" and kept.answer == ANSWER
     assert kept.card is not None and QUESTION_EN in kept.card
+
+
+async def test_an_answer_approved_before_cards_is_listed_for_completion(
+    console: Console,
+) -> None:
+    """Answers approved before answers became cards keep their row but are not served
+    until an admin adds the other language and a quote."""
+    store = console.services.console
+    number = await store.propose_curated(
+        QUESTION, ANSWER, "zh", "probation-zh", ticket_id=None, proposed_by=None
+    )
+    assert await store.decide_curated(number, "approved", console.accounts["admin"].id)
+    assert await store.approved_cards() == []  # nothing to serve yet
+
+    await console.as_user("admin")
+    page = html.unescape((await console.client.get("/admin/curated")).text)
+    assert f'data-curated="{number}"' in page
+    messages = console.services.messages
+    labels = [messages.get("web_curated_incomplete", lang) for lang in ("zh", "en")]
+    assert any(label in page for label in labels)
+    assert f'name="question_zh" value="{QUESTION}"' in page
