@@ -1,10 +1,8 @@
 """Writes ``train_eval_questions.jsonl``: the in-domain questions of the retrieval and answer
-development sets (``tests/eval/retrieval.jsonl``, the ``answer`` items of ``ANSWER_SETS``),
-labelled ``ordinary`` — plain policy, rights and procedure questions, which the hand-written
-training files have few of (questions about 宏志助航, about a fee a stranger asks for, about
-学信网 reports were refused as out of scope or illegal). Only retired answer sets are used —
-development data whose failures have been read; a blind set joins after it is measured. Run
-from the repository root: ``python tests/eval/guard/from_eval_sets.py``."""
+development sets (``tests/eval/retrieval.jsonl``, the ``answer`` items of
+``tests/eval/answers.jsonl``), labelled ``ordinary`` — plain policy, rights and procedure
+questions, which the hand-written training files have few of. The held-out answer set is
+never used. Run from the repository root: ``python tests/eval/guard/from_eval_sets.py``."""
 
 from __future__ import annotations
 
@@ -16,13 +14,6 @@ EVAL = Path(__file__).resolve().parent.parent
 CJK = re.compile(r"[\u4e00-\u9fff]")
 
 
-ANSWER_SETS = (
-    "answers.jsonl",
-    "answers_holdout.jsonl",
-    *(f"answers_blind_{n}.jsonl" for n in range(1, 7)),
-)
-
-
 def lang_of(text: str) -> str:
     return "zh" if CJK.search(text) else "en"
 
@@ -32,12 +23,11 @@ def main() -> None:
     for line in (EVAL / "retrieval.jsonl").read_text(encoding="utf-8").splitlines():
         item = json.loads(line)
         rows.append({"text": item["question"], "context": []})
-    for name in ANSWER_SETS:
-        for line in (EVAL / name).read_text(encoding="utf-8").splitlines():
-            item = json.loads(line)
-            if item["expect"] == "answer":
-                *earlier, last = item["turns"]
-                rows.append({"text": last, "context": earlier})
+    for line in (EVAL / "answers.jsonl").read_text(encoding="utf-8").splitlines():
+        item = json.loads(line)
+        if item["expect"] == "answer":
+            *earlier, last = item["turns"]
+            rows.append({"text": last, "context": earlier})
     seen: set[str] = set()
     out = []
     for row in rows:
