@@ -79,6 +79,8 @@ class WebServices:
         default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="web-kb")
     )
     """Knowledge-base and agent work is CPU-bound: one thread, off the event loop."""
+    screened: dict[str, tuple[Any, bool]] = field(default_factory=dict)
+    """The unanswered page's questions: embedding and whether it is a crisis, by text."""
     desk_factory: Callable[[], Awaitable[Desk]] | None = None
     """Builds the Telegram desk on first use (tests may inject one)."""
     _desk: Desk | None = None
@@ -337,6 +339,7 @@ def create_app(services: WebServices) -> FastAPI:
     from bot.web import admin as admin_routes
     from bot.web import auth as auth_routes
     from bot.web import counsellor as counsellor_routes
+    from bot.web import curated as curated_routes
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -434,6 +437,7 @@ def create_app(services: WebServices) -> FastAPI:
     app.include_router(counsellor_routes.router)
     app.include_router(admin_routes.router)
     app.include_router(account_routes.router)
+    app.include_router(curated_routes.router)
     return app
 
 
