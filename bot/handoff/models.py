@@ -1,13 +1,14 @@
 """The handoff vocabulary, defined once: what a ticket's status, category and priority may
-be, and who owns a conversation. The storage layer's CHECK constraints, its records' types,
-triage and the channels' labels all read these.
+be, who owns a conversation, and who acted (``Actor``). The storage layer's CHECK
+constraints, its records' types, triage and the channels' labels all read these.
 
-Only types and constants live here (no behaviour), so every layer may import it, storage
+Only types, constants and values live here (no behaviour), so every layer may import it, storage
 included.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Final, Literal, get_args
 
 TicketStatus = Literal["queued", "assigned", "resolved", "cancelled"]
@@ -22,3 +23,35 @@ CATEGORIES: Final[tuple[Category, ...]] = get_args(Category)
 PRIORITIES: Final[tuple[Priority, ...]] = get_args(Priority)
 """Most urgent first (the queue's order)."""
 OWNERS: Final[tuple[Owner, ...]] = get_args(Owner)
+
+
+ActorKind = Literal["counsellor", "web", "admin", "cli", "bot", "graduate", "system", "anonymous"]
+PLAIN_ACTORS: Final[tuple[ActorKind, ...]] = ("bot", "graduate", "system", "cli", "anonymous")
+"""Actors that are a role, not a person (written without an identity)."""
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who did something to a ticket or in the console, written to ticket events and the
+    audit log as before (``str(actor)``: ``counsellor:<telegram id>``, ``web:<username>``,
+    ``cli``), so no stored data changes."""
+
+    kind: ActorKind
+    identity: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.identity}" if self.identity else self.kind
+
+    @classmethod
+    def counsellor(cls, telegram_id: int) -> Actor:
+        """A counsellor working in Telegram (or a console account's counsellor id)."""
+        return cls("counsellor", str(telegram_id))
+
+    @classmethod
+    def web(cls, username: str) -> Actor:
+        """A console account."""
+        return cls("web", username)
+
+
+CLI: Final = Actor("cli")
+"""Someone at the server's terminal (`gradguide handoffs`, `gradguide users`)."""

@@ -43,6 +43,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.dml import Delete, Update
 
+from bot.handoff import models as handoff
 from bot.handoff.models import OPEN_STATUSES, PRIORITIES, Category, Owner, Priority, TicketStatus
 from bot.kb.models import Lang
 from bot.privacy import redact
@@ -1238,7 +1239,7 @@ class Store:
                 s,
                 ticket_id,
                 "claimed",
-                f"counsellor:{counsellor_telegram_id}",
+                str(handoff.Actor.counsellor(counsellor_telegram_id)),
                 {"counsellor": counsellor_telegram_id},
             )
             return True
@@ -2253,10 +2254,7 @@ class Store:
                         lease_end <= now,
                         ProcessedUpdateRow.claimed_at < lease_end,
                     ),
-                    and_(
-                        lease_end.is_(None),
-                        ProcessedUpdateRow.claimed_at <= now - stale_after,
-                    ),
+                    and_(lease_end.is_(None), ProcessedUpdateRow.claimed_at <= now - stale_after),
                 ),
             )
             .order_by(ProcessedUpdateRow.claimed_at, ProcessedUpdateRow.update_id)

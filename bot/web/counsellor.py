@@ -17,7 +17,7 @@ from fastapi.responses import Response, StreamingResponse
 from starlette.background import BackgroundTask
 
 from bot.errors import GradGuideError
-from bot.handoff.models import CATEGORIES, PRIORITIES
+from bot.handoff.models import CATEGORIES, PRIORITIES, Actor
 from bot.kb.models import Lang
 from bot.storage.console_store import Account
 from bot.storage.store import Ticket, TurnRecord
@@ -49,7 +49,7 @@ def web_message_id(nonce: str) -> int:
 
 
 def actor(account: Account) -> str:
-    return f"web:{account.username}"
+    return str(Actor.web(account.username))
 
 
 @dataclass(frozen=True)
@@ -91,9 +91,11 @@ async def actor_names(s: WebServices, lang: Lang) -> dict[str, str]:
     """A trail's or the audit log's actors → names: ``counsellor:<id>`` (Telegram or a
     console account's counsellor id), ``web:<user>`` and ``<role>:<user>`` (console
     accounts)."""
-    found = {f"counsellor:{cid}": name for cid, name in (await counsellor_names(s, lang)).items()}
+    found = {
+        str(Actor.counsellor(cid)): name for cid, name in (await counsellor_names(s, lang)).items()
+    }
     for account in await s.console.accounts():
-        found[f"web:{account.username}"] = account.display_name
+        found[str(Actor.web(account.username))] = account.display_name
         found[f"{account.role}:{account.username}"] = account.display_name
     return found
 

@@ -9,9 +9,9 @@ import datetime as dt
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
-Translate = Callable[..., str]
+from bot.handoff.models import PLAIN_ACTORS
 
-PLAIN_ACTORS = ("bot", "graduate", "system", "cli", "anonymous")
+Translate = Callable[..., str]
 
 
 @dataclass(frozen=True)

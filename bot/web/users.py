@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from bot.errors import GradGuideError
+from bot.handoff.models import CLI
 from bot.settings import Settings
 
 
@@ -85,7 +86,7 @@ async def run(settings: Settings, args: argparse.Namespace, out: Console) -> int
                 None,
                 "password_changed",
                 f"account:{args.username.strip().lower()}",
-                actor="cli",
+                actor=str(CLI),
             )
             out.print(f"password of {escape(args.username)} changed")
             return 0
@@ -101,7 +102,7 @@ async def run(settings: Settings, args: argparse.Namespace, out: Console) -> int
             "account_created",
             f"account:{account.username}",
             {"role": account.role},
-            actor="cli",
+            actor=str(CLI),
         )
         out.print(f"{account.role} account {escape(account.username)} created")
         return 0

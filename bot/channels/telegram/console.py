@@ -16,6 +16,7 @@ from bot.channels.telegram.check import bot_for
 from bot.channels.telegram.desk import Desk, Relayed
 from bot.channels.telegram.gateway import Gateway
 from bot.errors import GradGuideError, TelegramConfigError
+from bot.handoff.models import CLI
 from bot.prompts import Messages
 from bot.settings import Settings
 from bot.storage.db import Database
@@ -52,7 +53,7 @@ async def run(settings: Settings, action: str, args: Any, out: Console) -> int:
                     source_message_id=message_id,
                     counsellor_id=CLI_COUNSELLOR_ID,
                     name="CLI",
-                    actor="cli",
+                    actor=str(CLI),
                 )
                 done = relayed in (Relayed.SENT, Relayed.QUEUED)
                 if relayed is Relayed.REFUSED:
@@ -64,7 +65,7 @@ async def run(settings: Settings, action: str, args: Any, out: Console) -> int:
                     )
                     return 0
             else:
-                done = await counsellors.close(desk, ticket, "cli", "CLI")
+                done = await counsellors.close(desk, ticket, str(CLI), "CLI")
         if not done:
             raise GradGuideError(f"ticket #{ticket.id} is {ticket.status}: nothing was sent")
         out.print(f"ticket #{ticket.id}: {action} done")

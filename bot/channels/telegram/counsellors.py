@@ -17,6 +17,7 @@ from bot.channels.telegram import formatting as fmt
 from bot.channels.telegram.app import Services
 from bot.channels.telegram.desk import Desk, Relayed, graduate_lang, message_payload
 from bot.channels.telegram.gateway import DeliveryFailed
+from bot.handoff.models import Actor
 from bot.storage.store import Send, Ticket
 
 logger = logging.getLogger(__name__)
@@ -227,7 +228,7 @@ async def on_topic_message(update: Update, context: ContextTypes.DEFAULT_TYPE) -
         source_message_id=message.message_id,
         counsellor_id=user.id,
         name=counsellor_name(update),
-        actor=f"counsellor:{user.id}",
+        actor=str(Actor.counsellor(user.id)),
     )
 
 
@@ -263,7 +264,7 @@ async def _close(update: Update, context: ContextTypes.DEFAULT_TYPE, *, rate: bo
     ticket = await _ticket_here(s, update)
     if ticket is None or update.effective_user is None or update.effective_message is None:
         return
-    actor = f"counsellor:{update.effective_user.id}"
+    actor = str(Actor.counsellor(update.effective_user.id))
     if not await close(s.need_desk, ticket, actor, counsellor_name(update), rate=rate):
         await _reply(
             s,
@@ -290,7 +291,7 @@ async def on_transfer(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
         if target not in s.settings.counsellor_ids:
             await _reply(s, message, s.messages.get("grp_not_counsellor", desk.group_lang))
             return
-    actor = f"counsellor:{update.effective_user.id}"
+    actor = str(Actor.counsellor(update.effective_user.id))
     if not await s.store.transfer(ticket.id, target, actor):
         fresh = await s.store.get_ticket(ticket.id)
         if fresh is not None and fresh.is_open:  # already where it was asked to go
@@ -319,7 +320,7 @@ async def on_note(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if not note:
         await _reply(s, message, s.messages.get("grp_topic_help", s.need_desk.group_lang))
         return
-    actor = f"counsellor:{update.effective_user.id}"
+    actor = str(Actor.counsellor(update.effective_user.id))
     await s.store.add_event(ticket.id, "note", actor, {"text": note[:4000]})
     await _reply(s, message, s.messages.get("grp_note_saved", s.need_desk.group_lang))
 
@@ -369,7 +370,7 @@ async def on_card_button(
         await _answer(query, s.messages.get("grp_not_counsellor", desk.group_lang))
         return
     name = user.first_name or "counsellor"
-    actor = f"counsellor:{user.id}"
+    actor = str(Actor.counsellor(user.id))
     if callback.action == "claim":
         done = await claim(desk, ticket, user.id, name)
     elif callback.action == "draft":
