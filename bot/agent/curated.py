@@ -11,7 +11,6 @@ start-up and after each change.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -19,7 +18,7 @@ from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
-from bot.kb.cards import CURATED_LIST, CURATED_PREFIX, CuratedCard, check_curated
+from bot.kb.cards import CURATED_PREFIX, LANGS, CuratedCard, check_curated
 from bot.privacy import redact
 
 logger = logging.getLogger(__name__)
@@ -53,7 +52,7 @@ def build_card(
     the form at once. ``chunks``: the index's documents, as their sections' texts."""
     problems: list[Problem] = []
     for name, values in (("question", form.question), ("answer", form.answer)):
-        for lang in ("zh", "en"):
+        for lang in LANGS:
             if not (values.get(lang) or "").strip():
                 problems.append(("missing", f"{name}.{lang}"))
     if not form.doc_id.strip():
@@ -62,17 +61,14 @@ def build_card(
         problems.append(("missing", "quote"))
     if problems:
         return problems
+    question = {lang: redact(form.question[lang].strip()) for lang in LANGS}
     data = {
         "id": f"{CURATED_PREFIX}{number}",
-        "question": {lang: redact(form.question[lang].strip()) for lang in ("zh", "en")},
-        "answer": {lang: redact(form.answer[lang].strip()) for lang in ("zh", "en")},
+        "question": question,
+        "answer": {lang: redact(form.answer[lang].strip()) for lang in LANGS},
         "variants": {
-            lang: [
-                v
-                for v in _lines(form.variants.get(lang, ()))
-                if v != redact(form.question[lang].strip())
-            ]
-            for lang in ("zh", "en")
+            lang: [v for v in _lines(form.variants.get(lang, ())) if v != question[lang]]
+            for lang in LANGS
         },
         "evidence": [{"doc": form.doc_id.strip(), "quote": form.quote.strip()}],
     }
@@ -91,8 +87,8 @@ def parse_cards(rows: Sequence[tuple[int, str]]) -> list[CuratedCard]:
     cards: list[CuratedCard] = []
     for number, text in rows:
         try:
-            cards.extend(CURATED_LIST.validate_python([json.loads(text)]))
-        except (ValueError, ValidationError) as exc:
+            cards.append(CuratedCard.model_validate_json(text))
+        except ValidationError as exc:  # also malformed JSON
             logger.error("curated answer %d not used: %s", number, exc)
     return cards
 

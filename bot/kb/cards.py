@@ -148,9 +148,6 @@ def is_curated(card: Card) -> bool:
     return card.id.startswith(CURATED_PREFIX)
 
 
-CURATED_LIST = TypeAdapter(list[CuratedCard])
-
-
 def check_curated(card: Card, chunks: Mapping[str, Sequence[str]]) -> list[tuple[str, str]]:
     """What keeps an approved answer from being served, as (problem, detail): a cited
     document not in the index (``unknown_document``) or a quote no section of it holds word
