@@ -213,10 +213,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return asyncio.run(users.run(settings, args, out))
         if args.command == "web":
+            from bot.root import web_services
             from bot.web.app import serve as serve_web
 
             overrides = {"web_host": args.host, "web_port": args.port}
-            serve_web(settings.model_copy(update={k: v for k, v in overrides.items() if v}))
+            settings = settings.model_copy(update={k: v for k, v in overrides.items() if v})
+            serve_web(web_services(settings))
             return 0
         return _kb(args, settings, out, err)
     except GradGuideError as exc:

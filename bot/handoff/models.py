@@ -8,6 +8,7 @@ included.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from typing import Final, Literal, get_args
 
@@ -55,3 +56,48 @@ class Actor:
 
 CLI: Final = Actor("cli")
 """Someone at the server's terminal (`gradguide handoffs`, `gradguide users`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Counsellor:
+    """A counsellor acting on a ticket, whichever front end they work in: ``id`` is what a
+    ticket's assignee holds (a Telegram user id, a console account's counsellor id, 0 for the
+    command line), ``name`` is shown to colleagues (and, when names are visible, to the
+    graduate), ``actor`` is written to the trail."""
+
+    id: int
+    name: str
+    actor: Actor
+
+
+CLI_COUNSELLOR: Final = Counsellor(0, "CLI", CLI)
+"""Someone answering with ``gradguide handoffs`` (a reply claims a queued ticket for 0)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """The message a counsellor's reply came from: a chat and a message id, unique per
+    message in each front end (the relay's once-only key)."""
+
+    chat_id: int
+    message_id: int
+
+
+class Relayed(enum.Enum):
+    """What became of a message for the graduate: a counsellor's reply, a draft sent, a
+    graduate's message copied to the counsellors."""
+
+    SENT = "sent"
+    """The channel took it (marked sent in the outbox)."""
+    QUEUED = "queued"
+    """In the outbox, not sent yet: the channel kept failing or is unreachable (the outbox
+    job tries again), there is no topic to copy into yet, or this process's lease on it ran
+    out (another process is sending it). It will be delivered once, without a caller."""
+    ALREADY = "already"
+    """This message was relayed (or the draft sent) before: a replayed or resumed update,
+    another replica, a second click. Nothing was done."""
+    REFUSED = "refused"
+    """The channel refused it on its merits (the bot was blocked, a bad request): given up."""
+    NOWHERE = "nowhere"
+    """Nothing to send it to: no counsellor group, no graduate's chat, a closed ticket, no
+    draft."""

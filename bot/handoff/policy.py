@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Literal
 
 from bot.agent.models import HandoffReason, Intent, Reply
-from bot.handoff.models import Category, Priority
+from bot.handoff.models import PRIORITIES, Category, Priority
 from bot.privacy import redact
-from bot.storage.store import TurnRecord
+from bot.storage.store import Ticket, TurnRecord
 
 TRANSCRIPT_TURNS = 12
 """Recent turns copied into a ticket for the counsellor."""
@@ -58,3 +59,24 @@ def transcript(turns: list[TurnRecord]) -> list[dict[str, str]]:
 
 def minutes_waiting(created_at: dt.datetime, now: dt.datetime) -> int:
     return max(0, int((now - created_at).total_seconds() // 60))
+
+
+def queue_order(ticket: Ticket) -> tuple[bool, int, dt.datetime]:
+    """Waiting tickets before assigned ones; then the most urgent; then the oldest."""
+    return (ticket.status != "queued", PRIORITIES.index(ticket.priority), ticket.created_at)
+
+
+SlaState = Literal["ok", "warn", "late"]
+
+
+def sla_state(ticket: Ticket, now: dt.datetime, remind_minutes: int) -> SlaState:
+    """Late once a queued ticket has waited past the reminder time (or an assigned one has
+    no reply yet by then); a warning from half that time; ok once a counsellor answered."""
+    if ticket.status == "assigned" and ticket.first_response_at is not None:
+        return "ok"
+    waited = (now - ticket.created_at).total_seconds() / 60
+    if waited >= remind_minutes:
+        return "late"
+    if waited >= remind_minutes / 2:
+        return "warn"
+    return "ok"

@@ -5,8 +5,8 @@
 route except the login page and the static files goes through ``guard`` (a role check, ids
 in the path within range, and a CSRF check on every POST); before that, ``BodyGate``
 (bot.web.gate) lets a request body in only from a logged-in user and only up to the cap.
-Replies to graduates go through the Telegram bot on the same path as a topic reply
-(``bot.channels.telegram.counsellors.reply``).
+Ticket actions call the handoff service the composition root gives it (``bot.root``), the
+same use cases a counsellor's command in Telegram calls; the console imports no channel.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from fastapi import Depends, FastAPI, Request
@@ -34,6 +34,7 @@ from starlette.types import Scope
 
 from bot.agent.agent import Agent
 from bot.agent.curated import parse_cards
+from bot.handoff.service import HandoffService
 from bot.kb.models import Lang
 from bot.kb.service import KnowledgeBase
 from bot.prompts import Messages
@@ -45,9 +46,6 @@ from bot.web.gate import MIB, BodyGate, Refusal, body_limit
 from bot.web.labels import Labels
 from bot.web.logs import configure_web_logging
 from bot.web.security import LoginLimiter, same, token_hash
-
-if TYPE_CHECKING:  # the Telegram stack is imported when the first reply is relayed
-    from bot.channels.telegram.desk import Desk
 
 logger = logging.getLogger(__name__)
 
@@ -75,16 +73,14 @@ class WebServices:
     agent: Agent
     messages: Messages
     limiter: LoginLimiter
+    handoff: HandoffService
+    """The ticket use cases (claim, reply, transfer, resolve…), channel-free."""
     pool: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="web-kb")
     )
     """Knowledge-base and agent work is CPU-bound: one thread, off the event loop."""
     screened: dict[str, tuple[Any, bool]] = field(default_factory=dict)
     """The unanswered page's questions: embedding and whether it is a crisis, by text."""
-    desk_factory: Callable[[], Awaitable[Desk]] | None = None
-    """Builds the Telegram desk on first use (tests may inject one)."""
-    _desk: Desk | None = None
-    _bot: Any = None
 
     @property
     def message_keys(self) -> frozenset[str]:
@@ -94,47 +90,22 @@ class WebServices:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.pool, partial(work, *args, **kwargs))
 
-    async def desk(self) -> Desk:
-        """The counsellor desk, relaying through the Telegram bot (built on first use)."""
-        if self._desk is None:
-            if self.desk_factory is not None:
-                self._desk = await self.desk_factory()
-            else:
-                self._desk = await self._telegram_desk()
-        return self._desk
-
-    async def _telegram_desk(self) -> Desk:
-        from telegram import Bot
-
-        from bot.channels.telegram.desk import Desk
-        from bot.channels.telegram.gateway import Gateway
-        from bot.errors import TelegramConfigError
-
-        settings = self.settings
-        if not settings.telegram_bot_token:
-            raise TelegramConfigError("TELEGRAM_BOT_TOKEN is not set: replies go through the bot")
-        api = settings.telegram_api_url.rstrip("/")
-        bot = Bot(
-            settings.telegram_bot_token, base_url=f"{api}/bot", base_file_url=f"{api}/file/bot"
-        )
-        await bot.initialize()
-        self._bot = bot
-        return Desk(settings, self.store, Gateway(bot), self.messages)
-
     async def reload_curated(self) -> int:
         """Give the agent the approved curated answers (as cards); how many are in use."""
         cards = parse_cards(await self.console.approved_cards())
         return await self.run(self.agent.use_curated, cards)
 
     async def close(self) -> None:
-        if self._bot is not None:
-            await self._bot.shutdown()
-            self._bot = None
+        await self.handoff.close()
         self.pool.shutdown(wait=False)
 
 
 def build_services(
-    settings: Settings, *, kb: KnowledgeBase | None = None, clock: Clock = utcnow
+    settings: Settings,
+    *,
+    handoff: Callable[[Store, Messages], HandoffService],
+    kb: KnowledgeBase | None = None,
+    clock: Clock = utcnow,
 ) -> WebServices:
     database = Database.from_settings(settings)
     store = Store(database, clock=clock)
@@ -153,6 +124,7 @@ def build_services(
             settings.web_login_attempts,
             dt.timedelta(minutes=settings.web_login_window_minutes),
         ),
+        handoff=handoff(store, messages),
     )
 
 
@@ -441,12 +413,13 @@ def create_app(services: WebServices) -> FastAPI:
     return app
 
 
-def serve(settings: Settings) -> None:
-    """``gradguide web``: the console on ``web_host:web_port`` (uvicorn)."""
+def serve(services: WebServices) -> None:
+    """``gradguide web``: the console on ``web_host:web_port`` (uvicorn), with the services
+    the composition root built (``bot.root.web_services``)."""
     import uvicorn
 
+    settings = services.settings
     configure_web_logging(settings)
-    services = build_services(settings)
     if not services.kb.documents():
         services.kb.ensure_built()
     app = create_app(services)

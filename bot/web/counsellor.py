@@ -1,8 +1,8 @@
 """The counsellors' pages: the live queue, a ticket (transcript, summary, draft, citations,
 the graduate's attachments, notes), and its actions — reply, claim, transfer, resolve, note,
-propose a curated answer — plus canned replies. Ticket actions use the Telegram channel's
-own functions, so a reply from here reaches the graduate exactly like a reply typed in the
-ticket's topic."""
+propose a curated answer — plus canned replies. Ticket actions call the handoff service, the
+same use cases as a counsellor's command in the ticket's Telegram topic; they work while
+Telegram is unreachable (what the graduate must hear waits in the outbox)."""
 
 from __future__ import annotations
 
@@ -10,14 +10,15 @@ import datetime as dt
 import hashlib
 import logging
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.background import BackgroundTask
 
-from bot.errors import GradGuideError
-from bot.handoff.models import CATEGORIES, PRIORITIES, Actor
+from bot.handoff import outcomes as out
+from bot.handoff.models import CATEGORIES, Actor, Counsellor, Relayed, Source
+from bot.handoff.policy import SlaState, sla_state
 from bot.kb.models import Lang
 from bot.storage.console_store import Account
 from bot.storage.store import Ticket, TurnRecord
@@ -48,31 +49,14 @@ def web_message_id(nonce: str) -> int:
     return int(hashlib.sha256(nonce.encode()).hexdigest()[:15], 16)
 
 
-def actor(account: Account) -> str:
-    return str(Actor.web(account.username))
-
-
 @dataclass(frozen=True)
 class QueueRow:
     ticket: Ticket
     waiting: dt.timedelta
-    sla: str
-    """'ok', 'warn' or 'late': the colour of the row."""
+    sla: SlaState
+    """The colour of the row."""
     assignee: str | None
     graduate: str
-
-
-def sla_state(ticket: Ticket, now: dt.datetime, remind_minutes: int) -> str:
-    """Late once a queued ticket has waited past the reminder time (or an assigned one has
-    no reply yet by then); a warning from half that time."""
-    if ticket.status == "assigned" and ticket.first_response_at is not None:
-        return "ok"
-    waited = (now - ticket.created_at).total_seconds() / 60
-    if waited >= remind_minutes:
-        return "late"
-    if waited >= remind_minutes / 2:
-        return "warn"
-    return "ok"
 
 
 async def counsellor_names(s: WebServices, lang: Lang = "zh") -> dict[int, str]:
@@ -106,9 +90,7 @@ async def _graduate_name(s: WebServices, ticket: Ticket) -> str:
 
 
 async def queue_rows(s: WebServices, lang: Lang) -> list[QueueRow]:
-    tickets = await s.store.list_tickets(["queued", "assigned"], limit=500)
-    rank: dict[str, int] = {p: i for i, p in enumerate(PRIORITIES)}
-    tickets.sort(key=lambda t: (t.status != "queued", rank.get(t.priority, 9), t.created_at))
+    tickets = await s.handoff.queue()
     now = s.store.now()
     names = await counsellor_names(s, lang)
     rows = []
@@ -290,12 +272,40 @@ def _back(ticket_id: int, message: str) -> Response:
     return redirect(f"/tickets/{ticket_id}?msg={message}")
 
 
-async def _desk_or_none(s: WebServices) -> Any:
-    try:
-        return await s.desk()
-    except GradGuideError as exc:
-        logger.warning("the console cannot reach Telegram: %s", exc)
-        return None
+def by(account: Account) -> Counsellor:
+    """The console account as the counsellor acting on a ticket."""
+    return Counsellor(account.counsellor_id, account.display_name, Actor.web(account.username))
+
+
+DELIVERY_NOTICES: dict[Relayed, str] = {
+    Relayed.SENT: "web_reply_sent",
+    Relayed.QUEUED: "web_reply_queued",
+    Relayed.REFUSED: "web_reply_refused",
+}
+
+
+def notice_of(outcome: object) -> str:
+    """The page's notice (a ``web_*`` message key) for what a ticket action did."""
+    match outcome:
+        case out.Delivered(relayed=relayed):
+            return DELIVERY_NOTICES.get(relayed, "web_reply_not_sent")
+        case out.Claimed():
+            return "web_claimed"
+        case out.AlreadyClaimed():
+            return "web_already_claimed"
+        case out.Transferred():
+            return "web_transferred"
+        case out.AlreadyThere():
+            return "web_already_queued"
+        case out.UnknownCounsellor():
+            return "web_transfer_unknown"
+        case out.Resolved():
+            return "web_resolved"
+        case out.NoteSaved():
+            return "web_note_saved"
+        case out.Empty():
+            return "web_reply_empty"
+    return "web_ticket_closed"
 
 
 @router.post("/tickets/{ticket_id}/reply")
@@ -307,123 +317,68 @@ async def reply(
     nonce: Annotated[str, Form(max_length=100)] = "",
     viewer: Viewer = counsellor,
 ) -> Response:
-    from bot.channels.telegram import counsellors
-    from bot.channels.telegram.desk import Relayed
-
     s = services_of(request)
     ticket = await _ticket(s, ticket_id)
     body = text.strip()
     if not body and canned_id.isascii() and canned_id.isdigit() and int(canned_id) <= MAX_ID:
         canned = await s.console.get_canned(int(canned_id))
         body = canned.text if canned else ""
-    if not body:
-        return _back(ticket.id, "web_reply_empty")
-    if not ticket.is_open:
-        return _back(ticket.id, "web_ticket_closed")
-    desk = await _desk_or_none(s)
-    if desk is None:
-        return _back(ticket.id, "web_telegram_unavailable")
-    account = viewer.account
-    relayed = await counsellors.reply(
-        desk,
-        ticket,
-        body,
-        source_chat_id=WEB_CHAT_ID,
-        source_message_id=web_message_id(nonce or new_token()),
-        counsellor_id=account.counsellor_id,
-        name=account.display_name,
-        actor=actor(account),
-    )
-    sent = relayed is Relayed.SENT
-    details = {"delivered": sent, "outcome": relayed.value, "chars": len(body)}
-    await s.console.audit(account, "reply", f"ticket:{ticket.id}", details)
-    return _back(ticket.id, "web_reply_sent" if sent else "web_reply_not_sent")
+    source = Source(WEB_CHAT_ID, web_message_id(nonce or new_token()))
+    outcome = await s.handoff.reply(ticket.id, body, source, by(viewer.account))
+    if isinstance(outcome, out.Delivered):
+        relayed = outcome.relayed
+        details = {"delivered": outcome.sent, "outcome": relayed.value, "chars": len(body)}
+        await s.console.audit(viewer.account, "reply", f"ticket:{ticket.id}", details)
+    return _back(ticket.id, notice_of(outcome))
 
 
 @router.post("/tickets/{ticket_id}/claim")
 async def claim(request: Request, ticket_id: int, viewer: Viewer = counsellor) -> Response:
-    from bot.channels.telegram import counsellors
-
     s = services_of(request)
     ticket = await _ticket(s, ticket_id)
-    desk = await _desk_or_none(s)
-    if desk is None:
-        return _back(ticket.id, "web_telegram_unavailable")
-    account = viewer.account
-    done = await counsellors.claim(desk, ticket, account.counsellor_id, account.display_name)
-    await s.console.audit(account, "claim", f"ticket:{ticket.id}", {"done": done})
-    return _back(ticket.id, "web_claimed" if done else "web_already_claimed")
+    outcome = await s.handoff.claim(ticket.id, by(viewer.account))
+    done = isinstance(outcome, out.Claimed)
+    await s.console.audit(viewer.account, "claim", f"ticket:{ticket.id}", {"done": done})
+    return _back(ticket.id, notice_of(outcome))
 
 
 @router.post("/tickets/{ticket_id}/transfer")
 async def transfer(
     request: Request,
     ticket_id: int,
-    to: Annotated[str, Form()] = "",
+    to: Annotated[str, Form(max_length=32)] = "",
     viewer: Viewer = counsellor,
 ) -> Response:
     s = services_of(request)
     ticket = await _ticket(s, ticket_id)
-    names = await counsellor_names(s)
-    target: int | None = None
-    if to not in ("", "queue"):
-        try:
-            target = int(to)
-        except ValueError:
-            target = None
-        if target is None or target not in names or target == 0:
-            return _back(ticket.id, "web_transfer_unknown")
-    done = await s.store.transfer(ticket.id, target, actor(viewer.account))
-    await s.console.audit(viewer.account, "transfer", f"ticket:{ticket.id}", {"to": target})
-    if done:
-        desk = await _desk_or_none(s)
-        if desk is not None:
-            lang = desk.group_lang
-            text = (
-                s.messages.get("grp_released", lang)
-                if target is None
-                else s.messages.get("grp_transferred", lang, name=names.get(target, str(target)))
-            )
-            await desk.notify_topic(ticket, f"web-transfer:{ticket.id}:{new_token()[:8]}", text)
-    if done:
-        return _back(ticket.id, "web_transferred")
-    fresh = await _ticket(s, ticket.id)
-    if fresh.is_open and target is None:  # "back to the queue" on a ticket already there
-        return _back(ticket.id, "web_already_queued")
-    return _back(ticket.id, "web_ticket_closed")
+    outcome = await s.handoff.transfer(ticket.id, to or None, by(viewer.account))
+    if isinstance(outcome, out.Transferred):
+        target = outcome.to.id if outcome.to is not None else None
+        await s.console.audit(viewer.account, "transfer", f"ticket:{ticket.id}", {"to": target})
+    return _back(ticket.id, notice_of(outcome))
 
 
 @router.post("/tickets/{ticket_id}/resolve")
 async def resolve(request: Request, ticket_id: int, viewer: Viewer = counsellor) -> Response:
-    from bot.channels.telegram import counsellors
-
     s = services_of(request)
     ticket = await _ticket(s, ticket_id)
-    desk = await _desk_or_none(s)
-    if desk is None:
-        return _back(ticket.id, "web_telegram_unavailable")
-    done = await counsellors.close(desk, ticket, actor(viewer.account), viewer.account.display_name)
+    outcome = await s.handoff.resolve(ticket.id, by(viewer.account))
+    done = isinstance(outcome, out.Resolved)
     await s.console.audit(viewer.account, "resolve", f"ticket:{ticket.id}", {"done": done})
-    return _back(ticket.id, "web_resolved" if done else "web_ticket_closed")
+    return _back(ticket.id, notice_of(outcome))
 
 
 @router.post("/tickets/{ticket_id}/draft")
 async def send_draft(request: Request, ticket_id: int, viewer: Viewer = counsellor) -> Response:
-    from bot.channels.telegram import counsellors
-    from bot.channels.telegram.desk import Relayed
-
     s = services_of(request)
     ticket = await _ticket(s, ticket_id)
-    desk = await _desk_or_none(s)
-    if desk is None:
-        return _back(ticket.id, "web_telegram_unavailable")
-    relayed = await counsellors.send_draft(
-        desk, ticket, actor(viewer.account), viewer.account.display_name
-    )
-    sent = relayed is Relayed.SENT
-    details = {"done": relayed not in (Relayed.ALREADY, Relayed.NOWHERE), "outcome": relayed.value}
-    await s.console.audit(viewer.account, "send_draft", f"ticket:{ticket.id}", details)
-    return _back(ticket.id, "web_reply_sent" if sent else "web_reply_not_sent")
+    outcome = await s.handoff.send_draft(ticket.id, by(viewer.account))
+    if isinstance(outcome, out.Delivered):
+        relayed = outcome.relayed
+        done = relayed not in (Relayed.ALREADY, Relayed.NOWHERE)
+        details = {"done": done, "outcome": relayed.value}
+        await s.console.audit(viewer.account, "send_draft", f"ticket:{ticket.id}", details)
+    return _back(ticket.id, notice_of(outcome))
 
 
 @router.post("/tickets/{ticket_id}/note")
@@ -435,11 +390,10 @@ async def note(
 ) -> Response:
     s = services_of(request)
     ticket = await _ticket(s, ticket_id)
-    if not text.strip():
-        return _back(ticket.id, "web_reply_empty")
-    await s.store.add_event(ticket.id, "note", actor(viewer.account), {"text": text.strip()})
-    await s.console.audit(viewer.account, "note", f"ticket:{ticket.id}")
-    return _back(ticket.id, "web_note_saved")
+    outcome = await s.handoff.note(ticket.id, text, by(viewer.account))
+    if isinstance(outcome, out.NoteSaved):
+        await s.console.audit(viewer.account, "note", f"ticket:{ticket.id}")
+    return _back(ticket.id, notice_of(outcome))
 
 
 @router.post("/tickets/{ticket_id}/propose")

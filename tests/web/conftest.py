@@ -32,10 +32,11 @@ from telegram import Message
 
 from bot.channels.telegram.graduates import attachment_of
 from bot.kb.service import KnowledgeBase
+from bot.root import web_services
 from bot.settings import Settings
 from bot.storage import Database, Store, Ticket
 from bot.storage.console_store import Account, Attachment
-from bot.web.app import WebServices, build_services, create_app
+from bot.web.app import WebServices, create_app
 from bot.web.security import hash_password
 from tests.channels.conftest import GRADUATE, free_port, tg  # noqa: F401  (the fake Bot API fixture)
 from tests.conftest import TODAY, make_markdown
@@ -298,7 +299,7 @@ async def start_console(
         if not kb.documents():
             report = kb.ingest([settings.knowledge_dir])
             assert not report.failed, report.failed
-    services = build_services(settings, kb=kb, clock=clock)
+    services = web_services(settings, kb=kb, clock=clock)
     await services.store.db.migrate()
     await services.reload_curated()
     app = create_app(services)

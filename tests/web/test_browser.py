@@ -23,10 +23,11 @@ import uvicorn
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from bot.kb.service import KnowledgeBase
+from bot.root import web_services
 from bot.settings import Settings
 from bot.storage import Store
 from bot.storage.console_store import ConsoleStore
-from bot.web.app import build_services, create_app
+from bot.web.app import create_app
 from bot.web.security import hash_password
 from tests.channels.conftest import FORUM, GRADUATE, Stack, free_port, wait_until
 from tests.conftest import ROOT, make_markdown
@@ -54,7 +55,7 @@ class Server:
     """The console app under uvicorn, in this test's event loop."""
 
     def __init__(self, settings: Settings, kb: KnowledgeBase) -> None:
-        self.services = build_services(settings, kb=kb)
+        self.services = web_services(settings, kb=kb)
         self.port = free_port()
         config = uvicorn.Config(
             create_app(self.services), host="127.0.0.1", port=self.port, log_level="warning"

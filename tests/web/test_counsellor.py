@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import re
 
+from sqlalchemy import select
+
+from bot.channels.telegram.front import TelegramFrontEnd
 from bot.kb.service import KnowledgeBase
 from bot.settings import Settings
+from bot.storage.models import OutboxRow
 from tests.channels.conftest import FORUM
 from tests.fakes.telegram_server import FakeTelegram
 from tests.web.conftest import (
@@ -208,7 +212,9 @@ async def test_a_transfer_is_told_in_the_tickets_topic(
     console = await start_console(settings, tg, shared_kb)
     try:
         ticket = await console.graduate_ticket()
-        desk = await console.services.desk()
+        front = console.services.handoff.front
+        assert isinstance(front, TelegramFrontEnd)
+        desk = await front.desk()
         user = await console.store.get_user(ticket.user_id)
         ticket = await desk.ensure_topic(ticket, student="张同学", user=user)
         assert ticket.topic_id is not None
@@ -225,5 +231,51 @@ async def test_a_transfer_is_told_in_the_tickets_topic(
         released = console.services.messages.get("grp_released", "zh")
         await tg.await_for(chat=FORUM, thread_id=ticket.topic_id, text=released)
         assert all(told not in (m.text or "") for m in tg.messages_to(GRADUATE))
+    finally:
+        await stop_console(console)
+
+
+async def test_the_console_works_while_telegram_is_unreachable(
+    web_settings: Settings, tg: FakeTelegram, shared_kb: KnowledgeBase
+) -> None:
+    """With the Bot API down, a console claim, note, transfer, reply and resolve all happen;
+    the page says the reply is queued, and what the graduate must hear waits in the outbox
+    for the running bot (in order: joined, the reply, resolved, the rating prompt)."""
+    down = web_settings.model_copy(update={"telegram_api_url": "http://127.0.0.1:9"})
+    console = await start_console(down, tg, shared_kb)
+    try:
+        ticket = await console.graduate_ticket()
+        page = f"/tickets/{ticket.id}"
+        await console.as_user("chen")
+        steps = [
+            ("claim", {}, "web_claimed"),
+            ("note", {"text": "家长来电"}, "web_note_saved"),
+            ("transfer", {"to": "queue"}, "web_transferred"),
+            ("reply", {"text": "试用期也必须缴纳社保。", "nonce": "n1"}, "web_reply_queued"),
+            ("resolve", {}, "web_resolved"),
+        ]
+        for action, fields, notice in steps:
+            response = await console.form(page, f"{page}/{action}", **fields)
+            assert response.headers["location"].endswith(f"msg={notice}"), action
+        fresh = await console.store.get_ticket(ticket.id)
+        assert fresh is not None and fresh.status == "resolved"
+        async with console.store.transaction() as s:
+            rows = (
+                await s.execute(
+                    select(OutboxRow.payload)
+                    .where(OutboxRow.status == "pending")
+                    .order_by(OutboxRow.id)
+                )
+            ).scalars()
+            to_graduate = [p.get("text", "") for p in rows if p.get("chat_id") == GRADUATE]
+        messages = console.services.messages
+        assert to_graduate[0] == messages.get("tg_counsellor_joined", "zh")
+        assert to_graduate[1] == messages.get("tg_requeued", "zh")
+        assert "试用期也必须缴纳社保。" in to_graduate[2]
+        assert to_graduate[3:] == [
+            messages.get("tg_resolved", "zh"),
+            messages.get("tg_rate_prompt", "zh"),
+        ]
+        assert tg.messages_to(GRADUATE) == []
     finally:
         await stop_console(console)

@@ -32,10 +32,12 @@ from telegram.ext import (
 from bot.agent.agent import Agent
 from bot.channels.telegram.check import REJECTED_TOKEN, STOPPING_AREAS, check_telegram
 from bot.channels.telegram.desk import Desk, UpdateInProgress, current_update
+from bot.channels.telegram.front import TelegramFrontEnd
 from bot.channels.telegram.gateway import Gateway
 from bot.channels.telegram.lease import ChatRenewal
 from bot.check import Status, check_console, check_settings
 from bot.errors import StorageError, TelegramConfigError, UpdateNotClaimed
+from bot.handoff.service import HandoffService
 from bot.kb.models import Lang
 from bot.kb.service import KnowledgeBase
 from bot.privacy import install_log_redaction
@@ -72,6 +74,8 @@ class Services:
     store: Store
     messages: Messages
     desk: Desk | None = None
+    handoff_service: HandoffService | None = None
+    """The ticket use cases, over this bot's desk (``build_application``)."""
     agent_pool: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(4, thread_name_prefix="agent")
     )
@@ -103,6 +107,11 @@ class Services:
     def need_desk(self) -> Desk:
         assert self.desk is not None, "build_application sets the desk"
         return self.desk
+
+    @property
+    def handoff(self) -> HandoffService:
+        assert self.handoff_service is not None, "build_application sets the handoff service"
+        return self.handoff_service
 
 
 def chat_key(update: object) -> tuple[int, int] | None:
@@ -166,6 +175,11 @@ def build_application(services: Services) -> Application:  # type: ignore[type-a
         .build()
     )
     services.desk = Desk(settings, services.store, Gateway(application.bot), services.messages)
+    services.handoff_service = HandoffService(
+        settings,
+        services.store,
+        TelegramFrontEnd.of(services.desk),
+    )
     application.bot_data["services"] = services
 
     async def once(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

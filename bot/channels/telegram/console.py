@@ -9,21 +9,17 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
-from telegram import Bot
 
-from bot.channels.telegram import counsellors
-from bot.channels.telegram.check import bot_for
-from bot.channels.telegram.desk import Desk, Relayed
-from bot.channels.telegram.gateway import Gateway
-from bot.errors import GradGuideError, TelegramConfigError
-from bot.handoff.models import CLI
+from bot.channels.telegram.front import TelegramFrontEnd
+from bot.errors import GradGuideError
+from bot.handoff import outcomes as out_
+from bot.handoff.models import CLI_COUNSELLOR, Relayed, Source
+from bot.handoff.service import HandoffService
 from bot.prompts import Messages
 from bot.settings import Settings
 from bot.storage.db import Database
 from bot.storage.store import Store, Ticket
 
-CLI_COUNSELLOR_ID = 0
-"""The assignee of a ticket answered from the CLI (a reply claims a queued ticket)."""
 CLI_CHAT_ID = 0
 """Replies typed in the CLI have no Telegram message; they are numbered in their own space."""
 _sequence = itertools.count()
@@ -41,43 +37,45 @@ async def run(settings: Settings, action: str, args: Any, out: Console) -> int:
             raise GradGuideError(f"no ticket #{args.id}")
         if action == "show":
             return await _show(settings, store, ticket, out)
-        async with _bot(settings) as bot:
-            desk = Desk(settings, store, Gateway(bot), Messages.load())
-            if action == "reply":
-                message_id = -(int(store.now().timestamp() * 1000) * 10 + next(_sequence) % 10)
-                relayed = await counsellors.reply(
-                    desk,
-                    ticket,
-                    args.text,
-                    source_chat_id=CLI_CHAT_ID,
-                    source_message_id=message_id,
-                    counsellor_id=CLI_COUNSELLOR_ID,
-                    name="CLI",
-                    actor=str(CLI),
-                )
-                done = relayed in (Relayed.SENT, Relayed.QUEUED)
-                if relayed is Relayed.REFUSED:
-                    raise GradGuideError(f"ticket #{ticket.id}: Telegram refused the reply")
-                if relayed is Relayed.QUEUED:
-                    out.print(
-                        f"ticket #{ticket.id}: reply queued (Telegram is not taking messages "
-                        "now): the running bot's outbox delivers it"
-                    )
-                    return 0
-            else:
-                done = await counsellors.close(desk, ticket, str(CLI), "CLI")
-        if not done:
-            raise GradGuideError(f"ticket #{ticket.id} is {ticket.status}: nothing was sent")
-        out.print(f"ticket #{ticket.id}: {action} done")
-        return 0
+        service = HandoffService(
+            settings,
+            store,
+            TelegramFrontEnd.lazy(settings, store, Messages.load()),
+        )
+        try:
+            return await _act(service, ticket, action, args, out)
+        finally:
+            await service.close()
     finally:
         await db.dispose()
 
 
-def _bot(settings: Settings) -> Bot:
-    if not settings.telegram_bot_token:
-        raise TelegramConfigError("TELEGRAM_BOT_TOKEN is not set: replies go through the bot")
-    return bot_for(settings)
+async def _act(
+    service: HandoffService, ticket: Ticket, action: str, args: Any, out: Console
+) -> int:
+    """``reply`` or ``resolve`` as the command line's counsellor (a reply claims a queued
+    ticket); what the graduate must hear is queued while Telegram is unreachable."""
+    if action == "reply":
+        message_id = -(int(service.store.now().timestamp() * 1000) * 10 + next(_sequence) % 10)
+        source = Source(CLI_CHAT_ID, message_id)
+        outcome: object = await service.reply(ticket.id, args.text, source, CLI_COUNSELLOR)
+    else:
+        outcome = await service.resolve(ticket.id, CLI_COUNSELLOR)
+    match outcome:
+        case out_.Delivered(relayed=Relayed.REFUSED):
+            raise GradGuideError(f"ticket #{ticket.id}: Telegram refused the reply")
+        case out_.Delivered(relayed=Relayed.QUEUED):
+            out.print(
+                f"ticket #{ticket.id}: reply queued (Telegram is not taking messages now): "
+                "the running bot's outbox delivers it"
+            )
+            return 0
+        case out_.Delivered(relayed=Relayed.SENT) | out_.Resolved():
+            out.print(f"ticket #{ticket.id}: {action} done")
+            return 0
+        case out_.Empty():
+            raise GradGuideError("the reply is empty: nothing was sent")
+    raise GradGuideError(f"ticket #{ticket.id} is {ticket.status}: nothing was sent")
 
 
 async def _list(settings: Settings, store: Store, args: Any, out: Console) -> int:

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import enum
 import logging
 from collections.abc import Sequence
 from contextvars import ContextVar
@@ -47,6 +46,7 @@ from bot.channels.telegram.gateway import (
 )
 from bot.channels.telegram.lease import LeaseLost, SendLease
 from bot.errors import StorageError
+from bot.handoff.models import Relayed
 from bot.handoff.policy import topic_intent, transcript, triage
 from bot.kb.models import Lang
 from bot.privacy import redact
@@ -104,26 +104,6 @@ class UpdateInProgress:
 
 
 current_update: ContextVar[UpdateInProgress | None] = ContextVar("gradguide_update", default=None)
-
-
-class Relayed(enum.Enum):
-    """What became of a relay (``Desk.relay_to_counsellors``, ``relay_to_graduate``) or a
-    counsellor's draft (``counsellors.send_draft``)."""
-
-    SENT = "sent"
-    """Telegram took it (marked sent in the outbox)."""
-    QUEUED = "queued"
-    """In the outbox, not sent yet: Telegram kept failing (the outbox job tries again), or
-    there is no topic to copy into yet, or this process's lease on it ran out (another
-    process's outbox job is sending it). It will be delivered once, without a caller."""
-    ALREADY = "already"
-    """This message was relayed (or the draft sent) before: a replayed or resumed update,
-    another replica, a second click. Nothing was done."""
-    REFUSED = "refused"
-    """Telegram refused it on its merits (the bot was blocked, a bad request): given up."""
-    NOWHERE = "nowhere"
-    """Nothing to send it to: no counsellor group, no graduate's chat, a closed ticket, no
-    draft."""
 
 
 @dataclass
@@ -275,9 +255,9 @@ class Desk:
             if exc.permanent:
                 logger.warning("message %s refused by Telegram: %s", key, exc)
                 return False
-            payload: dict[str, Any] = {"chat_id": chat_id, "text": text, "parse_mode": HTML}
-            if thread_id is not None:
-                payload["message_thread_id"] = thread_id
+            payload = message_payload(
+                chat_id, text, thread_id=thread_id, reply_markup=extra.get("reply_markup")
+            )
             await self.store.enqueue(key, "sendMessage", payload)
             logger.warning("message %s queued for a later retry: %s", key, exc)
             return False

@@ -75,15 +75,7 @@ async def on_answer(s: Services, user: User, lang: Lang, chat_id: int, yes: bool
     if not yes:
         await desk.say(chat_id, s.messages.get("tg_forget_cancelled", lang))
         return
-    conversation = await s.store.load_conversation(user.id)
-    ticket = await s.store.open_ticket_for(conversation.id)
-    if ticket is not None and await s.store.cancel(ticket.id, "graduate"):
-        await desk.notify_topic(
-            ticket,
-            f"forgot:{ticket.id}",
-            s.messages.get("grp_graduate_forgot", desk.group_lang),
-        )
-        await desk.close_topic(ticket)
+    await s.handoff.cancel(user.id, forgetting=True)
     forgotten = await Erasures(s.store).forget(user.id, lease=desk.send_lease)
     outcome = await erase(s, forgotten.erasures)
     logger.info(

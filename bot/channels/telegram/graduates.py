@@ -26,10 +26,12 @@ from bot.agent.models import Conversation, HandoffReason, Intent, Reply
 from bot.channels.telegram import forget, office_hours
 from bot.channels.telegram import formatting as fmt
 from bot.channels.telegram.app import Services, chat_key
-from bot.channels.telegram.desk import Desk, Relayed, graduate_lang, lang_of, message_payload
+from bot.channels.telegram.desk import Desk, graduate_lang, lang_of, message_payload
 from bot.channels.telegram.gateway import DeliveryFailed
 from bot.channels.telegram.media import attachment_of
 from bot.errors import KnowledgeBaseError
+from bot.handoff import outcomes as out
+from bot.handoff.models import Relayed
 from bot.kb.models import Lang, detect_lang
 from bot.kb.regions import REGIONS, normalise_region
 from bot.privacy import redact
@@ -610,19 +612,8 @@ async def ask_for_human(s: Services, update: Update, user: User) -> None:
 
 async def on_cancel(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     s, user, chat, lang = await _who(update, context)
-    conversation = await s.store.load_conversation(user.id)
-    ticket = await s.store.open_ticket_for(conversation.id)
-    if ticket is None or not await s.store.cancel(ticket.id, "graduate"):
-        await say(s, chat, s.messages.get("tg_cancel_nothing", lang))
-        return
-    desk = s.need_desk
-    await desk.notify_topic(
-        ticket,
-        f"cancelled:{ticket.id}",
-        s.messages.get("grp_graduate_cancelled", desk.group_lang),
-    )
-    await desk.close_topic(ticket)
-    await say(s, chat, s.messages.get("tg_cancel_done", lang))
+    cancelled = isinstance(await s.handoff.cancel(user.id), out.Cancelled)
+    await say(s, chat, s.messages.get("tg_cancel_done" if cancelled else "tg_cancel_nothing", lang))
 
 
 async def on_forget(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -730,7 +721,6 @@ async def on_callback(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
 async def _graduate_button(
     s: Services, update: Update, user: User, lang: Lang, chat_id: int, callback: fmt.Callback
 ) -> bool:
-    desk = s.need_desk
     conversation = await s.store.load_conversation(user.id)
     action = callback.action
     if action == "lang":
@@ -771,28 +761,15 @@ async def _graduate_button(
     if action == "forget":
         await forget.on_answer(s, user, lang, chat_id, callback.args[0] == "yes")
         return True
-    ticket = await s.store.get_ticket(callback.int_arg(0))
-    if ticket is None or ticket.user_id != user.id:
-        return False
     if action == "rate":
-        if ticket.is_open or not await s.store.set_rating(ticket.id, callback.int_arg(1)):
+        rated = await s.handoff.rate(user.id, callback.int_arg(0), callback.int_arg(1))
+        if not isinstance(rated, out.Rated):
             return False
-        await desk.notify_topic(
-            ticket,
-            f"rating:{ticket.id}",
-            s.messages.get("grp_rating", desk.group_lang, rating=callback.int_arg(1)),
-        )
         await say(s, chat_id, s.messages.get("tg_rate_thanks", lang))
         return True
     if action == "back":
-        if not ticket.is_open or not await s.store.cancel(ticket.id, "graduate"):
+        if not isinstance(await s.handoff.cancel(user.id, callback.int_arg(0)), out.Cancelled):
             return False
-        await desk.notify_topic(
-            ticket,
-            f"back:{ticket.id}",
-            s.messages.get("grp_graduate_cancelled", desk.group_lang),
-        )
-        await desk.close_topic(ticket)
         await say(s, chat_id, s.messages.get("tg_back_to_bot", lang))
         return True
     return False

@@ -17,13 +17,9 @@ from telegram import Update
 from telegram.ext import Application, ContextTypes
 
 from bot.agent.curated import parse_cards
-from bot.channels.telegram import formatting as fmt
 from bot.channels.telegram.admins import ingest_upload
 from bot.channels.telegram.app import UPDATE_STALE_AFTER, Services
-from bot.channels.telegram.desk import graduate_lang
 from bot.channels.telegram.forget import ERASE_EVERY_S, erase_due, record_copy
-from bot.channels.telegram.gateway import DeliveryFailed
-from bot.handoff.policy import minutes_waiting
 from bot.kb.models import Lang
 from bot.storage.console_store import ConsoleStore
 from bot.storage.erasures import Erasures
@@ -138,49 +134,8 @@ async def check_sla(context: ContextTypes.DEFAULT_TYPE) -> None:
 
 
 async def run_sla(s: Services) -> None:
-    store, desk, settings = s.store, s.need_desk, s.settings
-    now = store.now()
-    remind_after = dt.timedelta(minutes=settings.sla_remind_minutes)
-    for ticket in await store.tickets_needing_reminder(now, remind_after):
-        if not await store.mark_reminded(ticket.id):
-            continue  # another replica sent it
-        minutes = minutes_waiting(ticket.created_at, now)
-        if desk.group_id is not None:
-            await desk.send_or_queue(
-                f"sla:{ticket.id}",
-                desk.group_id,
-                s.messages.get(
-                    "grp_sla_reminder",
-                    desk.group_lang,
-                    ticket_id=ticket.id,
-                    minutes=minutes,
-                    link=fmt.escape(desk.topic_link(ticket)),
-                ),
-            )
-        user = await store.get_user(ticket.user_id)
-        graduate = user.telegram_id if user is not None else None
-        if graduate is not None and await store.mark_long_wait_notified(ticket.id):
-            await desk.send_or_queue(
-                f"long-wait:{ticket.id}",
-                graduate,
-                s.messages.get("tg_long_wait", await graduate_lang(store, user), minutes=minutes),
-            )
-    giveup_after = dt.timedelta(hours=settings.sla_giveup_hours)
-    for ticket in await store.tickets_needing_giveup_offer(now, giveup_after):
-        if not await store.mark_giveup_offered(ticket.id):
-            continue
-        user = await store.get_user(ticket.user_id)
-        if user is None or user.telegram_id is None:
-            continue
-        lang = await graduate_lang(store, user)
-        try:
-            await desk.send(
-                user.telegram_id,
-                s.messages.get("tg_giveup_offer", lang, hours=f"{settings.sla_giveup_hours:g}"),
-                reply_markup=fmt.back_to_bot_keyboard(ticket.id, lang, s.messages),
-            )
-        except DeliveryFailed as exc:
-            logger.warning("give-up offer for ticket #%d not sent: %s", ticket.id, exc)
+    """The handoff service's sweep (reminders, long waits, the offer to go back)."""
+    await s.handoff.sweep()
 
 
 async def retention(context: ContextTypes.DEFAULT_TYPE) -> None:
