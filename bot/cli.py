@@ -41,8 +41,7 @@ from bot.datadir import DataDirProblem, check_data_dir, os_error_message
 from bot.errors import GradGuideError
 from bot.kb.ingest import IngestReport
 from bot.kb.ingest import Progress as ProgressCallback
-from bot.kb.models import Lang, Validity, detect_lang
-from bot.kb.regions import REGIONS, normalise_region
+from bot.kb.models import Lang, Validity
 from bot.kb.retriever import Hit
 from bot.kb.service import KnowledgeBase
 from bot.kb.upload import META_FIELDS
@@ -611,79 +610,15 @@ def _ask(args: argparse.Namespace, settings: Settings, out: Console, err: Consol
 
 
 def _print_reply(reply: Reply, out: Console) -> None:
-    style = "red" if reply.intent.value == "crisis" else "green"
-    out.print(f"[{style}]{escape(reply.text)}[/]")
-    if reply.handoff:
-        reason = reply.handoff_reason.value if reply.handoff_reason else ""
-        out.print(f"[yellow]→ counsellor handoff ({reason})[/]")
-    for number, citation in enumerate(reply.citations, start=1):
-        details = " · ".join(
-            x for x in (citation.doc_number, citation.source_url or "", citation.doc_id) if x
-        )
-        out.print(f"[dim][{number}] {escape(citation.title)} — {escape(details)}[/]")
-    if reply.suggestions:
-        out.print("[dim]→ " + escape(" | ".join(reply.suggestions)) + "[/]")
+    from bot.channels.terminal.chat import print_reply
+
+    print_reply(reply, out)
 
 
 def _chat(settings: Settings, out: Console, err: Console) -> int:
-    messages = Messages.load()
-    agent = _agent(settings, err)
-    out.print(messages.get("welcome", "zh") + "\n" + messages.get("welcome", "en") + "\n")
-    conversation = Conversation(id="terminal")
-    interactive = sys.stdin.isatty()
-    while True:
-        try:
-            line = input("> " if interactive else "").strip()
-        except EOFError:
-            return 0
-        if not line:
-            continue
-        command, _, argument = line.partition(" ")
-        lang: Lang = conversation.lang or _chat_lang(conversation, line, command, argument)
-        if command in ("/quit", "/exit", "/q"):
-            return 0
-        if command == "/reset":
-            conversation.reset()
-            out.print(messages.get("reset_done", lang))
-            continue
-        if command == "/help":
-            out.print(messages.get("help", lang) + "\n" + messages.get("chat_commands", lang))
-            continue
-        if command == "/lang":
-            choice = argument.strip().lower()
-            if choice in ("zh", "en"):
-                conversation.lang = "zh" if choice == "zh" else "en"
-                out.print(messages.get("lang_set", conversation.lang))
-            else:
-                current = conversation.lang or "auto"
-                out.print(messages.get("lang_usage", lang, current=current))
-            continue
-        if command == "/region":
-            code = normalise_region(argument) if argument.strip() else ""
-            if code in REGIONS.values():
-                conversation.region = code
-                out.print(messages.get("region_set", lang, region=argument.strip()))
-            else:
-                out.print(messages.get("region_unknown", lang, region=argument.strip()))
-            continue
-        if command.startswith("/") and command != "/human":
-            out.print(escape(messages.get("unknown_command", lang, command=command)))
-            out.print(messages.get("chat_commands", lang))
-            continue
-        _print_reply(agent.reply(conversation, line), out)
-        out.print()
+    from bot.root import chat
 
-
-def _chat_lang(conversation: Conversation, line: str, command: str, argument: str) -> Lang:
-    """The language to answer a line in: its own, else (a bare command) the language the
-    graduate last wrote in, else Chinese."""
-    text = argument if command.startswith("/") else line
-    if any(ch.isalpha() for ch in text):
-        return detect_lang(text)
-    for turn in reversed(conversation.turns):
-        if turn.role == "user":
-            return detect_lang(turn.text)
-    return "zh"
+    return chat(settings, _agent(settings, err), out)
 
 
 def answer_quality_table(rows: list[Scores], title: str) -> Table:

@@ -6,23 +6,38 @@ console.
 
 from __future__ import annotations
 
+import asyncio
+import sys
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+
+from bot.agent.agent import Agent
 from bot.channels.telegram.front import TelegramFrontEnd
+from bot.channels.terminal.chat import TerminalChat, stdin_lines
+from bot.channels.terminal.front import with_terminal
 from bot.handoff.ports import FrontEnd
 from bot.handoff.service import HandoffService
 from bot.kb.service import KnowledgeBase
 from bot.prompts import Messages
 from bot.settings import Settings
+from bot.storage.db import Database
 from bot.storage.store import Clock, Store, utcnow
-from bot.web.app import WebServices, build_services
+
+if TYPE_CHECKING:  # the console's stack is imported by `gradguide web` only
+    from bot.web.app import WebServices
 
 
 def handoff_service(
     settings: Settings, store: Store, messages: Messages, front: FrontEnd | None = None
 ) -> HandoffService:
     """The ticket use cases over ``front``; by default Telegram reached from a process
-    without the bot (built on first use, queue-only while Telegram is unreachable)."""
+    without the bot (built on first use, queue-only while Telegram is unreachable), and
+    terminal graduates through the outbox."""
     if front is None:
-        front = TelegramFrontEnd.lazy(settings, store, messages)
+        front = with_terminal(
+            settings, store, messages, TelegramFrontEnd.lazy(settings, store, messages)
+        )
     return HandoffService(settings, store, front)
 
 
@@ -30,9 +45,33 @@ def web_services(
     settings: Settings, *, kb: KnowledgeBase | None = None, clock: Clock = utcnow
 ) -> WebServices:
     """The console's services, its handoff service relaying through Telegram."""
+    from bot.web.app import build_services
+
     return build_services(
         settings,
         kb=kb,
         clock=clock,
         handoff=lambda store, messages: handoff_service(settings, store, messages),
     )
+
+
+def chat(settings: Settings, agent: Agent, out: Console) -> int:
+    """``gradguide chat``: the terminal channel on the configured database (migrated on
+    start), its handoffs reaching counsellors like any other."""
+
+    async def main() -> int:
+        database = Database.from_settings(settings)
+        try:
+            await database.migrate()
+            store = Store(database)
+            messages = Messages.load()
+            service = handoff_service(settings, store, messages)
+            terminal = TerminalChat(store, agent, service, messages, out)
+            try:
+                return await terminal.run(stdin_lines(sys.stdin.isatty()))
+            finally:
+                await service.close()
+        finally:
+            await database.dispose()
+
+    return asyncio.run(main())

@@ -9,9 +9,10 @@ line. Transfers accept exactly these, from every front end.
 from __future__ import annotations
 
 from bot.handoff.models import CLI_COUNSELLOR, Actor, Counsellor
+from bot.kb.models import Lang
 from bot.settings import Settings
 from bot.storage.console_store import ConsoleStore
-from bot.storage.store import Store
+from bot.storage.store import Store, User
 
 
 class Directory:
@@ -54,3 +55,20 @@ class Directory:
             return known.name
         user = await self.store.get_user(telegram_id=counsellor_id) if counsellor_id > 0 else None
         return (user.display_name if user else None) or str(counsellor_id)
+
+
+def lang_of(user: User | None, fallback: Lang = "zh") -> Lang:
+    if user is not None and user.lang in ("zh", "en"):
+        return "zh" if user.lang == "zh" else "en"
+    return fallback
+
+
+async def graduate_lang(store: Store, user: User | None) -> Lang:
+    """The graduate's chosen language; else the language they last wrote in; else zh."""
+    if user is None or user.lang in ("zh", "en"):
+        return lang_of(user)
+    conversation = await store.load_conversation(user.id)
+    for turn in reversed(await store.recent_turns(conversation.id, 20)):
+        if turn.role == "graduate" and turn.lang in ("zh", "en"):
+            return "en" if turn.lang == "en" else "zh"
+    return "zh"

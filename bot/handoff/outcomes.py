@@ -3,6 +3,7 @@
 Every operation returns one of these instead of a boolean, so a front end explains a refusal
 without reading the ticket again (and without a race between the two reads)::
 
+    Opened             a ticket waits for a counsellor (``created``: just now; ``position``)
     Claimed            the ticket is now the counsellor's
     AlreadyClaimed     another counsellor holds it (``by``: their name)
     Transferred        handed to a counsellor (``to``), or back to the queue (``to`` None)
@@ -26,6 +27,15 @@ from dataclasses import dataclass
 
 from bot.handoff.models import Counsellor, Relayed
 from bot.storage.store import Ticket
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    ticket: Ticket
+    created: bool
+    """False: the conversation had an open ticket already (this is it)."""
+    position: int
+    """Place in the queue (1 = next; 0 = a counsellor has it)."""
 
 
 @dataclass(frozen=True, slots=True)

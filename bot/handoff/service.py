@@ -17,11 +17,20 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.agent.models import Reply
 from bot.handoff import outcomes as out
 from bot.handoff.directory import Directory
 from bot.handoff.models import Counsellor, Relayed, Source
-from bot.handoff.policy import minutes_waiting, queue_order
+from bot.handoff.policy import (
+    TRANSCRIPT_TURNS,
+    minutes_waiting,
+    queue_order,
+    topic_intent,
+    transcript,
+    triage,
+)
 from bot.handoff.ports import FrontEnd, Notice
+from bot.privacy import redact
 from bot.settings import Settings
 from bot.storage.console_store import ConsoleStore
 from bot.storage.store import Store, Ticket
@@ -60,6 +69,42 @@ class HandoffService:
     async def _open(self, ticket_id: int) -> Ticket | None:
         ticket = await self.store.get_ticket(ticket_id)
         return ticket if ticket is not None and ticket.is_open else None
+
+    # -- opening ---------------------------------------------------------------------------
+
+    async def open(
+        self, user_id: int, conversation_id: int, reply: Reply, *, draft: Reply | None = None
+    ) -> out.Opened:
+        """A ticket for the agent's handoff (one open ticket per conversation): triaged (a
+        bare "/human" takes the subject the graduate asked about before), with the recent
+        transcript (personal data redacted) and the draft a counsellor checks before it goes
+        out; the caller announces it to the desk (``announce``) and tells the graduate.
+
+        Races: two messages of one graduate handed off at once (two replicas): the store's
+        unique open ticket per conversation lets one create it; the other gets it with
+        ``created`` False."""
+        turns = await self.store.recent_turns(conversation_id, TRANSCRIPT_TURNS)
+        sort = triage(reply)
+        if sort.category == "other":
+            subject = topic_intent(turns)
+            if subject is not None:
+                sort = triage(reply.model_copy(update={"intent": subject}))
+        asked = [t.text for t in turns if t.role == "graduate" and not t.text.startswith("/")]
+        draft_text = draft.text if draft is not None and draft.citations else None
+        citations = [c.model_dump(mode="json") for c in (draft.citations if draft else [])]
+        ticket, created = await self.store.open_ticket(
+            conversation_id,
+            user_id,
+            sort.category,
+            sort.priority,
+            sort.reason,
+            redact(asked[-1])[:200] if asked else reply.summary,
+            draft_text,
+            citations,
+            transcript(turns),
+            signals=reply.signals,
+        )
+        return out.Opened(ticket, created, await self.store.queue_position(ticket.id))
 
     # -- counsellors ---------------------------------------------------------------------
 

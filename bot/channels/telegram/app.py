@@ -35,6 +35,7 @@ from bot.channels.telegram.desk import Desk, UpdateInProgress, current_update
 from bot.channels.telegram.front import TelegramFrontEnd
 from bot.channels.telegram.gateway import Gateway
 from bot.channels.telegram.lease import ChatRenewal
+from bot.channels.terminal.front import with_terminal
 from bot.check import Status, check_console, check_settings
 from bot.errors import StorageError, TelegramConfigError, UpdateNotClaimed
 from bot.handoff.service import HandoffService
@@ -178,7 +179,9 @@ def build_application(services: Services) -> Application:  # type: ignore[type-a
     services.handoff_service = HandoffService(
         settings,
         services.store,
-        TelegramFrontEnd.of(services.desk),
+        with_terminal(
+            settings, services.store, services.messages, TelegramFrontEnd.of(services.desk)
+        ),
     )
     application.bot_data["services"] = services
 

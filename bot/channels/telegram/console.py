@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from bot.channels.telegram.front import TelegramFrontEnd
+from bot.channels.terminal.front import with_terminal
 from bot.errors import GradGuideError
 from bot.handoff import outcomes as out_
 from bot.handoff.models import CLI_COUNSELLOR, Relayed, Source
@@ -37,10 +38,13 @@ async def run(settings: Settings, action: str, args: Any, out: Console) -> int:
             raise GradGuideError(f"no ticket #{args.id}")
         if action == "show":
             return await _show(settings, store, ticket, out)
+        messages = Messages.load()
         service = HandoffService(
             settings,
             store,
-            TelegramFrontEnd.lazy(settings, store, Messages.load()),
+            with_terminal(
+                settings, store, messages, TelegramFrontEnd.lazy(settings, store, messages)
+            ),
         )
         try:
             return await _act(service, ticket, action, args, out)

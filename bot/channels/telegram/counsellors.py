@@ -16,9 +16,9 @@ from telegram.ext import Application, CommandHandler, ContextTypes, MessageHandl
 
 from bot.channels.telegram import formatting as fmt
 from bot.channels.telegram.app import Services
-from bot.channels.telegram.desk import graduate_lang
 from bot.channels.telegram.gateway import DeliveryFailed
 from bot.handoff import outcomes as out
+from bot.handoff.directory import graduate_lang
 from bot.handoff.models import Actor, Counsellor, Relayed, Source
 from bot.storage.store import Ticket
 

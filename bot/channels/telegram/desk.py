@@ -36,7 +36,7 @@ from typing import Any
 
 from telegram import Message
 
-from bot.agent.models import Citation, Reply
+from bot.agent.models import Citation
 from bot.channels.telegram import formatting as fmt
 from bot.channels.telegram.gateway import (
     DeliveryFailed,
@@ -46,10 +46,9 @@ from bot.channels.telegram.gateway import (
 )
 from bot.channels.telegram.lease import LeaseLost, SendLease
 from bot.errors import StorageError
+from bot.handoff.directory import graduate_lang, lang_of
 from bot.handoff.models import Relayed
-from bot.handoff.policy import topic_intent, transcript, triage
 from bot.kb.models import Lang
-from bot.privacy import redact
 from bot.prompts import Messages
 from bot.settings import Settings
 from bot.storage.store import (
@@ -127,13 +126,6 @@ class Delivery:
         return int(value) if value is not None else None
 
 
-@dataclass(frozen=True)
-class Handoff:
-    ticket: Ticket
-    created: bool
-    position: int
-
-
 @dataclass(frozen=True, slots=True)
 class TopicOutcome:
     """What :meth:`Desk.open_topic` did: the ticket (with its topic when one was made), and
@@ -143,23 +135,6 @@ class TopicOutcome:
 
     ticket: Ticket
     refused: DeliveryFailed | None = None
-
-
-def lang_of(user: User | None, fallback: Lang = "zh") -> Lang:
-    if user is not None and user.lang in ("zh", "en"):
-        return "zh" if user.lang == "zh" else "en"
-    return fallback
-
-
-async def graduate_lang(store: Store, user: User | None) -> Lang:
-    """The graduate's chosen language; else the language they last wrote in; else zh."""
-    if user is None or user.lang in ("zh", "en"):
-        return lang_of(user)
-    conversation = await store.load_conversation(user.id)
-    for turn in reversed(await store.recent_turns(conversation.id, 20)):
-        if turn.role == "graduate" and turn.lang in ("zh", "en"):
-            return "en" if turn.lang == "en" else "zh"
-    return "zh"
 
 
 class Desk:
@@ -395,41 +370,6 @@ class Desk:
         return items
 
     # -- tickets ------------------------------------------------------------------------
-
-    async def open(
-        self,
-        user: User,
-        conversation_id: int,
-        reply: Reply,
-        *,
-        draft: Reply | None = None,
-        student: str,
-    ) -> Handoff:
-        """Store a ticket (one open ticket per conversation) and say where the graduate is
-        in the queue; the caller then gives it a topic (``ensure_topic``)."""
-        turns = await self.store.recent_turns(conversation_id, 12)
-        sort = triage(reply)
-        if sort.category == "other":  # "/human": the subject is what they asked before
-            subject = topic_intent(turns)
-            if subject is not None:
-                sort = triage(reply.model_copy(update={"intent": subject}))
-        asked = [t.text for t in turns if t.role == "graduate" and not t.text.startswith("/")]
-        draft_text = draft.text if draft is not None and draft.citations else None
-        citations = [c.model_dump(mode="json") for c in (draft.citations if draft else [])]
-        ticket, created = await self.store.open_ticket(
-            conversation_id,
-            user.id,
-            sort.category,
-            sort.priority,
-            sort.reason,
-            redact(asked[-1])[:200] if asked else reply.summary,
-            draft_text,
-            citations,
-            transcript(turns),
-            signals=reply.signals,
-        )
-        position = await self.store.queue_position(ticket.id)
-        return Handoff(ticket, created, position)
 
     async def ensure_topic(
         self, ticket: Ticket, *, student: str, user: User | None, replace: bool = False

@@ -17,8 +17,9 @@ from telegram.error import NetworkError, TelegramError
 
 from bot.channels.telegram import formatting as fmt
 from bot.channels.telegram.check import bot_for
-from bot.channels.telegram.desk import Desk, graduate_lang, message_payload
+from bot.channels.telegram.desk import Desk, message_payload
 from bot.channels.telegram.gateway import DeliveryFailed, Gateway
+from bot.handoff.directory import graduate_lang
 from bot.handoff.models import Counsellor, Relayed, Source
 from bot.handoff.ports import Notice, Record
 from bot.kb.models import Lang

@@ -26,11 +26,12 @@ from bot.agent.models import Conversation, HandoffReason, Intent, Reply
 from bot.channels.telegram import forget, office_hours
 from bot.channels.telegram import formatting as fmt
 from bot.channels.telegram.app import Services, chat_key
-from bot.channels.telegram.desk import Desk, graduate_lang, lang_of, message_payload
+from bot.channels.telegram.desk import Desk, message_payload
 from bot.channels.telegram.gateway import DeliveryFailed
 from bot.channels.telegram.media import attachment_of
 from bot.errors import KnowledgeBaseError
 from bot.handoff import outcomes as out
+from bot.handoff.directory import graduate_lang, lang_of
 from bot.handoff.models import Relayed
 from bot.kb.models import Lang, detect_lang
 from bot.kb.regions import REGIONS, normalise_region
@@ -452,7 +453,7 @@ async def start_handoff(
         shown = reply.text
     await say(s, chat_id, fmt.escape(shown), key=f"handoff-msg:{conversation_id}")
     student = student_of(s, update.effective_user, desk)
-    handoff = await desk.open(user, conversation_id, reply, draft=draft, student=student)
+    handoff = await s.handoff.open(user.id, conversation_id, reply, draft=draft)
     if handoff.created:
         opened = await desk.open_topic(handoff.ticket, student=student, user=user)
         if opened.refused is not None:
