@@ -40,16 +40,9 @@ from bot.storage.models import (
     WebLoginAttemptRow,
     WebSessionRow,
 )
-from bot.storage.store import (
-    Store,
-    Ticket,
-    UnansweredQuestion,
-    _json,
-    _record,
-    _records,
-    _rowcount,
-    _upsert,
-)
+from bot.storage.records import Ticket, UnansweredQuestion
+from bot.storage.sql import json, record, records, rowcount, upsert
+from bot.storage.store import Store
 
 _ANSWER = aliased(TurnRow, name="answer")
 
@@ -223,7 +216,7 @@ class ConsoleStore:
         )
         try:
             async with self.store.transaction() as s:
-                return _record(Account, (await s.execute(statement)).scalar_one())
+                return record(Account, (await s.execute(statement)).scalar_one())
         except IntegrityError as exc:
             raise StorageError(
                 f"an account named {username!r} (or with that Telegram id) already exists"
@@ -264,14 +257,14 @@ class ConsoleStore:
     async def account_by_username(self, username: str) -> Account | None:
         async with self.store.transaction() as s:
             row = await self._by_username(s, username)
-            return None if row is None else _record(Account, row)
+            return None if row is None else record(Account, row)
 
     async def accounts(self) -> list[Account]:
         async with self.store.transaction() as s:
             rows = (
                 await s.execute(select(WebAccountRow).order_by(WebAccountRow.username))
             ).scalars()
-            return _records(Account, rows)
+            return records(Account, rows)
 
     async def mark_login(self, account_id: int) -> None:
         async with self.store.transaction() as s:
@@ -300,7 +293,7 @@ class ConsoleStore:
         )
         async with self.store.transaction() as s:
             await s.execute(delete(WebSessionRow).where(WebSessionRow.expires_at <= now))
-            return _record(WebSession, (await s.execute(statement)).scalar_one())
+            return record(WebSession, (await s.execute(statement)).scalar_one())
 
     async def session(self, token_hash: str) -> tuple[WebSession, Account] | None:
         """The live session with this token and its (active) account."""
@@ -317,14 +310,14 @@ class ConsoleStore:
             row = (await s.execute(query)).one_or_none()
             if row is None:
                 return None
-            return _record(WebSession, row[0]), _record(Account, row[1])
+            return record(WebSession, row[0]), record(Account, row[1])
 
     async def end_session(self, token_hash: str) -> bool:
         async with self.store.transaction() as s:
             result = await s.execute(
                 delete(WebSessionRow).where(WebSessionRow.token_hash == token_hash)
             )
-            return _rowcount(result) == 1
+            return rowcount(result) == 1
 
     # --- login rate limit ------------------------------------------------------------
 
@@ -374,7 +367,7 @@ class ConsoleStore:
                 actor=name[:64],
                 action=action,
                 target=None if target is None else target[:200],
-                data=_json(data or {}),
+                data=json(data or {}),
                 created_at=self.now(),
             )
             .returning(WebAuditRow.id)
@@ -385,7 +378,7 @@ class ConsoleStore:
     async def audit_log(self, limit: int = 200) -> list[AuditEntry]:
         query = select(WebAuditRow).order_by(WebAuditRow.created_at.desc(), WebAuditRow.id.desc())
         async with self.store.transaction() as s:
-            return _records(AuditEntry, (await s.execute(query.limit(limit))).scalars())
+            return records(AuditEntry, (await s.execute(query.limit(limit))).scalars())
 
     # --- closed tickets ----------------------------------------------------------------
 
@@ -419,7 +412,7 @@ class ConsoleStore:
         if rating is not None:
             query = query.where(TicketRow.rating == rating)
         async with self.store.transaction() as s:
-            return _records(Ticket, (await s.execute(query.limit(limit))).scalars())
+            return records(Ticket, (await s.execute(query.limit(limit))).scalars())
 
     # --- answers that need a better one ----------------------------------------------
 
@@ -504,17 +497,17 @@ class ConsoleStore:
     async def canned(self) -> list[CannedReply]:
         query = select(CannedReplyRow).order_by(CannedReplyRow.lang, CannedReplyRow.title)
         async with self.store.transaction() as s:
-            return _records(CannedReply, (await s.execute(query)).scalars())
+            return records(CannedReply, (await s.execute(query)).scalars())
 
     async def get_canned(self, canned_id: int) -> CannedReply | None:
         async with self.store.transaction() as s:
             row = await s.get(CannedReplyRow, canned_id)
-            return None if row is None else _record(CannedReply, row)
+            return None if row is None else record(CannedReply, row)
 
     async def delete_canned(self, canned_id: int) -> bool:
         async with self.store.transaction() as s:
             result = await s.execute(delete(CannedReplyRow).where(CannedReplyRow.id == canned_id))
-            return _rowcount(result) == 1
+            return rowcount(result) == 1
 
     # --- curated answers -------------------------------------------------------------
 
@@ -552,7 +545,7 @@ class ConsoleStore:
         if status is not None:
             query = query.where(CuratedAnswerRow.status == status)
         async with self.store.transaction() as s:
-            return _records(CuratedAnswer, (await s.execute(query)).scalars())
+            return records(CuratedAnswer, (await s.execute(query)).scalars())
 
     async def approved_cards(self) -> list[tuple[int, str]]:
         """The approved answers' cards as stored (JSON), by proposal number; an answer
@@ -563,7 +556,7 @@ class ConsoleStore:
     async def get_curated(self, curated_id: int) -> CuratedAnswer | None:
         async with self.store.transaction() as s:
             row = await s.get(CuratedAnswerRow, curated_id)
-            return None if row is None else _record(CuratedAnswer, row)
+            return None if row is None else record(CuratedAnswer, row)
 
     async def decide_curated(
         self,
@@ -602,7 +595,7 @@ class ConsoleStore:
             .values(**values)
         )
         async with self.store.transaction() as s:
-            return _rowcount(await s.execute(statement)) == 1
+            return rowcount(await s.execute(statement)) == 1
 
     # --- the graduates' attachments ----------------------------------------------------
 
@@ -624,7 +617,7 @@ class ConsoleStore:
         """Record the file of one graduate message; None if that message was recorded
         already (a replayed update)."""
         statement = (
-            _upsert(self.store.db.dialect, TicketAttachmentRow)
+            upsert(self.store.db.dialect, TicketAttachmentRow)
             .values(
                 ticket_id=ticket_id,
                 conversation_id=conversation_id,
@@ -653,12 +646,12 @@ class ConsoleStore:
             .order_by(TicketAttachmentRow.created_at, TicketAttachmentRow.id)
         )
         async with self.store.transaction() as s:
-            return _records(Attachment, (await s.execute(query)).scalars())
+            return records(Attachment, (await s.execute(query)).scalars())
 
     async def get_attachment(self, attachment_id: int) -> Attachment | None:
         async with self.store.transaction() as s:
             row = await s.get(TicketAttachmentRow, attachment_id)
-            return None if row is None else _record(Attachment, row)
+            return None if row is None else record(Attachment, row)
 
     # --- analytics -------------------------------------------------------------------
 

@@ -43,21 +43,11 @@ from dataclasses import dataclass, field
 from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.storage.models import (
-    ConversationRow,
-    ErasureRow,
-    MessageLinkRow,
-    TicketRow,
-)
-from bot.storage.store import (
-    MAX_ERROR_CHARS,
-    OutboxItem,
-    Send,
-    Store,
-    _record,
-    _records,
-    _rowcount,
-)
+from bot.storage.models import ConversationRow, ErasureRow, MessageLinkRow, TicketRow
+from bot.storage.outbox import MAX_ERROR_CHARS
+from bot.storage.records import OutboxItem, Send
+from bot.storage.sql import record, records, rowcount
+from bot.storage.store import Store
 
 BATCH = 100
 """``deleteMessages`` takes 1-100 message ids."""
@@ -202,20 +192,20 @@ class Erasures:
             planned: list[Erasure] = []
             if rows:
                 result = await tx.execute(insert(ErasureRow).returning(ErasureRow), rows)
-                planned = _records(Erasure, result.scalars())
+                planned = records(Erasure, result.scalars())
             counts = await store.forget_user(user_id, session=tx)
         return Forgotten(counts, tuple(sorted(planned, key=lambda e: e.id)))
 
     async def get(self, erasure_id: int) -> Erasure | None:
         async with self.store.transaction() as tx:
             row = await tx.get(ErasureRow, erasure_id)
-            return None if row is None else _record(Erasure, row)
+            return None if row is None else record(Erasure, row)
 
     async def all(self) -> list[Erasure]:
         """Every erasure, oldest first (for operators and tests)."""
         async with self.store.transaction() as tx:
             rows = await tx.execute(select(ErasureRow).order_by(ErasureRow.id))
-            return _records(Erasure, rows.scalars())
+            return records(Erasure, rows.scalars())
 
     async def due(self, now: dt.datetime, limit: int = 20, *, lease: dt.timedelta) -> list[Erasure]:
         """Pending erasures whose time has come, leased to the caller (``next_attempt_at``
@@ -239,7 +229,7 @@ class Erasures:
         )
         async with self.store.transaction() as tx:
             rows = await tx.execute(statement, execution_options={"synchronize_session": False})
-            return sorted(_records(Erasure, rows.scalars()), key=lambda e: e.id)
+            return sorted(records(Erasure, rows.scalars()), key=lambda e: e.id)
 
     async def advance(
         self, erasure: Erasure, step: Step, message_ids: Sequence[int] = ()
@@ -291,7 +281,7 @@ class Erasures:
         )
         async with self.store.transaction() as tx:
             result = await tx.execute(statement, execution_options={"synchronize_session": False})
-            return _rowcount(result)
+            return rowcount(result)
 
     async def _set(
         self, erasure_id: int, values: dict[str, object], session: AsyncSession | None = None

@@ -1,7 +1,7 @@
 """The database schema as SQLAlchemy declarative models (the migrations mirror it).
 
 These classes are internal to ``bot.storage``: the public ``Store`` methods return the
-frozen records of ``bot.storage.store`` instead, so no caller holds a live ORM object.
+frozen records of ``bot.storage.records`` instead, so no caller holds a live ORM object.
 Enumerated values are plain strings guarded by CHECK constraints, which behave the same
 on SQLite and PostgreSQL.
 """
