@@ -100,6 +100,8 @@ class ConversationsMixin(StoreBase):
         async with self._tx(session) as s:
             return rowcount(await self._dml(s, statement)) == 1
 
+    # --- turns -----------------------------------------------------------------------
+
     async def add_turn(
         self,
         conversation_id: int,
