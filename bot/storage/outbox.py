@@ -24,6 +24,11 @@ SEND_LEASE = dt.timedelta(seconds=60)
 job of any process may (``Store.queue``; the default of ``GRADGUIDE_CHAT_LEASE_S``)."""
 
 
+TERMINAL = "terminal"
+"""The method of items that no Bot API call sends: messages for a graduate in the terminal,
+read by their own ``gradguide chat`` (``terminal_messages``)."""
+
+
 class OutboxMixin(StoreBase):
     """The ``Store``'s outbox."""
 
@@ -154,10 +159,15 @@ class OutboxMixin(StoreBase):
         """Pending items whose time has come, leased to this caller: their
         ``next_attempt_at`` moves ``lease`` ahead, so a concurrent worker does not get the
         same item, and an item whose worker died comes due again after the lease.
-        Follow up with ``mark_sent`` or ``mark_failed``."""
+        Follow up with ``mark_sent`` or ``mark_failed``. Terminal items are not among
+        them: the graduate's terminal reads those (``terminal_messages``)."""
         candidates = (
             select(OutboxRow.id)
-            .where(OutboxRow.status == "pending", OutboxRow.next_attempt_at <= now)
+            .where(
+                OutboxRow.status == "pending",
+                OutboxRow.next_attempt_at <= now,
+                OutboxRow.method != TERMINAL,
+            )
             .order_by(OutboxRow.next_attempt_at, OutboxRow.id)
             .limit(limit)
             # PostgreSQL: concurrent workers take different items instead of queueing on
@@ -178,6 +188,23 @@ class OutboxMixin(StoreBase):
             rows = (await s.execute(statement, execution_options=SYNC)).scalars().all()
         items = records(OutboxItem, rows)
         return sorted(items, key=lambda item: (item.created_at, item.id))
+
+    async def terminal_messages(
+        self, key_prefix: str, *, session: AsyncSession | None = None
+    ) -> list[OutboxItem]:
+        """One terminal graduate's pending items (their keys start with ``key_prefix``),
+        oldest first; the terminal prints each and marks it sent."""
+        query = (
+            select(OutboxRow)
+            .where(
+                OutboxRow.status == "pending",
+                OutboxRow.method == TERMINAL,
+                OutboxRow.dedupe_key.startswith(key_prefix, autoescape=True),
+            )
+            .order_by(OutboxRow.id)
+        )
+        async with self._tx(session) as s:
+            return records(OutboxItem, (await s.execute(query)).scalars())
 
     async def mark_sent(self, item_id: int, *, session: AsyncSession | None = None) -> bool:
         """Telegram took the item: never sent again. (One short transaction: right after

@@ -46,6 +46,16 @@ class UsersMixin(StoreBase):
             connection = await s.connection()
             return await connection.run_sync(_user, telegram_id, display_name, now)
 
+    async def create_user(self, display_name: str, *, session: AsyncSession | None = None) -> User:
+        """A new user without a Telegram chat: a graduate in the terminal (``gradguide
+        chat``), one per session."""
+        now = self.now()
+        row = UserRow(display_name=display_name, role="graduate", created_at=now, last_seen_at=now)
+        async with self._tx(session) as s:
+            s.add(row)
+            await s.flush()
+            return record(User, row)
+
     async def load_graduate(
         self,
         telegram_id: int,

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy.exc import IntegrityError
 
 from bot.storage import Send, Store
+from bot.storage.outbox import TERMINAL
 from tests.storage.conftest import FakeClock, count_rows, new_graduate
 
 GROUP = -1_009_876_543_210
@@ -226,3 +227,20 @@ async def test_uploads_survive_until_finished(store: Store, clock: FakeClock) ->
     assert await store.finish_upload(second, "failed")
     failed = await store.get_upload(second)
     assert failed is not None and failed.report is None
+
+
+async def test_terminal_items_wait_for_their_own_terminal(store: Store) -> None:
+    """The Bot API outbox job never takes a terminal graduate's messages; each terminal
+    reads only its own graduate's, oldest first."""
+    first = await store.create_user("终端同学")
+    second = await store.create_user("终端同学")
+    assert first.id != second.id and first.telegram_id is None
+    for user, n in ((first, 1), (second, 1), (first, 2)):
+        await store.enqueue(f"terminal:{user.id}:note:{n}", TERMINAL, {"text": f"{user.id}-{n}"})
+    await store.enqueue("tg:1", "sendMessage", {"chat_id": 1, "text": "hi"})
+    due = await store.due(store.now(), 20)
+    assert [item.method for item in due] == ["sendMessage"]
+    mine = await store.terminal_messages(f"terminal:{first.id}:")
+    assert [item.payload["text"] for item in mine] == [f"{first.id}-1", f"{first.id}-2"]
+    await store.mark_sent(mine[0].id)
+    assert len(await store.terminal_messages(f"terminal:{first.id}:")) == 1

@@ -61,18 +61,6 @@ def print_reply(reply: Reply, out_: Console) -> None:
         out_.print("[dim]→ " + escape(" | ".join(reply.suggestions)) + "[/]")
 
 
-def line_lang(conversation: Conversation, line: str, command: str, argument: str) -> Lang:
-    """The language to answer a line in: its own, else (a bare command) the language the
-    graduate last wrote in, else Chinese."""
-    text = argument if command.startswith("/") else line
-    if any(ch.isalpha() for ch in text):
-        return detect_lang(text)
-    for turn in reversed(conversation.turns):
-        if turn.role == "user":
-            return detect_lang(turn.text)
-    return "zh"
-
-
 @dataclass
 class TerminalChat:
     store: Store
@@ -87,6 +75,9 @@ class TerminalChat:
     conversation_id: int = 0
     rating_for: int | None = None
     """A resolved ticket whose 1–5 rating the next line may give."""
+    last_lang: Lang = "zh"
+    """The language the graduate last wrote in (bare commands and numbers are answered in
+    it)."""
 
     def say(self, key: str, lang: Lang, **params: object) -> None:
         self.out.print(escape(plain(self.messages.get(key, lang, **params))))
@@ -132,7 +123,10 @@ class TerminalChat:
         """One line; False to stop."""
         command, _, argument = line.partition(" ")
         conversation = self.conversation
-        lang: Lang = conversation.lang or line_lang(conversation, line, command, argument)
+        text = argument if command.startswith("/") else line
+        if any(ch.isalpha() for ch in text):
+            self.last_lang = detect_lang(text)
+        lang: Lang = conversation.lang or self.last_lang
         if command in ("/quit", "/exit", "/q"):
             return False
         if self.rating_for is not None and line in ("1", "2", "3", "4", "5"):
@@ -156,7 +150,7 @@ class TerminalChat:
             self.out.print(escape(self.messages.get("unknown_command", lang, command=command)))
             self.out.print(self.messages.get("chat_commands", lang))
             return True
-        await self._ask(line)
+        await self._ask(line, lang)
         return True
 
     def _local(self, command: str, argument: str, lang: Lang) -> bool:
@@ -188,9 +182,16 @@ class TerminalChat:
             return False
         return True
 
-    async def _ask(self, line: str) -> None:
+    async def _ask(self, line: str, lang: Lang) -> None:
         answer = self.answer or self.agent.reply
-        reply = await asyncio.to_thread(answer, self.conversation, line)
+        conversation = self.conversation
+        chosen = conversation.lang
+        if line.startswith("/"):  # a bare command: answered in the graduate's language
+            conversation.lang = chosen or lang
+        try:
+            reply = await asyncio.to_thread(answer, conversation, line)
+        finally:
+            conversation.lang = chosen
         store = self.store
         await store.add_turn(self.conversation_id, "graduate", line, lang=reply.lang)
         await store.add_turn(

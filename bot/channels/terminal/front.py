@@ -18,9 +18,10 @@ from bot.handoff.ports import FrontEnd, Notice, Record
 from bot.handoff.routing import RoutingFrontEnd
 from bot.prompts import Messages
 from bot.settings import Settings
+from bot.storage.outbox import TERMINAL
 from bot.storage.store import Send, Store, Ticket
 
-METHOD = "terminal"
+METHOD = TERMINAL
 NOW = dt.timedelta(0)
 """Terminal items are due at once: no process sends them but the graduate's terminal."""
 TAG = re.compile(r"<[^>]+>")
