@@ -117,14 +117,15 @@ class HandoffService:
         ticket = await self._open(ticket_id)
         if ticket is None:
             return out.Closed(ticket_id)
+        if by.actor.kind == "counsellor" and by.id > 0:
+            # their name, for the loser's "already claimed by": known before the claim commits
+            record = await self.store.get_or_create_user(by.id, by.name)
+            await self.store.set_role(record.id, "counsellor")
         if not await self.store.claim(ticket.id, by.id):
             fresh = await self._open(ticket.id)
             if fresh is None:
                 return out.Closed(ticket.id)
             return out.AlreadyClaimed(fresh, await self.directory.name(fresh.assignee_telegram_id))
-        if by.actor.kind == "counsellor" and by.id > 0:  # their name, for "already claimed by"
-            record = await self.store.get_or_create_user(by.id, by.name)
-            await self.store.set_role(record.id, "counsellor")
         await self.front.tell_counsellors(
             ticket, Notice("grp_claimed", {"name": by.name}), key=f"claimed:{ticket.id}:{by.id}"
         )

@@ -8,6 +8,7 @@ import re
 from sqlalchemy import select
 
 from bot.channels.telegram.front import TelegramFrontEnd
+from bot.handoff.routing import RoutingFrontEnd
 from bot.kb.service import KnowledgeBase
 from bot.settings import Settings
 from bot.storage.models import OutboxRow
@@ -213,8 +214,8 @@ async def test_a_transfer_is_told_in_the_tickets_topic(
     try:
         ticket = await console.graduate_ticket()
         front = console.services.handoff.front
-        assert isinstance(front, TelegramFrontEnd)
-        desk = await front.desk()
+        assert isinstance(front, RoutingFrontEnd) and isinstance(front.desk, TelegramFrontEnd)
+        desk = await front.desk.desk()
         user = await console.store.get_user(ticket.user_id)
         ticket = await desk.ensure_topic(ticket, student="张同学", user=user)
         assert ticket.topic_id is not None
