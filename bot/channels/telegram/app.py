@@ -11,7 +11,7 @@ import datetime as dt
 import logging
 import os
 import time
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Awaitable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -25,7 +25,9 @@ from telegram.ext import (
     Application,
     ApplicationHandlerStop,
     BaseUpdateProcessor,
+    CallbackContext,
     ContextTypes,
+    ExtBot,
     TypeHandler,
 )
 
@@ -115,6 +117,22 @@ class Services:
         return self.handoff_service
 
 
+class BotData:
+    """``context.bot_data`` of every handler and job (PTB's typed context): the services
+    ``build_application`` built, reached without a dictionary lookup or a cast."""
+
+    services: Services
+
+    def __init__(self) -> None:
+        self.apologised: OrderedDict[int, None] = OrderedDict()
+        """Updates whose graduate was told to try again (``failures.on_error``), newest
+        last, bounded there."""
+
+
+Context = CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], BotData]
+"""The context every GradGuide handler and job receives."""
+
+
 def chat_key(update: object) -> tuple[int, int] | None:
     """The chat an update belongs to, with the forum topic (0 outside topics): the unit
     whose updates are processed one at a time, in order."""
@@ -164,6 +182,7 @@ def build_application(services: Services) -> Application:  # type: ignore[type-a
     application = (
         Application.builder()
         .token(settings.telegram_bot_token)
+        .context_types(ContextTypes(bot_data=BotData))
         .base_url(f"{api}/bot")
         .base_file_url(f"{api}/file/bot")
         .concurrent_updates(PerChatOrder(32))
@@ -183,9 +202,9 @@ def build_application(services: Services) -> Application:  # type: ignore[type-a
             settings, services.store, services.messages, TelegramFrontEnd.of(services.desk)
         ),
     )
-    application.bot_data["services"] = services
+    application.bot_data.services = services
 
-    async def once(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    async def once(update: Update, context: Context) -> None:
         """Each update is processed once, even when a webhook is replayed, and a chat's
         updates one at a time on whichever replica receives them. A graduate's text also
         has its user and conversation read, and is counted for the rate limit, in the
@@ -253,7 +272,7 @@ def build_application(services: Services) -> Application:  # type: ignore[type-a
         if chat is not None:
             services.renewals[update_id] = ChatRenewal(store, chat, update_id, lease)
 
-    async def done(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    async def done(update: Update, context: Context) -> None:
         services.preloaded.pop(update.update_id, None)
         services.in_flight.discard(update.update_id)
         renewal = services.renewals.pop(update.update_id, None)
@@ -295,7 +314,7 @@ async def _preload(services: Services, update: Update, tx: AsyncSession) -> None
 
 async def _command_menu(application: Application) -> None:  # type: ignore[type-arg]
     """The graduates' command menu in Telegram, in Chinese (default) and English."""
-    services: Services = application.bot_data["services"]
+    services = application.bot_data.services
     menus: tuple[tuple[Lang, str | None], ...] = (("zh", None), ("en", "en"))
     for lang, code in menus:
         lines = services.messages.get("tg_command_menu", lang).splitlines()
