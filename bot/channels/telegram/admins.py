@@ -21,7 +21,7 @@ from telegram import Update
 from telegram.ext import Application, CommandHandler, MessageHandler, filters
 
 from bot.channels.telegram import formatting as fmt
-from bot.channels.telegram.app import Context, Services
+from bot.channels.telegram.context import Context, Services
 from bot.channels.telegram.gateway import DeliveryFailed
 from bot.errors import DocumentNotFoundError, GradGuideError
 from bot.kb.ingest import FileOutcome

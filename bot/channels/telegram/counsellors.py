@@ -14,7 +14,7 @@ from telegram import Message, Update
 from telegram.ext import Application, CommandHandler, MessageHandler, filters
 
 from bot.channels.telegram import formatting as fmt
-from bot.channels.telegram.app import Context, Services
+from bot.channels.telegram.context import Context, Services
 from bot.channels.telegram.gateway import DeliveryFailed
 from bot.handoff import outcomes as out
 from bot.handoff.directory import graduate_lang

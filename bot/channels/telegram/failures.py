@@ -9,7 +9,7 @@ import logging
 from telegram import Update
 from telegram.ext import ApplicationHandlerStop
 
-from bot.channels.telegram.app import Context
+from bot.channels.telegram.context import Context
 from bot.channels.telegram.gateway import DeliveryFailed
 from bot.channels.telegram.graduates import guess_lang, services_of
 from bot.channels.telegram.webhook import unclaimed_update

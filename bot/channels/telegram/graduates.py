@@ -22,9 +22,9 @@ from telegram.ext import (
 )
 
 from bot.agent.models import Conversation, HandoffReason, Intent, Reply
-from bot.channels.telegram import forget, office_hours
+from bot.channels.telegram import counsellors, forget, office_hours
 from bot.channels.telegram import formatting as fmt
-from bot.channels.telegram.app import Context, Services, chat_key
+from bot.channels.telegram.context import Context, Services, chat_key
 from bot.channels.telegram.desk import Desk, message_payload
 from bot.channels.telegram.gateway import DeliveryFailed
 from bot.channels.telegram.media import attachment_of
@@ -691,8 +691,6 @@ async def on_media(update: Update, context: Context) -> None:
 async def on_callback(update: Update, context: Context) -> None:
     """Every inline button. The ids in callback data are never trusted: each action checks
     that the ticket or answer belongs to the person who pressed the button."""
-    from bot.channels.telegram import counsellors
-
     s = services_of(context)
     query = update.callback_query
     assert query is not None

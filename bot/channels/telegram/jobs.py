@@ -17,7 +17,7 @@ from telegram.ext import Application
 
 from bot.agent.curated import parse_cards
 from bot.channels.telegram.admins import ingest_upload
-from bot.channels.telegram.app import UPDATE_STALE_AFTER, Context, Services
+from bot.channels.telegram.context import UPDATE_STALE_AFTER, Context, Services
 from bot.channels.telegram.forget import ERASE_EVERY_S, erase_due, record_copy
 from bot.kb.models import Lang
 from bot.storage.console_store import ConsoleStore

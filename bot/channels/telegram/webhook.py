@@ -60,7 +60,7 @@ from bot.errors import TelegramConfigError
 from bot.settings import Settings
 
 if TYPE_CHECKING:  # app.py imports this module
-    from bot.channels.telegram.app import Context
+    from bot.channels.telegram.context import Context
 
 logger = logging.getLogger(__name__)
 
