@@ -205,8 +205,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "handoffs":
             from bot.channels.telegram import console
+            from bot.root import handoff_service
 
-            return asyncio.run(console.run(settings, args.handoffs_command, args, out))
+            command = args.handoffs_command
+            return asyncio.run(console.run(settings, command, args, out, handoff_service))
         if args.command == "users":
             from bot.web import users
 

@@ -22,7 +22,8 @@ from typing import Any
 import pytest
 
 from bot.agent.agent import Agent
-from bot.channels.telegram.app import Services, build_application
+from bot.channels.telegram.app import build_application
+from bot.channels.telegram.context import Services
 from bot.channels.telegram.webhook import WebhookReceiver
 from bot.kb.service import KnowledgeBase
 from bot.prompts import Messages

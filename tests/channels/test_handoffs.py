@@ -21,7 +21,8 @@ import pytest
 from sqlalchemy import select
 
 from bot.agent.agent import Agent
-from bot.channels.telegram.app import Services, build_application
+from bot.channels.telegram.app import build_application
+from bot.channels.telegram.context import Services
 from bot.channels.telegram.jobs import run_sla
 from bot.channels.telegram.lease import ChatRenewal
 from bot.prompts import Messages

@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import event, select
 from sqlalchemy.engine import Engine
 
-from bot.channels.telegram.app import UPDATE_STALE_AFTER
+from bot.channels.telegram.context import UPDATE_STALE_AFTER
 from bot.storage.models import ProcessedUpdateRow
 from bot.storage.store import HANDED_TO_OUTBOX
 from tests.channels.conftest import (

@@ -15,13 +15,13 @@ import logging
 import re
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from telegram import Update
-from telegram.ext import Application, CommandHandler, ContextTypes, MessageHandler, filters
+from telegram.ext import Application, CommandHandler, MessageHandler, filters
 
 from bot.channels.telegram import formatting as fmt
-from bot.channels.telegram.app import Services
+from bot.channels.telegram.context import Context, Services
 from bot.channels.telegram.gateway import DeliveryFailed
 from bot.errors import DocumentNotFoundError, GradGuideError
 from bot.kb.ingest import FileOutcome
@@ -54,15 +54,9 @@ def register(application: Application, services: Services) -> None:  # type: ign
         )
 
 
-def _services(context: ContextTypes.DEFAULT_TYPE) -> Services:
-    return cast(Services, context.application.bot_data["services"])
-
-
-async def _admin(
-    update: Update, context: ContextTypes.DEFAULT_TYPE
-) -> tuple[Services, Lang] | None:
+async def _admin(update: Update, context: Context) -> tuple[Services, Lang] | None:
     """The services and the admin's language, or None (refused and logged) for anyone else."""
-    s = _services(context)
+    s = context.bot_data.services
     user = update.effective_user
     chat = update.effective_chat
     assert user is not None and chat is not None
@@ -73,14 +67,14 @@ async def _admin(
     return None
 
 
-AdminAction = Callable[[Services, Lang, Update, ContextTypes.DEFAULT_TYPE], Awaitable[None]]
-Handler = Callable[[Update, ContextTypes.DEFAULT_TYPE], Coroutine[Any, Any, None]]
+AdminAction = Callable[[Services, Lang, Update, Context], Awaitable[None]]
+Handler = Callable[[Update, Context], Coroutine[Any, Any, None]]
 
 
 def admin_only(action: AdminAction) -> Handler:
     """The role check every admin command goes through: anyone else is refused (logged)."""
 
-    async def handler(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    async def handler(update: Update, context: Context) -> None:
         admin = await _admin(update, context)
         if admin is None:
             await _refuse(update, context)
@@ -90,8 +84,8 @@ def admin_only(action: AdminAction) -> Handler:
     return handler
 
 
-async def _refuse(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    s = _services(context)
+async def _refuse(update: Update, context: Context) -> None:
+    s = context.bot_data.services
     user = update.effective_user
     chat = update.effective_chat
     assert user is not None and chat is not None
@@ -105,10 +99,10 @@ async def _send(s: Services, chat_id: int, text: str) -> None:
     await s.need_desk.say(chat_id, text)
 
 
-async def on_document(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def on_document(update: Update, context: Context) -> None:
     """An admin's file is downloaded into the data dir, recorded, and ingested. (Anyone
     else's file goes to the graduate handlers: relayed while a ticket is open.)"""
-    s = _services(context)
+    s = context.bot_data.services
     user = update.effective_user
     message = update.effective_message
     if user is None or message is None or message.document is None:
@@ -256,9 +250,7 @@ def metadata_help(s: Services, name: str, outcome: FileOutcome, lang: Lang) -> s
 
 
 @admin_only
-async def on_kb(
-    s: Services, lang: Lang, update: Update, context: ContextTypes.DEFAULT_TYPE
-) -> None:
+async def on_kb(s: Services, lang: Lang, update: Update, context: Context) -> None:
     assert update.effective_chat is not None
     documents = s.kb.documents()
     if not documents:
@@ -276,9 +268,7 @@ async def on_kb(
 
 
 @admin_only
-async def on_kb_remove(
-    s: Services, lang: Lang, update: Update, context: ContextTypes.DEFAULT_TYPE
-) -> None:
+async def on_kb_remove(s: Services, lang: Lang, update: Update, context: Context) -> None:
     assert update.effective_chat is not None
     chat = update.effective_chat.id
     if not context.args:
@@ -300,9 +290,7 @@ async def on_kb_remove(
 
 
 @admin_only
-async def on_stats(
-    s: Services, lang: Lang, update: Update, context: ContextTypes.DEFAULT_TYPE
-) -> None:
+async def on_stats(s: Services, lang: Lang, update: Update, context: Context) -> None:
     assert update.effective_chat is not None
     stats = await s.store.stats(s.store.now() - dt.timedelta(days=STATS_DAYS))
     median = (
@@ -328,9 +316,7 @@ async def on_stats(
 
 
 @admin_only
-async def on_unanswered(
-    s: Services, lang: Lang, update: Update, context: ContextTypes.DEFAULT_TYPE
-) -> None:
+async def on_unanswered(s: Services, lang: Lang, update: Update, context: Context) -> None:
     assert update.effective_chat is not None
     rows = await s.store.list_unanswered(s.store.now() - dt.timedelta(days=STATS_DAYS), 50)
     if not rows:

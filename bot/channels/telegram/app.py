@@ -11,10 +11,8 @@ import datetime as dt
 import logging
 import os
 import time
-from collections import defaultdict
 from collections.abc import Awaitable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -30,7 +28,16 @@ from telegram.ext import (
 )
 
 from bot.agent.agent import Agent
+from bot.channels.telegram import admins, counsellors, failures, graduates, jobs
 from bot.channels.telegram.check import REJECTED_TOKEN, STOPPING_AREAS, check_telegram
+from bot.channels.telegram.context import (
+    UPDATE_STALE_AFTER,
+    BotData,
+    Context,
+    Preloaded,
+    Services,
+    chat_key,
+)
 from bot.channels.telegram.desk import Desk, UpdateInProgress, current_update
 from bot.channels.telegram.front import TelegramFrontEnd
 from bot.channels.telegram.gateway import Gateway
@@ -45,84 +52,9 @@ from bot.privacy import install_log_redaction
 from bot.prompts import Messages
 from bot.settings import Settings
 from bot.storage.db import Database
-from bot.storage.store import ConversationRecord, Store, User
+from bot.storage.store import Store
 
 logger = logging.getLogger(__name__)
-
-UPDATE_STALE_AFTER = dt.timedelta(minutes=5)
-"""An update claimed by a worker that then died is processed again once the chat lease it
-held ran out (``GRADGUIDE_CHAT_LEASE_S``, see ``Store.claim_update``); one that never held a
-chat lease (no chat, or its worker died waiting for the chat), after this."""
-
-
-@dataclass(frozen=True)
-class Preloaded:
-    """What ``once`` read for a graduate's text, in the transaction that claimed it."""
-
-    user: User
-    conversation: ConversationRecord
-    sent_last_minute: float
-    """Their messages in the last minute, this one included (for the rate limit)."""
-
-
-@dataclass
-class Services:
-    """Everything the handlers need, built once at start-up."""
-
-    settings: Settings
-    kb: KnowledgeBase
-    agent: Agent
-    store: Store
-    messages: Messages
-    desk: Desk | None = None
-    handoff_service: HandoffService | None = None
-    """The ticket use cases, over this bot's desk (``build_application``)."""
-    agent_pool: ThreadPoolExecutor = field(
-        default_factory=lambda: ThreadPoolExecutor(4, thread_name_prefix="agent")
-    )
-    """The agent is CPU work, kept off the event loop. Several threads: the model and the
-    index release the GIL, and questions asked at the same moment are embedded together
-    (``QueryBatcher``). One graduate's messages still run one at a time (``locks``)."""
-    kb_pool: ThreadPoolExecutor = field(
-        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="kb-writer")
-    )
-    """Knowledge-base writes (an admin's upload or removal), one at a time."""
-    locks: defaultdict[int, asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
-    """Per-user locks: one message of a graduate at a time (plus DB constraints across
-    replicas)."""
-    finished: set[int] = field(default_factory=set)
-    """Updates already marked done in the transaction that stored their answer."""
-    released: set[int] = field(default_factory=set)
-    """Updates whose chat lease was handed on in that transaction too."""
-    renewals: dict[int, ChatRenewal] = field(default_factory=dict)
-    """Per update being processed: the task that renews its chat lease."""
-    preloaded: dict[int, Preloaded] = field(default_factory=dict)
-    """A text update's user and conversation, read when the update was claimed."""
-    in_flight: set[int] = field(default_factory=set)
-    """Updates this process claimed and is processing (``jobs.resume_stranded`` leaves
-    them alone)."""
-    uploads_in_flight: set[int] = field(default_factory=set)
-    """Uploads this process is ingesting (``jobs.resume_uploads`` leaves them alone)."""
-
-    @property
-    def need_desk(self) -> Desk:
-        assert self.desk is not None, "build_application sets the desk"
-        return self.desk
-
-    @property
-    def handoff(self) -> HandoffService:
-        assert self.handoff_service is not None, "build_application sets the handoff service"
-        return self.handoff_service
-
-
-def chat_key(update: object) -> tuple[int, int] | None:
-    """The chat an update belongs to, with the forum topic (0 outside topics): the unit
-    whose updates are processed one at a time, in order."""
-    if not isinstance(update, Update) or update.effective_chat is None:
-        return None
-    message = update.effective_message
-    thread = message.message_thread_id if message is not None else None
-    return update.effective_chat.id, thread or 0
 
 
 class PerChatOrder(BaseUpdateProcessor):
@@ -153,8 +85,6 @@ class PerChatOrder(BaseUpdateProcessor):
 
 
 def build_application(services: Services) -> Application:  # type: ignore[type-arg]
-    from bot.channels.telegram import admins, counsellors, failures, graduates, jobs
-
     settings = services.settings
     if not settings.telegram_bot_token:
         raise TelegramConfigError(
@@ -164,6 +94,7 @@ def build_application(services: Services) -> Application:  # type: ignore[type-a
     application = (
         Application.builder()
         .token(settings.telegram_bot_token)
+        .context_types(ContextTypes(bot_data=BotData))
         .base_url(f"{api}/bot")
         .base_file_url(f"{api}/file/bot")
         .concurrent_updates(PerChatOrder(32))
@@ -183,9 +114,9 @@ def build_application(services: Services) -> Application:  # type: ignore[type-a
             settings, services.store, services.messages, TelegramFrontEnd.of(services.desk)
         ),
     )
-    application.bot_data["services"] = services
+    application.bot_data.services = services
 
-    async def once(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    async def once(update: Update, context: Context) -> None:
         """Each update is processed once, even when a webhook is replayed, and a chat's
         updates one at a time on whichever replica receives them. A graduate's text also
         has its user and conversation read, and is counted for the rate limit, in the
@@ -253,7 +184,7 @@ def build_application(services: Services) -> Application:  # type: ignore[type-a
         if chat is not None:
             services.renewals[update_id] = ChatRenewal(store, chat, update_id, lease)
 
-    async def done(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    async def done(update: Update, context: Context) -> None:
         services.preloaded.pop(update.update_id, None)
         services.in_flight.discard(update.update_id)
         renewal = services.renewals.pop(update.update_id, None)
@@ -295,7 +226,7 @@ async def _preload(services: Services, update: Update, tx: AsyncSession) -> None
 
 async def _command_menu(application: Application) -> None:  # type: ignore[type-arg]
     """The graduates' command menu in Telegram, in Chinese (default) and English."""
-    services: Services = application.bot_data["services"]
+    services = application.bot_data.services
     menus: tuple[tuple[Lang, str | None], ...] = (("zh", None), ("en", "en"))
     for lang, code in menus:
         lines = services.messages.get("tg_command_menu", lang).splitlines()

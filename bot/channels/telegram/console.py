@@ -1,17 +1,17 @@
-"""``gradguide handoffs``: counsellors without Telegram work on the same database, and their
-replies reach the graduate through the bot (the same relay path as a topic message)."""
+"""``gradguide handoffs``: counsellors without Telegram work on the same database through the
+same handoff service; their replies reach the graduate through the bot (or the graduate's
+terminal), queued while Telegram is unreachable."""
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from bot.channels.telegram.front import TelegramFrontEnd
-from bot.channels.terminal.front import with_terminal
 from bot.errors import GradGuideError
 from bot.handoff import outcomes as out_
 from bot.handoff.models import CLI_COUNSELLOR, Relayed, Source
@@ -26,7 +26,14 @@ CLI_CHAT_ID = 0
 _sequence = itertools.count()
 
 
-async def run(settings: Settings, action: str, args: Any, out: Console) -> int:
+async def run(
+    settings: Settings,
+    action: str,
+    args: Any,
+    out: Console,
+    handoff: Callable[[Settings, Store, Messages], HandoffService],
+) -> int:
+    """``handoff`` builds the service (the composition root's ``handoff_service``)."""
     db = Database.from_settings(settings)
     try:
         await db.migrate()
@@ -38,14 +45,7 @@ async def run(settings: Settings, action: str, args: Any, out: Console) -> int:
             raise GradGuideError(f"no ticket #{args.id}")
         if action == "show":
             return await _show(settings, store, ticket, out)
-        messages = Messages.load()
-        service = HandoffService(
-            settings,
-            store,
-            with_terminal(
-                settings, store, messages, TelegramFrontEnd.lazy(settings, store, messages)
-            ),
-        )
+        service = handoff(settings, store, Messages.load())
         try:
             return await _act(service, ticket, action, args, out)
         finally:

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import cast
 
 from telegram import Message, Update
-from telegram.ext import Application, CommandHandler, ContextTypes, MessageHandler, filters
+from telegram.ext import Application, CommandHandler, MessageHandler, filters
 
 from bot.channels.telegram import formatting as fmt
-from bot.channels.telegram.app import Services
+from bot.channels.telegram.context import Context, Services
 from bot.channels.telegram.gateway import DeliveryFailed
 from bot.handoff import outcomes as out
 from bot.handoff.directory import graduate_lang
@@ -44,10 +43,6 @@ def register(application: Application, services: Services) -> None:  # type: ign
     application.add_handler(
         MessageHandler(in_group & ~filters.COMMAND & ~filters.StatusUpdate.ALL, on_topic_message)
     )
-
-
-def _services(context: ContextTypes.DEFAULT_TYPE) -> Services:
-    return cast(Services, context.application.bot_data["services"])
 
 
 def counsellor_name(update: Update) -> str:
@@ -115,8 +110,8 @@ def _why(s: Services, outcome: object) -> str | None:
     return None
 
 
-async def on_topic_message(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    s = _services(context)
+async def on_topic_message(update: Update, context: Context) -> None:
+    s = context.bot_data.services
     ticket = await _ticket_here(s, update)
     message = update.effective_message
     if ticket is None or message is None:
@@ -127,29 +122,29 @@ async def on_topic_message(update: Update, context: ContextTypes.DEFAULT_TYPE) -
         await _reply(s, message, s.messages.get("grp_ticket_closed", s.need_desk.group_lang))
 
 
-async def on_claim(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def on_claim(update: Update, context: Context) -> None:
     await _act(update, context, lambda s, ticket, by: s.handoff.claim(ticket.id, by))
 
 
-async def on_resolve(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def on_resolve(update: Update, context: Context) -> None:
     await _act(update, context, lambda s, ticket, by: s.handoff.resolve(ticket.id, by))
 
 
-async def on_back_to_bot(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def on_back_to_bot(update: Update, context: Context) -> None:
     await _act(update, context, lambda s, ticket, by: s.handoff.resolve(ticket.id, by, rate=False))
 
 
-async def on_transfer(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def on_transfer(update: Update, context: Context) -> None:
     """/transfer <counsellor id> hands the ticket over; /transfer alone puts it back in the
     queue. The service's transition tells the topic who has it now."""
     target = context.args[0] if context.args else None
     await _act(update, context, lambda s, ticket, by: s.handoff.transfer(ticket.id, target, by))
 
 
-async def on_note(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def on_note(update: Update, context: Context) -> None:
     """/note text: stays in the topic and the audit trail, never reaches the graduate."""
     text = " ".join(context.args or [])
-    s = _services(context)
+    s = context.bot_data.services
     outcome = await _act(update, context, lambda s, ticket, by: s.handoff.note(ticket.id, text, by))
     if isinstance(outcome, out.NoteSaved) and update.effective_message is not None:
         await _reply(
@@ -159,11 +154,11 @@ async def on_note(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 async def _act(
     update: Update,
-    context: ContextTypes.DEFAULT_TYPE,
+    context: Context,
     use_case: Callable[[Services, Ticket, Counsellor], Awaitable[object]],
 ) -> object:
     """A topic command: the topic's ticket, the use case, and why it did nothing if so."""
-    s = _services(context)
+    s = context.bot_data.services
     ticket = await _ticket_here(s, update)
     message = update.effective_message
     if ticket is None or message is None:
@@ -175,20 +170,18 @@ async def _act(
     return outcome
 
 
-async def on_topic_help(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    s = _services(context)
+async def on_topic_help(update: Update, context: Context) -> None:
+    s = context.bot_data.services
     message = update.effective_message
     user = update.effective_user
     if message is not None and user is not None and user.id in s.settings.counsellor_ids:
         await _reply(s, message, s.messages.get("grp_topic_help", s.need_desk.group_lang))
 
 
-async def on_card_button(
-    update: Update, context: ContextTypes.DEFAULT_TYPE, callback: fmt.Callback
-) -> None:
+async def on_card_button(update: Update, context: Context, callback: fmt.Callback) -> None:
     """[Claim] [Send draft] [Resolve] on a ticket card: only a listed counsellor, only in
     the counsellor chat, only for the ticket of that topic."""
-    s = _services(context)
+    s = context.bot_data.services
     query = update.callback_query
     user = update.effective_user
     assert query is not None

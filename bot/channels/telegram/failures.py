@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections import OrderedDict
-from typing import cast
 
 from telegram import Update
-from telegram.ext import ApplicationHandlerStop, ContextTypes
+from telegram.ext import ApplicationHandlerStop
 
+from bot.channels.telegram.context import Context
 from bot.channels.telegram.gateway import DeliveryFailed
 from bot.channels.telegram.graduates import guess_lang, services_of
 from bot.channels.telegram.webhook import unclaimed_update
@@ -19,14 +18,11 @@ from bot.errors import GradGuideError, UpdateNotClaimed
 logger = logging.getLogger(__name__)
 
 
-def _first_apology(context: ContextTypes.DEFAULT_TYPE, update_id: int) -> bool:
+def _first_apology(context: Context, update_id: int) -> bool:
     """The graduate is told about an update once, even when a handler and then ``done``
     both fail (the database went away mid-update): the application remembers the latest
     updates it apologised for."""
-    told = cast(
-        "OrderedDict[int, None]",
-        context.application.bot_data.setdefault("apologised", OrderedDict()),
-    )
+    told = context.bot_data.apologised
     if update_id in told:
         return False
     told[update_id] = None
@@ -35,7 +31,7 @@ def _first_apology(context: ContextTypes.DEFAULT_TYPE, update_id: int) -> bool:
     return True
 
 
-async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def on_error(update: object, context: Context) -> None:
     """Log the failure (personal data is redacted by the log filter) and tell the graduate
     in their language — never a traceback, never silence.
 

@@ -34,7 +34,7 @@ from bot.storage.erasures import BATCH, Erasure, Erasures, Step
 from bot.storage.store import HANDED_TO_OUTBOX, OutboxItem, Send, Ticket, User
 
 if TYPE_CHECKING:
-    from bot.channels.telegram.app import Services
+    from bot.channels.telegram.context import Services
 
 logger = logging.getLogger(__name__)
 

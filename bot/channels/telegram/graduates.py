@@ -7,7 +7,7 @@ import contextlib
 import logging
 import math
 import re
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import Message, Update
@@ -17,15 +17,14 @@ from telegram.ext import (
     Application,
     CallbackQueryHandler,
     CommandHandler,
-    ContextTypes,
     MessageHandler,
     filters,
 )
 
 from bot.agent.models import Conversation, HandoffReason, Intent, Reply
-from bot.channels.telegram import forget, office_hours
+from bot.channels.telegram import counsellors, forget, office_hours
 from bot.channels.telegram import formatting as fmt
-from bot.channels.telegram.app import Services, chat_key
+from bot.channels.telegram.context import Context, Services, chat_key
 from bot.channels.telegram.desk import Desk, message_payload
 from bot.channels.telegram.gateway import DeliveryFailed
 from bot.channels.telegram.media import attachment_of
@@ -58,8 +57,8 @@ _HAS_LANGUAGE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]|[A-Za-z]{2}")
 a row, as ``Agent._language``): "k 👍" or "y?" keeps the conversation's language."""
 
 
-def services_of(context: ContextTypes.DEFAULT_TYPE) -> Services:
-    return cast(Services, context.application.bot_data["services"])
+def services_of(context: Context) -> Services:
+    return context.bot_data.services
 
 
 def register(application: Application, services: Services) -> None:  # type: ignore[type-arg]
@@ -112,9 +111,7 @@ async def say(
     return await s.need_desk.say(chat_id, text, reply_markup=reply_markup, key=key)
 
 
-async def _who(
-    update: Update, context: ContextTypes.DEFAULT_TYPE
-) -> tuple[Services, User, int, Lang]:
+async def _who(update: Update, context: Context) -> tuple[Services, User, int, Lang]:
     """What every graduate command starts with: the services, the user, the chat, the
     language to answer in."""
     s = services_of(context)
@@ -189,7 +186,7 @@ def student_of(s: Services, tg_user: TgUser | None, desk: Desk) -> str:
 # -- the question flow ------------------------------------------------------------------
 
 
-async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def on_text(update: Update, context: Context) -> None:
     s = services_of(context)
     message = update.effective_message
     tg_user = update.effective_user
@@ -500,7 +497,7 @@ def _office_open(s: Services) -> bool:
 # -- commands ---------------------------------------------------------------------------
 
 
-async def on_start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def on_start(update: Update, context: Context) -> None:
     s, user, chat, lang = await _who(update, context)
     await s.store.set_consent(user.id)
     days = s.settings.retention_days
@@ -517,12 +514,12 @@ async def on_start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     )
 
 
-async def on_help(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def on_help(update: Update, context: Context) -> None:
     s, _, chat, lang = await _who(update, context)
     await say(s, chat, s.messages.get("tg_help", lang))
 
 
-async def on_ids(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def on_ids(update: Update, context: Context) -> None:
     """``/ids``: the sender's numeric id and, in a group, the group's (for
     GRADGUIDE_COUNSELLOR_IDS / ADMIN_IDS / COUNSELLOR_CHAT_ID). Nothing is stored."""
     s = services_of(context)
@@ -540,7 +537,7 @@ async def on_ids(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     await say(s, chat.id, text)
 
 
-async def on_lang(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def on_lang(update: Update, context: Context) -> None:
     s, user, chat, lang = await _who(update, context)
     arg = (context.args or [""])[0].lower()
     if arg in ("zh", "en"):
@@ -556,7 +553,7 @@ async def on_lang(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     )
 
 
-async def on_region(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def on_region(update: Update, context: Context) -> None:
     s, user, chat, lang = await _who(update, context)
     value = " ".join(context.args or []).strip()
     if not value:
@@ -575,7 +572,7 @@ async def on_region(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     await say(s, chat, s.messages.get("tg_region_set", lang, region=fmt.escape(value[:40])))
 
 
-async def on_reset(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def on_reset(update: Update, context: Context) -> None:
     s = services_of(context)
     user = await _user(s, update)
     assert update.effective_chat is not None
@@ -590,7 +587,7 @@ async def on_reset(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     await say(s, update.effective_chat.id, s.messages.get("tg_reset_done", lang))
 
 
-async def on_human(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def on_human(update: Update, context: Context) -> None:
     s = services_of(context)
     user = await _user(s, update)
     await ask_for_human(s, update, user)
@@ -611,13 +608,13 @@ async def ask_for_human(s: Services, update: Update, user: User) -> None:
     await say(s, chat_id, s.messages.get(key, lang, position=position))
 
 
-async def on_cancel(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def on_cancel(update: Update, context: Context) -> None:
     s, user, chat, lang = await _who(update, context)
     cancelled = isinstance(await s.handoff.cancel(user.id), out.Cancelled)
     await say(s, chat, s.messages.get("tg_cancel_done" if cancelled else "tg_cancel_nothing", lang))
 
 
-async def on_forget(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def on_forget(update: Update, context: Context) -> None:
     s, _, chat, lang = await _who(update, context)
     await say(
         s,
@@ -627,7 +624,7 @@ async def on_forget(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     )
 
 
-async def on_contact(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def on_contact(update: Update, context: Context) -> None:
     """/contact <phone or e-mail>: left for a counsellor when the wait is long."""
     s, user, chat, lang = await _who(update, context)
     contact = " ".join(context.args or []).strip()[:200]
@@ -646,7 +643,7 @@ async def on_contact(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
     await say(s, chat, s.messages.get("tg_contact_saved", lang))
 
 
-async def on_unknown_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def on_unknown_command(update: Update, context: Context) -> None:
     s = services_of(context)
     user = await _user(s, update)
     message = update.effective_message
@@ -658,7 +655,7 @@ async def on_unknown_command(update: Update, context: ContextTypes.DEFAULT_TYPE)
     )
 
 
-async def on_media(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def on_media(update: Update, context: Context) -> None:
     """Photos, voice, stickers, files: relayed to the counsellor while a ticket is open;
     otherwise a note on what the bot reads. (Admins' documents are handled before this.)"""
     s = services_of(context)
@@ -691,11 +688,9 @@ async def on_media(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 # -- buttons ----------------------------------------------------------------------------
 
 
-async def on_callback(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def on_callback(update: Update, context: Context) -> None:
     """Every inline button. The ids in callback data are never trusted: each action checks
     that the ticket or answer belongs to the person who pressed the button."""
-    from bot.channels.telegram import counsellors
-
     s = services_of(context)
     query = update.callback_query
     assert query is not None

@@ -10,15 +10,14 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections import OrderedDict
-from typing import Any, cast
+from typing import Any
 
 from telegram import Update
-from telegram.ext import Application, ContextTypes
+from telegram.ext import Application
 
 from bot.agent.curated import parse_cards
 from bot.channels.telegram.admins import ingest_upload
-from bot.channels.telegram.app import UPDATE_STALE_AFTER, Services
+from bot.channels.telegram.context import UPDATE_STALE_AFTER, Context, Services
 from bot.channels.telegram.forget import ERASE_EVERY_S, erase_due, record_copy
 from bot.kb.models import Lang
 from bot.storage.console_store import ConsoleStore
@@ -54,12 +53,8 @@ def schedule(application: Application, services: Services) -> None:  # type: ign
     queue.run_repeating(refresh_curated, interval=CURATED_EVERY_S, first=0.0, name="curated")
 
 
-def _services(context: ContextTypes.DEFAULT_TYPE) -> Services:
-    return cast(Services, context.application.bot_data["services"])
-
-
-async def drain_outbox(context: ContextTypes.DEFAULT_TYPE) -> None:
-    await deliver_due(_services(context))
+async def drain_outbox(context: Context) -> None:
+    await deliver_due(context.bot_data.services)
 
 
 async def deliver_due(s: Services) -> int:
@@ -95,12 +90,12 @@ async def deliver_due(s: Services) -> int:
     return delivered
 
 
-async def erase_copies(context: ContextTypes.DEFAULT_TYPE) -> None:
+async def erase_copies(context: Context) -> None:
     """What /forget could not delete in Telegram at once (``forget.erase_due``)."""
-    await erase_due(_services(context))
+    await erase_due(context.bot_data.services)
 
 
-async def resume_stranded(context: ContextTypes.DEFAULT_TYPE) -> int:
+async def resume_stranded(context: Context) -> int:
     """Long polling: an update that a process claimed and did not finish before it died is
     processed again (Telegram will not deliver it again: it was confirmed when it was
     fetched). Found once the chat lease it held has run out (``GRADGUIDE_CHAT_LEASE_S``),
@@ -113,9 +108,9 @@ async def resume_stranded(context: ContextTypes.DEFAULT_TYPE) -> int:
     updater = application.updater
     if updater is None or not updater.running:
         return 0
-    s = _services(context)
+    s = context.bot_data.services
     store = s.store
-    told = cast("OrderedDict[int, None]", application.bot_data.get("apologised", OrderedDict()))
+    told = application.bot_data.apologised
     resumed = 0
     for update_id, payload in await store.stranded_updates(store.now(), UPDATE_STALE_AFTER):
         if update_id in s.in_flight:
@@ -129,8 +124,8 @@ async def resume_stranded(context: ContextTypes.DEFAULT_TYPE) -> int:
     return resumed
 
 
-async def check_sla(context: ContextTypes.DEFAULT_TYPE) -> None:
-    await run_sla(_services(context))
+async def check_sla(context: Context) -> None:
+    await run_sla(context.bot_data.services)
 
 
 async def run_sla(s: Services) -> None:
@@ -138,8 +133,8 @@ async def run_sla(s: Services) -> None:
     await s.handoff.sweep()
 
 
-async def retention(context: ContextTypes.DEFAULT_TYPE) -> None:
-    await apply_retention(_services(context))
+async def retention(context: Context) -> None:
+    await apply_retention(context.bot_data.services)
 
 
 async def apply_retention(s: Services) -> dict[str, int]:
@@ -166,8 +161,8 @@ async def apply_retention(s: Services) -> dict[str, int]:
     return removed
 
 
-async def refresh_curated(context: ContextTypes.DEFAULT_TYPE) -> None:
-    await load_curated(_services(context))
+async def refresh_curated(context: Context) -> None:
+    await load_curated(context.bot_data.services)
 
 
 async def load_curated(s: Services) -> int:
@@ -183,12 +178,12 @@ UPLOAD_STALE_S = 600.0
 stopped (one document ingests in seconds)."""
 
 
-async def resume_uploads(context: ContextTypes.DEFAULT_TYPE) -> None:
+async def resume_uploads(context: Context) -> None:
     """Uploads recorded but not ingested (the process stopped half-way) are ingested now:
     those recorded before this process started (``job.data``), and those pending for
     :data:`UPLOAD_STALE_S`. An upload recorded since start-up is this process's own, which
     the document handler is ingesting."""
-    s = _services(context)
+    s = context.bot_data.services
     started = context.job.data if context.job is not None else None
     cutoff = s.store.now() - dt.timedelta(seconds=UPLOAD_STALE_S)
     if isinstance(started, dt.datetime):

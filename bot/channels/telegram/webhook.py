@@ -47,17 +47,20 @@ import socket
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import tornado.web
 from telegram import Update
 from telegram.error import InvalidToken, TelegramError
-from telegram.ext import Application, ContextTypes, ExtBot, TypeHandler
+from telegram.ext import Application, ExtBot, TypeHandler
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
 from bot.errors import TelegramConfigError
 from bot.settings import Settings
+
+if TYPE_CHECKING:  # app.py imports this module
+    from bot.channels.telegram.context import Context
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +118,7 @@ def unclaimed_update(update: object) -> Unclaimed:
     return Unclaimed(tell=delivery.final and delivery.fresh, later=True, final=delivery.final)
 
 
-async def _processed(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def _processed(update: Update, context: Context) -> None:
     delivery = _delivery.get()
     if delivery is not None and delivery.update_id == update.update_id:
         delivery.processed = True
