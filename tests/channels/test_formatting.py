@@ -36,7 +36,7 @@ from bot.channels.telegram.formatting import (
     text_length,
     topic_name,
 )
-from bot.channels.telegram.office_hours import OfficeHours, format_office_hours, parse_office_hours
+from bot.handoff.office_hours import OfficeHours, format_office_hours, parse_office_hours
 from bot.prompts import BUNDLED_PROMPTS_DIR, Messages
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")

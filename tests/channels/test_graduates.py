@@ -14,7 +14,7 @@ import pytest
 from bot.agent.curated import CardForm, build_card
 from bot.channels.telegram.formatting import MESSAGE_LIMIT
 from bot.channels.telegram.jobs import apply_retention, load_curated
-from bot.channels.telegram.office_hours import format_office_hours
+from bot.handoff.office_hours import format_office_hours
 from bot.kb.cards import CuratedCard
 from bot.kb.models import Lang
 from bot.storage.console_store import ConsoleStore

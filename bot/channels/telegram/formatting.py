@@ -1,5 +1,5 @@
 """Telegram formatting: HTML escaping and splitting, callback data, keyboards, ticket cards
-(office hours: ``office_hours``).
+(office hours: ``bot.handoff.office_hours``).
 
 Everything here is a pure function of its arguments (no network, no database, no clock), so
 the handlers can be tested without Telegram. Texts are Telegram HTML (``parse_mode="HTML"``):

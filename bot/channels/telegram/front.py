@@ -13,6 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from telegram import InlineKeyboardMarkup
 from telegram.error import NetworkError, TelegramError
 
 from bot.channels.telegram import formatting as fmt
@@ -122,17 +123,8 @@ class TelegramFrontEnd:
             await desk.send_or_queue(key, chat, self.render(desk.messages, notice, lang))
 
     async def ask_rating(self, ticket: Ticket) -> None:
-        desk = await self._desk()
-        found = await self._graduate(desk, ticket)
-        if found is None:
-            return
-        chat, lang = found
-        await desk.send_or_queue(
-            f"rate:{ticket.id}",
-            chat,
-            desk.messages.get("tg_rate_prompt", lang),
-            reply_markup=fmt.rating_keyboard(ticket.id, lang, desk.messages),
-        )
+        notice = Notice("tg_rate_prompt")
+        await self._with_buttons(ticket, f"rate:{ticket.id}", notice, fmt.rating_keyboard)
 
     async def tell_counsellors(self, ticket: Ticket, notice: Notice, *, key: str) -> None:
         desk = await self._desk()
@@ -148,6 +140,16 @@ class TelegramFrontEnd:
         await desk.send_or_queue(key, desk.group_id, text)
 
     async def offer_back_to_bot(self, ticket: Ticket, notice: Notice, *, key: str) -> None:
+        await self._with_buttons(ticket, key, notice, fmt.back_to_bot_keyboard)
+
+    async def _with_buttons(
+        self,
+        ticket: Ticket,
+        key: str,
+        notice: Notice,
+        keyboard: Callable[[int, Lang, Messages], InlineKeyboardMarkup],
+    ) -> None:
+        """A notice for the graduate with the ticket's buttons under it."""
         desk = await self._desk()
         found = await self._graduate(desk, ticket)
         if found is None:
@@ -157,7 +159,7 @@ class TelegramFrontEnd:
             key,
             chat,
             self.render(desk.messages, notice, lang),
-            reply_markup=fmt.back_to_bot_keyboard(ticket.id, lang, desk.messages),
+            reply_markup=keyboard(ticket.id, lang, desk.messages),
         )
 
     async def close_thread(self, ticket: Ticket) -> None:

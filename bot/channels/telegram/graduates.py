@@ -22,13 +22,14 @@ from telegram.ext import (
 )
 
 from bot.agent.models import Conversation, HandoffReason, Intent, Reply
-from bot.channels.telegram import counsellors, forget, office_hours
+from bot.channels.telegram import counsellors, forget
 from bot.channels.telegram import formatting as fmt
 from bot.channels.telegram.context import Context, Services, chat_key
 from bot.channels.telegram.desk import Desk, message_payload
 from bot.channels.telegram.gateway import DeliveryFailed
 from bot.channels.telegram.media import attachment_of
 from bot.errors import KnowledgeBaseError
+from bot.handoff import office_hours
 from bot.handoff import outcomes as out
 from bot.handoff.directory import graduate_lang, lang_of
 from bot.handoff.models import Relayed
