@@ -11,7 +11,8 @@ without reading the ticket again (and without a race between the two reads)::
     UnknownCounsellor  a transfer to someone who is not a counsellor
     Resolved           closed by a counsellor (the graduate asked for a rating, or not)
     Cancelled          closed by the graduate (back to the bot)
-    NothingOpen        the graduate had no open ticket to cancel
+    NothingOpen        the graduate had no open ticket (to cancel, to leave contact details on)
+    ContactSaved       the graduate's contact details are on their open ticket
     Delivered          a reply or the draft went on its way (``relayed``: sent, queued, …)
     NoDraft            the ticket has no draft answer to send
     NoteSaved          a note is in the ticket's trail
@@ -84,6 +85,12 @@ class NothingOpen:
 
 
 @dataclass(frozen=True, slots=True)
+class ContactSaved:
+    ticket: Ticket
+    contact: str
+
+
+@dataclass(frozen=True, slots=True)
 class Delivered:
     ticket: Ticket
     relayed: Relayed
@@ -128,6 +135,7 @@ ClaimOutcome = Claimed | AlreadyClaimed | Closed
 TransferOutcome = Transferred | AlreadyThere | UnknownCounsellor | Closed
 ResolveOutcome = Resolved | Closed
 CancelOutcome = Cancelled | NothingOpen
+ContactOutcome = ContactSaved | NothingOpen | Empty
 ReplyOutcome = Delivered | Empty | Closed
 DraftOutcome = Delivered | NoDraft | Closed
 NoteOutcome = NoteSaved | Empty | Closed

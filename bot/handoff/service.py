@@ -38,6 +38,7 @@ from bot.storage.store import Store, Ticket
 logger = logging.getLogger(__name__)
 
 MAX_NOTE_CHARS = 4000
+MAX_CONTACT_CHARS = 200
 
 
 @dataclass
@@ -314,6 +315,20 @@ class HandoffService:
         await self.front.tell_counsellors(ticket, notice, key=key)
         await self.front.close_thread(ticket)
         return out.Cancelled(ticket)
+
+    async def leave_contact(self, user_id: int, contact: str) -> out.ContactOutcome:
+        """Contact details (a phone number, an e-mail) for a counsellor to get back to the
+        graduate when the wait is long, on their open ticket (at most 200 characters). The
+        front end shows them to counsellors its own way."""
+        text = contact.strip()[:MAX_CONTACT_CHARS]
+        conversation = await self.store.load_conversation(user_id)
+        ticket = await self.store.open_ticket_for(conversation.id)
+        if ticket is None:
+            return out.NothingOpen()
+        if not text:
+            return out.Empty()
+        await self.store.set_contact(ticket.id, text)
+        return out.ContactSaved(ticket, text)
 
     async def rate(self, user_id: int, ticket_id: int, rating: int) -> out.RateOutcome:
         """The graduate's 1–5 rating of their closed ticket; only the first counts."""

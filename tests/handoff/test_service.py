@@ -288,3 +288,15 @@ async def test_a_long_wait_alerts_everyone_once_and_later_offers_the_bot(
     assert await service.sweep() == Swept(offered=[waiting.id])
     assert front.keys("graduate", waiting.id) == ["tg_long_wait", "tg_giveup_offer"]
     assert front.keys("graduate", answered.id) == ["tg_counsellor_joined"]
+
+
+async def test_contact_details_go_on_the_open_ticket_only(store: Store, tmp_path: Path) -> None:
+    service, _ = service_for(store, tmp_path)
+    user_id, _conversation = await new_graduate(store, 9001)
+    assert await service.leave_contact(user_id, "13800000000") == out.NothingOpen()
+    ticket = await ticket_for(store, 9001)
+    assert await service.leave_contact(user_id, "   ") == out.Empty()
+    saved = await service.leave_contact(user_id, " 13800000000 " + "x" * 300)
+    assert isinstance(saved, out.ContactSaved) and saved.ticket.id == ticket.id
+    fresh = await store.get_ticket(ticket.id)
+    assert fresh is not None and fresh.contact == saved.contact and len(saved.contact) == 200

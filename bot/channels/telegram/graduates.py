@@ -628,20 +628,14 @@ async def on_forget(update: Update, context: Context) -> None:
 async def on_contact(update: Update, context: Context) -> None:
     """/contact <phone or e-mail>: left for a counsellor when the wait is long."""
     s, user, chat, lang = await _who(update, context)
-    contact = " ".join(context.args or []).strip()[:200]
-    conversation = await s.store.load_conversation(user.id)
-    ticket = await s.store.open_ticket_for(conversation.id)
-    if ticket is None:
-        await say(s, chat, s.messages.get("tg_contact_nothing", lang))
-        return
-    if not contact:
-        await say(s, chat, s.messages.get("tg_contact_usage", lang))
-        return
-    await s.store.set_contact(ticket.id, contact)
-    message = update.effective_message
-    assert message is not None
-    await forget.post_contact(s, ticket, chat, message.message_id, contact)  # /forget finds it
-    await say(s, chat, s.messages.get("tg_contact_saved", lang))
+    saved = await s.handoff.leave_contact(user.id, " ".join(context.args or []))
+    if isinstance(saved, out.ContactSaved):
+        message = update.effective_message
+        assert message is not None
+        # into the ticket's topic, where /forget finds it
+        await forget.post_contact(s, saved.ticket, chat, message.message_id, saved.contact)
+    key = {out.ContactSaved: "tg_contact_saved", out.Empty: "tg_contact_usage"}
+    await say(s, chat, s.messages.get(key.get(type(saved), "tg_contact_nothing"), lang))
 
 
 async def on_unknown_command(update: Update, context: Context) -> None:

@@ -141,6 +141,11 @@ class TerminalChat:
             cancelled = isinstance(await self.handoff.cancel(self.user_id), out.Cancelled)
             self.say("tg_cancel_done" if cancelled else "tg_cancel_nothing", lang)
             return True
+        if command == "/contact":
+            saved = await self.handoff.leave_contact(self.user_id, argument)
+            keys = {out.ContactSaved: "tg_contact_saved", out.Empty: "tg_contact_usage"}
+            self.say(keys.get(type(saved), "tg_contact_nothing"), lang)
+            return True
         owner = (await self.store.load_conversation(self.user_id)).owner
         if owner != "bot":  # a counsellor has the conversation: the line is for them
             await self.store.add_turn(self.conversation_id, "graduate", line, lang=lang)
