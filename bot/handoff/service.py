@@ -79,7 +79,8 @@ class HandoffService:
         """A ticket for the agent's handoff (one open ticket per conversation): triaged (a
         bare "/human" takes the subject the graduate asked about before), with the recent
         transcript (personal data redacted) and the draft a counsellor checks before it goes
-        out; the caller announces it to the desk (``announce``) and tells the graduate.
+        out; the caller gives it a place at the desk (Telegram: its forum topic) and tells
+        the graduate where they are in the queue.
 
         Races: two messages of one graduate handed off at once (two replicas): the store's
         unique open ticket per conversation lets one create it; the other gets it with
