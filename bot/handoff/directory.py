@@ -21,15 +21,16 @@ class Directory:
         self.store = store
         self.console = console
 
-    async def everyone(self) -> dict[int, Counsellor]:
-        """The counsellors a ticket may be handed to, by their id on tickets."""
+    async def everyone(self, *, inactive: bool = False) -> dict[int, Counsellor]:
+        """The counsellors a ticket may be handed to, by their id on tickets (``inactive``:
+        also deactivated console accounts, to name who held a closed ticket)."""
         found: dict[int, Counsellor] = {}
         for telegram_id in self.settings.counsellor_ids:
             user = await self.store.get_user(telegram_id=telegram_id)
             name = (user.display_name if user else None) or str(telegram_id)
             found[telegram_id] = Counsellor(telegram_id, name, Actor.counsellor(telegram_id))
         for account in await self.console.accounts():
-            if account.active:
+            if account.active or inactive:
                 cid = account.counsellor_id
                 found[cid] = Counsellor(cid, account.display_name, Actor.web(account.username))
         return found

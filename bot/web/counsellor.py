@@ -62,13 +62,8 @@ class QueueRow:
 async def counsellor_names(s: WebServices, lang: Lang = "zh") -> dict[int, str]:
     """Ticket assignee ids → names: console accounts, then known Telegram counsellors
     (0 is ``gradguide handoffs``, the command line)."""
-    names: dict[int, str] = {0: s.messages.get("web_actor_cli", lang)}
-    for telegram_id in s.settings.counsellor_ids:
-        user = await s.store.get_user(telegram_id=telegram_id)
-        names[telegram_id] = (user.display_name if user else None) or str(telegram_id)
-    for account in await s.console.accounts():
-        names[account.counsellor_id] = account.display_name
-    return names
+    everyone = await s.handoff.directory.everyone(inactive=True)
+    return {0: s.messages.get("web_actor_cli", lang)} | {i: c.name for i, c in everyone.items()}
 
 
 async def actor_names(s: WebServices, lang: Lang) -> dict[str, str]:
