@@ -252,6 +252,7 @@ async def test_analytics_charts_and_csv(console: Console) -> None:
     await store.add_turn(ticket.conversation_id, "bot", "At most six months.", intent="policy")
     await store.add_feedback(user.id, "rating", 5, ticket_id=ticket.id)
     await store.add_feedback(user.id, "thumb", 1)
+    asked = store.now()  # the day the questions fall on, even when the answer crosses midnight
     console.clock.advance(minutes=12)
     await store.mark_first_response(ticket.id)
     await console.as_user("admin")
@@ -264,8 +265,8 @@ async def test_analytics_charts_and_csv(console: Console) -> None:
     lines = csv.text.splitlines()
     assert lines[0] == "date,questions,answered,handed_off"
     shanghai = dt.timezone(dt.timedelta(hours=8))  # GRADGUIDE_TIMEZONE: days start there
-    today = console.store.now().astimezone(shanghai).date().isoformat()
-    assert f"{today},2,2,1" in lines
+    day = asked.astimezone(shanghai).date().isoformat()
+    assert f"{day},2,2,1" in lines
     assert len(lines[1 : lines.index("")]) == 8  # one row per day of the window
     assert "rating_5,1" in lines and "rating_1,0" in lines
     median = next(line for line in lines if line.startswith("median_first_response_s,"))
