@@ -60,18 +60,17 @@ CLI: Final = Actor("cli")
 
 @dataclass(frozen=True, slots=True)
 class Counsellor:
-    """A counsellor acting on a ticket, whichever front end they work in: ``id`` is what a
-    ticket's assignee holds (a Telegram user id, a console account's counsellor id, 0 for the
-    command line), ``name`` is shown to colleagues (and, when names are visible, to the
-    graduate), ``actor`` is written to the trail."""
+    """A counsellor acting on a ticket, whichever front end they work in: ``id`` is their
+    row in ``counsellors`` (what a ticket's assignee holds; one person whether they work in
+    Telegram, the console or both; one row for the command line), ``name`` is shown to
+    colleagues (and, when names are visible, to the graduate), ``actor`` is written to the
+    trail (where they acted from: ``counsellor:<telegram id>``, ``web:<user>``, ``cli``),
+    ``telegram_id`` is theirs when they work in the Telegram group."""
 
     id: int
     name: str
     actor: Actor
-
-
-CLI_COUNSELLOR: Final = Counsellor(0, "CLI", CLI)
-"""Someone answering with ``gradguide handoffs`` (a reply claims a queued ticket for 0)."""
+    telegram_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

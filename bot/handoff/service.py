@@ -119,15 +119,11 @@ class HandoffService:
         ticket = await self._open(ticket_id)
         if ticket is None:
             return out.Closed(ticket_id)
-        if by.actor.kind == "counsellor" and by.id > 0:
-            # their name, for the loser's "already claimed by": known before the claim commits
-            record = await self.store.get_or_create_user(by.id, by.name)
-            await self.store.set_role(record.id, "counsellor")
-        if not await self.store.claim(ticket.id, by.id):
+        if not await self.store.claim(ticket.id, by.id, str(by.actor)):
             fresh = await self._open(ticket.id)
             if fresh is None:
                 return out.Closed(ticket.id)
-            return out.AlreadyClaimed(fresh, await self.directory.name(fresh.assignee_telegram_id))
+            return out.AlreadyClaimed(fresh, await self.directory.name(fresh.assignee_id))
         await self.front.tell_counsellors(
             ticket, Notice("grp_claimed", {"name": by.name}), key=f"claimed:{ticket.id}:{by.id}"
         )
@@ -199,8 +195,9 @@ class HandoffService:
     async def transfer(
         self, ticket_id: int, target: str | int | None, by: Counsellor
     ) -> out.TransferOutcome:
-        """Hand an open ticket to another counsellor (``target``: their id on tickets, as
-        text or a number), or back to the queue (``None``, "" or "queue"). One rule for
+        """Hand an open ticket to another counsellor (``target``: their id on tickets, or as
+        typed in Telegram, see :meth:`Directory.find`), or back to the queue (``None``, ""
+        or "queue"). One rule for
         every front end: the target is someone :class:`Directory` knows. The desk hears
         who has it now; the graduate hears that another counsellor (by name, when names
         are visible) or the queue has it."""

@@ -71,13 +71,6 @@ class Account:
     def is_admin(self) -> bool:
         return self.role == "admin"
 
-    @property
-    def counsellor_id(self) -> int:
-        """The id that stands for this person on tickets (``assignee_telegram_id``): their
-        Telegram id when they also work in the group, else minus the account id (Telegram
-        ids are positive; 0 is the CLI)."""
-        return self.telegram_id if self.telegram_id is not None else -self.id
-
 
 @dataclass(frozen=True, slots=True)
 class WebSession:

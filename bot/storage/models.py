@@ -50,6 +50,7 @@ FEEDBACK_KINDS = ("thumb", "rating")
 UNANSWERED_REASONS = ("low_confidence", "no_answer", "handoff")
 UPDATE_STATUSES = ("processing", "done")
 UPLOAD_STATUSES = ("pending", "done", "failed")
+COUNSELLOR_KINDS = ("person", "cli")
 
 
 def _one_of(column: str, values: tuple[str, ...], name: str) -> CheckConstraint:
@@ -174,7 +175,8 @@ class TicketRow(Base):
     draft_answer: Mapped[str | None] = mapped_column(Text)
     citations: Mapped[list[Any]]
     transcript: Mapped[list[Any]]
-    assignee_telegram_id: Mapped[int | None] = mapped_column(BigInteger)
+    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("counsellors.id"), index=True)
+    """The counsellor holding the ticket (``counsellors.id``), whichever front end they use."""
     topic_chat_id: Mapped[int | None] = mapped_column(BigInteger)
     topic_id: Mapped[int | None] = mapped_column(BigInteger)
     topic_name: Mapped[str | None] = mapped_column(Text)
@@ -364,6 +366,34 @@ class WebAccountRow(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[dt.datetime]
     last_login_at: Mapped[dt.datetime | None]
+
+
+class CounsellorRow(Base):
+    """One counsellor, whichever front end they work in: a Telegram id listed in
+    ``GRADGUIDE_COUNSELLOR_IDS``, a console account, or both (one person); ``kind`` 'cli' is
+    the single row standing for ``gradguide handoffs`` at the server's terminal (a partial
+    unique index keeps it single). Rows are never deleted: closed tickets keep naming their
+    holder."""
+
+    __tablename__ = "counsellors"
+    __table_args__ = (
+        _one_of("kind", COUNSELLOR_KINDS, "kind"),
+        Index(
+            "uq_counsellors_cli",
+            "kind",
+            unique=True,
+            sqlite_where=text("kind = 'cli'"),
+            postgresql_where=text("kind = 'cli'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    telegram_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+    account_id: Mapped[int | None] = mapped_column(
+        ForeignKey("web_accounts.id", ondelete="SET NULL"), unique=True
+    )
+    created_at: Mapped[dt.datetime]
 
 
 class WebSessionRow(Base):

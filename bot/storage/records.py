@@ -26,6 +26,18 @@ MAX_QUESTION_CHARS = 2000
 
 
 @dataclass(frozen=True, slots=True)
+class CounsellorRecord:
+    """A row of ``counsellors``: one person on tickets (a listed Telegram id, a console
+    account, or both), or the command line (``kind`` 'cli')."""
+
+    id: int
+    kind: Literal["person", "cli"]
+    telegram_id: int | None
+    account_id: int | None
+    created_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
 class User:
     id: int
     telegram_id: int | None
@@ -139,7 +151,8 @@ class Ticket:
     draft_answer: str | None
     citations: list[Any]
     transcript: list[Any]
-    assignee_telegram_id: int | None
+    assignee_id: int | None
+    """The counsellor holding it (``CounsellorRecord.id``)."""
     topic_chat_id: int | None
     topic_id: int | None
     topic_name: str | None

@@ -9,17 +9,18 @@ live ORM objects. Timestamps are timezone-aware UTC; ``clock`` decides "now".
 
 The repository is split by aggregate, one mixin per module, all on ``StoreBase``
 (``bot.storage.base``: the database, the clock, the transactions): ``users``,
-``conversations`` (and turns), ``tickets``, ``relay`` (links), ``outbox``, ``rate_limits``,
-``feedback`` (and unanswered questions), ``updates`` (and the hot path's steps),
-``uploads`` and ``stats`` (and retention). The records are in ``bot.storage.records``, the
-shared SQL helpers in ``bot.storage.sql``, the hot path's statements in
-``bot.storage.hot_path``; this module re-exports what callers import from it.
+``conversations`` (and turns), ``tickets``, ``counsellors``, ``relay`` (links),
+``outbox``, ``rate_limits``, ``feedback`` (and unanswered questions), ``updates`` (and the
+hot path's steps), ``uploads`` and ``stats`` (and retention). The records are in
+``bot.storage.records``, the shared SQL helpers in ``bot.storage.sql``, the hot path's
+statements in ``bot.storage.hot_path``; this module re-exports what callers import from it.
 """
 
 from __future__ import annotations
 
 from bot.storage.base import StoreBase
 from bot.storage.conversations import ConversationsMixin
+from bot.storage.counsellors import CounsellorsMixin
 from bot.storage.feedback import FeedbackMixin
 from bot.storage.hot_path import LAST_SEEN_RESOLUTION
 from bot.storage.outbox import MAX_ERROR_CHARS, SEND_LEASE, OutboxMixin
@@ -28,6 +29,7 @@ from bot.storage.records import (
     MAX_QUESTION_CHARS,
     Begun,
     ConversationRecord,
+    CounsellorRecord,
     Direction,
     Escalated,
     Exchange,
@@ -66,6 +68,7 @@ __all__ = [
     "Begun",
     "Clock",
     "ConversationRecord",
+    "CounsellorRecord",
     "Direction",
     "Escalated",
     "Exchange",
@@ -96,6 +99,7 @@ class Store(
     UsersMixin,
     ConversationsMixin,
     TicketsMixin,
+    CounsellorsMixin,
     RelayMixin,
     OutboxMixin,
     RateLimitsMixin,

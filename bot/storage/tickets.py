@@ -12,7 +12,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import ColumnElement
 
-from bot.handoff import models as handoff
 from bot.handoff.models import OPEN_STATUSES, Category, Owner, Priority, TicketStatus
 from bot.storage.base import StoreBase
 from bot.storage.models import ConversationRow, FeedbackRow, TicketEventRow, TicketRow
@@ -117,15 +116,15 @@ class TicketsMixin(StoreBase):
         status: Sequence[TicketStatus] | None = None,
         limit: int = 50,
         *,
-        assignee_telegram_id: int | None = None,
+        assignee_id: int | None = None,
         session: AsyncSession | None = None,
     ) -> list[Ticket]:
         """Tickets, newest first, optionally only with these statuses / this assignee."""
         query = select(TicketRow).order_by(TicketRow.created_at.desc(), TicketRow.id.desc())
         if status is not None:
             query = query.where(TicketRow.status.in_(list(status)))
-        if assignee_telegram_id is not None:
-            query = query.where(TicketRow.assignee_telegram_id == assignee_telegram_id)
+        if assignee_id is not None:
+            query = query.where(TicketRow.assignee_id == assignee_id)
         async with self._tx(session) as s:
             return records(Ticket, (await s.execute(query.limit(limit))).scalars())
 
@@ -174,17 +173,19 @@ class TicketsMixin(StoreBase):
     async def claim(
         self,
         ticket_id: int,
-        counsellor_telegram_id: int,
+        counsellor_id: int,
+        actor: str,
         *,
         session: AsyncSession | None = None,
     ) -> bool:
-        """queued → assigned to this counsellor. Of several concurrent claims exactly one
-        returns True. Sets the conversation owner to 'assigned' and records 'claimed'."""
+        """queued → assigned to this counsellor (``counsellors.id``). Of several concurrent
+        claims exactly one returns True. Sets the conversation owner to 'assigned' and
+        records 'claimed' by ``actor``."""
         now = self.now()
         statement = (
             update(TicketRow)
             .where(TicketRow.id == ticket_id, TicketRow.status == "queued")
-            .values(status="assigned", assignee_telegram_id=counsellor_telegram_id, claimed_at=now)
+            .values(status="assigned", assignee_id=counsellor_id, claimed_at=now)
             .returning(TicketRow.conversation_id)
         )
         async with self._tx(session) as s:
@@ -194,43 +195,38 @@ class TicketsMixin(StoreBase):
             if conversation_id is None:
                 return False
             await self._set_conversation_owner(s, conversation_id, "assigned", now)
-            await self._event(
-                s,
-                ticket_id,
-                "claimed",
-                str(handoff.Actor.counsellor(counsellor_telegram_id)),
-                {"counsellor": counsellor_telegram_id},
-            )
+            await self._event(s, ticket_id, "claimed", actor, {"counsellor": counsellor_id})
             return True
 
     async def transfer(
         self,
         ticket_id: int,
-        to_telegram_id: int | None,
+        to_counsellor: int | None,
         actor: str,
         *,
         session: AsyncSession | None = None,
     ) -> bool:
-        """Hand an open ticket to another counsellor, or back to the queue (``None``).
+        """Hand an open ticket to another counsellor (``counsellors.id``), or back to the
+        queue (``None``).
 
         False if the ticket is closed (or, for ``None``, not assigned)."""
         now = self.now()
         async with self._tx(session) as s:
             current = (
                 await s.execute(
-                    select(TicketRow.assignee_telegram_id, TicketRow.status)
+                    select(TicketRow.assignee_id, TicketRow.status)
                     .where(TicketRow.id == ticket_id)
                     .with_for_update()
                 )
             ).one_or_none()
             if current is None:
                 return False
-            previous = current.assignee_telegram_id
-            if to_telegram_id is None:
+            previous = current.assignee_id
+            if to_counsellor is None:
                 statement = (
                     update(TicketRow)
                     .where(TicketRow.id == ticket_id, TicketRow.status == "assigned")
-                    .values(status="queued", assignee_telegram_id=None)
+                    .values(status="queued", assignee_id=None)
                 )
                 owner: Owner = "queued"
             else:
@@ -239,7 +235,7 @@ class TicketsMixin(StoreBase):
                     .where(TicketRow.id == ticket_id, TicketRow.status.in_(OPEN_STATUSES))
                     .values(
                         status="assigned",
-                        assignee_telegram_id=to_telegram_id,
+                        assignee_id=to_counsellor,
                         claimed_at=func.coalesce(TicketRow.claimed_at, now),
                     )
                 )
@@ -253,7 +249,7 @@ class TicketsMixin(StoreBase):
                 return False
             await self._set_conversation_owner(s, conversation_id, owner, now)
             await self._event(
-                s, ticket_id, "transferred", actor, {"from": previous, "to": to_telegram_id}
+                s, ticket_id, "transferred", actor, {"from": previous, "to": to_counsellor}
             )
             return True
 

@@ -17,7 +17,7 @@ from fastapi.responses import Response, StreamingResponse
 from starlette.background import BackgroundTask
 
 from bot.handoff import outcomes as out
-from bot.handoff.models import CATEGORIES, Actor, Counsellor, Relayed, Source
+from bot.handoff.models import CATEGORIES, CLI, Actor, Counsellor, Relayed, Source
 from bot.handoff.policy import SlaState, sla_state
 from bot.kb.models import Lang
 from bot.storage.console_store import Account
@@ -60,22 +60,25 @@ class QueueRow:
 
 
 async def counsellor_names(s: WebServices, lang: Lang = "zh") -> dict[int, str]:
-    """Ticket assignee ids → names: console accounts, then known Telegram counsellors
-    (0 is ``gradguide handoffs``, the command line)."""
+    """Ticket assignee ids → names: every counsellor who is or was one (the command line,
+    ``gradguide handoffs``, by its name in ``lang``)."""
     everyone = await s.handoff.directory.everyone(inactive=True)
-    return {0: s.messages.get("web_actor_cli", lang)} | {i: c.name for i, c in everyone.items()}
+    cli = s.messages.get("web_actor_cli", lang)
+    return {i: cli if c.actor == CLI else c.name for i, c in everyone.items()}
 
 
 async def actor_names(s: WebServices, lang: Lang) -> dict[str, str]:
-    """A trail's or the audit log's actors → names: ``counsellor:<id>`` (Telegram or a
-    console account's counsellor id), ``web:<user>`` and ``<role>:<user>`` (console
-    accounts)."""
-    found = {
-        str(Actor.counsellor(cid)): name for cid, name in (await counsellor_names(s, lang)).items()
-    }
+    """A trail's or the audit log's actors → names: ``counsellor:<telegram id>``,
+    ``web:<user>`` and ``<role>:<user>`` (console accounts); and, for trails written before
+    counsellors were one identity, ``counsellor:-<account id>``."""
+    found: dict[str, str] = {}
+    for person in (await s.handoff.directory.everyone(inactive=True)).values():
+        if person.telegram_id is not None:
+            found[str(Actor.counsellor(person.telegram_id))] = person.name
     for account in await s.console.accounts():
         found[str(Actor.web(account.username))] = account.display_name
         found[f"{account.role}:{account.username}"] = account.display_name
+        found[str(Actor.counsellor(-account.id))] = account.display_name
     return found
 
 
@@ -90,7 +93,7 @@ async def queue_rows(s: WebServices, lang: Lang) -> list[QueueRow]:
     names = await counsellor_names(s, lang)
     rows = []
     for ticket in tickets:
-        assignee = ticket.assignee_telegram_id
+        assignee = ticket.assignee_id
         rows.append(
             QueueRow(
                 ticket=ticket,
@@ -141,7 +144,7 @@ async def history(request: Request, viewer: Viewer = counsellor) -> Response:
         (
             t,
             await _graduate_name(s, t),
-            None if t.assignee_telegram_id is None else names.get(t.assignee_telegram_id),
+            None if t.assignee_id is None else names.get(t.assignee_id),
         )
         for t in tickets
     ]
@@ -176,11 +179,9 @@ async def ticket_page(request: Request, ticket_id: int, viewer: Viewer = counsel
     events = await s.store.events(ticket.id)
     lang = lang_of(request)
     names = await counsellor_names(s, lang)
-    accounts = [a for a in await s.console.accounts() if a.active]
-    targets: dict[int, str] = {cid: n for cid, n in names.items() if cid != 0}
-    for account in accounts:
-        targets[account.counsellor_id] = account.display_name
-    targets.pop(viewer.account.counsellor_id, None)
+    me = await acting(s, viewer.account)
+    everyone = await s.handoff.directory.everyone()
+    targets = {cid: c.name for cid, c in everyone.items() if cid != me.id}
     last_reply = next((t.text for t in reversed(turns) if t.role == "counsellor"), "")
     doc_ids = sorted({str(c.get("doc_id")) for c in ticket.citations if c.get("doc_id")})
     all_docs = sorted(d.meta.id for d in await s.run(s.kb.documents))
@@ -200,10 +201,8 @@ async def ticket_page(request: Request, ticket_id: int, viewer: Viewer = counsel
         turns=turns,
         events=events,
         notes=[e for e in events if e.kind == "note"],
-        assignee=names.get(ticket.assignee_telegram_id or 0)
-        if ticket.assignee_telegram_id is not None
-        else None,
-        mine=ticket.assignee_telegram_id == viewer.account.counsellor_id,
+        assignee=None if ticket.assignee_id is None else names.get(ticket.assignee_id),
+        mine=ticket.assignee_id == me.id,
         targets=sorted(targets.items(), key=lambda item: item[1]),
         canned=await s.console.canned(),
         nonce=new_token(),
@@ -267,9 +266,9 @@ def _back(ticket_id: int, message: str) -> Response:
     return redirect(f"/tickets/{ticket_id}?msg={message}")
 
 
-def by(account: Account) -> Counsellor:
+async def acting(s: WebServices, account: Account) -> Counsellor:
     """The console account as the counsellor acting on a ticket."""
-    return Counsellor(account.counsellor_id, account.display_name, Actor.web(account.username))
+    return await s.handoff.directory.account(account)
 
 
 DELIVERY_NOTICES: dict[Relayed, str] = {
@@ -319,7 +318,7 @@ async def reply(
         canned = await s.console.get_canned(int(canned_id))
         body = canned.text if canned else ""
     source = Source(WEB_CHAT_ID, web_message_id(nonce or new_token()))
-    outcome = await s.handoff.reply(ticket.id, body, source, by(viewer.account))
+    outcome = await s.handoff.reply(ticket.id, body, source, await acting(s, viewer.account))
     if isinstance(outcome, out.Delivered):
         relayed = outcome.relayed
         details = {"delivered": outcome.sent, "outcome": relayed.value, "chars": len(body)}
@@ -331,7 +330,7 @@ async def reply(
 async def claim(request: Request, ticket_id: int, viewer: Viewer = counsellor) -> Response:
     s = services_of(request)
     ticket = await _ticket(s, ticket_id)
-    outcome = await s.handoff.claim(ticket.id, by(viewer.account))
+    outcome = await s.handoff.claim(ticket.id, await acting(s, viewer.account))
     done = isinstance(outcome, out.Claimed)
     await s.console.audit(viewer.account, "claim", f"ticket:{ticket.id}", {"done": done})
     return _back(ticket.id, notice_of(outcome))
@@ -346,10 +345,11 @@ async def transfer(
 ) -> Response:
     s = services_of(request)
     ticket = await _ticket(s, ticket_id)
-    outcome = await s.handoff.transfer(ticket.id, to or None, by(viewer.account))
+    target = int(to) if to.isascii() and to.isdigit() and int(to) <= MAX_ID else to or None
+    outcome = await s.handoff.transfer(ticket.id, target, await acting(s, viewer.account))
     if isinstance(outcome, out.Transferred):
-        target = outcome.to.id if outcome.to is not None else None
-        await s.console.audit(viewer.account, "transfer", f"ticket:{ticket.id}", {"to": target})
+        moved = outcome.to.id if outcome.to is not None else None
+        await s.console.audit(viewer.account, "transfer", f"ticket:{ticket.id}", {"to": moved})
     return _back(ticket.id, notice_of(outcome))
 
 
@@ -357,7 +357,7 @@ async def transfer(
 async def resolve(request: Request, ticket_id: int, viewer: Viewer = counsellor) -> Response:
     s = services_of(request)
     ticket = await _ticket(s, ticket_id)
-    outcome = await s.handoff.resolve(ticket.id, by(viewer.account))
+    outcome = await s.handoff.resolve(ticket.id, await acting(s, viewer.account))
     done = isinstance(outcome, out.Resolved)
     await s.console.audit(viewer.account, "resolve", f"ticket:{ticket.id}", {"done": done})
     return _back(ticket.id, notice_of(outcome))
@@ -367,7 +367,7 @@ async def resolve(request: Request, ticket_id: int, viewer: Viewer = counsellor)
 async def send_draft(request: Request, ticket_id: int, viewer: Viewer = counsellor) -> Response:
     s = services_of(request)
     ticket = await _ticket(s, ticket_id)
-    outcome = await s.handoff.send_draft(ticket.id, by(viewer.account))
+    outcome = await s.handoff.send_draft(ticket.id, await acting(s, viewer.account))
     if isinstance(outcome, out.Delivered):
         relayed = outcome.relayed
         done = relayed not in (Relayed.ALREADY, Relayed.NOWHERE)
@@ -385,7 +385,7 @@ async def note(
 ) -> Response:
     s = services_of(request)
     ticket = await _ticket(s, ticket_id)
-    outcome = await s.handoff.note(ticket.id, text, by(viewer.account))
+    outcome = await s.handoff.note(ticket.id, text, await acting(s, viewer.account))
     if isinstance(outcome, out.NoteSaved):
         await s.console.audit(viewer.account, "note", f"ticket:{ticket.id}")
     return _back(ticket.id, notice_of(outcome))

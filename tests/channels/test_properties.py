@@ -442,7 +442,7 @@ async def test_garbage_and_forged_buttons_are_refused_and_leak_nothing(
     assert await count_rows(bot.store.db, "feedback") == 0
     fresh = await bot.store.get_ticket(ticket.id)
     assert fresh is not None and fresh.is_open and fresh.rating is None
-    assert fresh.assignee_telegram_id is None
+    assert fresh.assignee_id is None
 
     # Bob asks for Alice's data in words: nothing of hers in any reply to him.
     for text in (

@@ -11,14 +11,14 @@ from contextlib import asynccontextmanager
 
 from bot.channels.terminal.front import plain
 from bot.handoff import outcomes as out
-from bot.handoff.models import Actor, Counsellor, Source
+from bot.handoff.models import Source
 from bot.prompts import Messages
 from bot.root import handoff_service
 from bot.settings import Settings
 from bot.storage import Database, Store
+from bot.storage.console_store import ConsoleStore
 from tests.conftest import DocWriter, run_gradguide
 
-WANG = Counsellor(-7, "王老师", Actor.web("wang"))
 """A counsellor in the web console (no Telegram)."""
 
 
@@ -100,7 +100,9 @@ async def test_a_handoff_from_the_terminal_is_answered_from_the_console_and_rate
         # a counsellor answers from another process (the console's composition)
         service = handoff_service(settings, store, messages)
         try:
-            sent = await service.reply(ticket.id, "你好，我是王老师，请讲。", Source(-1, 1), WANG)
+            account = await ConsoleStore(store).add_account("wang", "王老师", "counsellor", "x")
+            wang = await service.directory.account(account)
+            sent = await service.reply(ticket.id, "你好，我是王老师，请讲。", Source(-1, 1), wang)
             assert isinstance(sent, out.Delivered) and sent.sent
             await chat.until("你好，我是王老师，请讲。")
             assert said("tg_counsellor_joined") in chat.seen  # the reply claimed it
@@ -113,7 +115,7 @@ async def test_a_handoff_from_the_terminal_is_answered_from_the_console_and_rate
                 -1
             ] == "公司试用期不给交社保怎么办？"
 
-            assert isinstance(await service.resolve(ticket.id, WANG), out.Resolved)
+            assert isinstance(await service.resolve(ticket.id, wang), out.Resolved)
             await chat.until(said("chat_rate_prompt"))
             assert said("tg_resolved") in chat.seen
             await chat.type("5")

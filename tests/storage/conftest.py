@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 from bot.storage import Database, Store
 from bot.storage.models import Base
@@ -181,6 +181,16 @@ async def count_rows(database: Database, table: str, where: str = "", **params: 
     query = f'SELECT COUNT(*) FROM "{table}"' + (f" WHERE {where}" if where else "")
     async with database.engine.connect() as connection:
         return int((await connection.execute(text(query), params)).scalar_one())
+
+
+async def claim_as(
+    store: Store, ticket_id: int, telegram_id: int, *, session: AsyncSession | None = None
+) -> bool:
+    """A claim by the counsellor with this Telegram id (their row made on first use), as
+    the Telegram group makes it."""
+    counsellor = await store.counsellor(telegram_id=telegram_id, session=session)
+    actor = f"counsellor:{telegram_id}"
+    return await store.claim(ticket_id, counsellor.id, actor, session=session)
 
 
 async def new_graduate(store: Store, telegram_id: int) -> tuple[int, int]:

@@ -10,15 +10,18 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import CheckConstraint, Connection, inspect, text
 
 from bot.settings import Settings
 from bot.storage import Database, StorageError, Store
+from bot.storage.db import alembic_config
 from bot.storage.models import Base
 from tests.storage.conftest import (
     FakeClock,
+    claim_as,
     count_rows,
     database_url,
     execute_autocommit,
@@ -47,8 +50,9 @@ TABLES = {
     "curated_answers",
     "ticket_attachments",
     "erasures",
+    "counsellors",
 }
-HEAD = "0008"
+HEAD = "0009"
 """The newest migration."""
 
 
@@ -161,6 +165,85 @@ async def test_timestamps_come_back_as_utc_on_every_backend(db: Database) -> Non
         await naive.get_or_create_user(8)
 
 
+def _tickets_held_the_old_way(connection: Connection, holders: list[int | None]) -> None:
+    """At revision 0008: two console accounts (陈老师 also in Telegram as 555), a graduate,
+    and one ticket per holder, written as 0008 wrote them, each with an event."""
+    config = alembic_config()
+    config.attributes["connection"] = connection
+    command.upgrade(config, "0008")
+    moment = dt.datetime(2026, 12, 1, 9, 0, tzinfo=dt.UTC)
+    at = moment.replace(tzinfo=None) if connection.dialect.name == "sqlite" else moment
+    connection.execute(
+        text(
+            "INSERT INTO web_accounts (id, username, display_name, role, password_hash, "
+            "telegram_id, active, created_at) VALUES (1, 'li', '李老师', 'counsellor', 'x', "
+            "NULL, true, :at), (2, 'chen', '陈老师', 'counsellor', 'x', 555, true, :at)"
+        ),
+        {"at": at},
+    )
+    connection.execute(
+        text(
+            "INSERT INTO users (id, telegram_id, role, created_at, last_seen_at) "
+            "VALUES (1, 9001, 'graduate', :at, :at)"
+        ),
+        {"at": at},
+    )
+    connection.execute(
+        text(
+            "INSERT INTO conversations (id, user_id, state, owner, version, updated_at) "
+            "VALUES (1, 1, '{}', 'bot', 0, :at)"
+        ),
+        {"at": at},
+    )
+    for number, holder in enumerate(holders, start=1):
+        connection.execute(
+            text(
+                "INSERT INTO tickets (id, conversation_id, user_id, status, category, priority, "
+                "reason, summary, citations, transcript, assignee_telegram_id, created_at) "
+                "VALUES (:id, 1, 1, 'resolved', 'rights', 'normal', 'requested', '欠薪', "
+                "'[]', '[]', :holder, :at)"
+            ),
+            {"id": number, "holder": holder, "at": at},
+        )
+        connection.execute(
+            text(
+                "INSERT INTO ticket_events (ticket_id, kind, actor, data, created_at) "
+                "VALUES (:id, 'claimed', 'cli', '{}', :at)"
+            ),
+            {"id": number, "at": at},
+        )
+
+
+async def test_counsellors_become_one_identity_and_every_ticket_keeps_its_holder(
+    empty_url: str,
+) -> None:
+    """0009: a Telegram id, a console account (stored as minus its id) and the command
+    line (0) each become a counsellor row; a Telegram id a console account carries is that
+    account's row; tickets and their trails are all still there."""
+    holders: list[int | None] = [555, -1, 0, 777, None, 555]
+    async with Database(empty_url) as database:
+        async with database.engine.begin() as connection:
+            await connection.run_sync(_tickets_held_the_old_way, holders)
+        await database.migrate()
+        assert await database.revision() == HEAD
+        store = Store(database)
+        rows = {row.id: row for row in await store.counsellors()}
+        held = [await store.get_ticket(number) for number in range(1, len(holders) + 1)]
+        people = [None if t is None or t.assignee_id is None else rows[t.assignee_id] for t in held]
+        chen, li, cli, stranger, nobody, chen_again = people
+        assert chen is not None and (chen.telegram_id, chen.account_id) == (555, 2)
+        assert chen_again == chen
+        assert li is not None and (li.telegram_id, li.account_id) == (None, 1)
+        assert cli is not None and cli.kind == "cli" and cli == await store.cli_counsellor()
+        assert stranger is not None and (stranger.telegram_id, stranger.account_id) == (777, None)
+        assert nobody is None and held[4] is not None
+        assert len(rows) == 4
+        assert await count_rows(database, "ticket_events") == len(holders)
+        # the console account and its Telegram id stay one person from now on
+        assert await store.counsellor(telegram_id=555) == chen
+        assert await store.counsellor(account_id=2, telegram_id=555) == chen
+
+
 async def test_restart_keeps_tickets_and_events(db_url: str, clock: FakeClock) -> None:
     async with Database(db_url) as first:
         store = Store(first, clock=clock)
@@ -168,13 +251,14 @@ async def test_restart_keeps_tickets_and_events(db_url: str, clock: FakeClock) -
         ticket, _ = await store.open_ticket(
             conversation_id, user_id, "rights", "high", "requested", "unpaid wages", None
         )
-        assert await store.claim(ticket.id, 555)
+        assert await claim_as(store, ticket.id, 555)
     async with Database(db_url) as second:
         store = Store(second, clock=clock)
         again = await store.get_ticket(ticket.id)
         assert again is not None
         assert again.status == "assigned"
-        assert again.assignee_telegram_id == 555
+        holder = await store.counsellor(telegram_id=555)
+        assert again.assignee_id == holder.id
         assert [event.kind for event in await store.events(ticket.id)] == ["created", "claimed"]
         assert (await store.load_conversation(user_id)).owner == "assigned"
 

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy.exc import IntegrityError
 
 from bot.storage import Store, Ticket
-from tests.storage.conftest import FakeClock, count_rows, new_graduate
+from tests.storage.conftest import FakeClock, claim_as, count_rows, new_graduate
 
 TRANSCRIPT = [{"role": "graduate", "text": "公司拖欠工资怎么办？", "at": "2026-11-26T09:00:00Z"}]
 
@@ -108,12 +108,13 @@ async def test_bad_tickets_are_refused_not_mistaken_for_duplicates(store: Store)
 async def test_exactly_one_counsellor_wins_a_claim(store: Store) -> None:
     ticket = await open_for(store, 1)
     counsellors = [101, 102, 103, 104, 105, 106]
-    results = await asyncio.gather(*(store.claim(ticket.id, c) for c in counsellors))
+    rows = {c: (await store.counsellor(telegram_id=c)).id for c in counsellors}
+    results = await asyncio.gather(*(claim_as(store, ticket.id, c) for c in counsellors))
     assert sum(results) == 1
     winner = counsellors[results.index(True)]
     claimed = await store.get_ticket(ticket.id)
     assert claimed is not None
-    assert (claimed.status, claimed.assignee_telegram_id) == ("assigned", winner)
+    assert (claimed.status, claimed.assignee_id) == ("assigned", rows[winner])
     assert claimed.claimed_at is not None
     assert (await store.load_conversation(ticket.user_id)).owner == "assigned"
     claims = [event for event in await store.events(ticket.id) if event.kind == "claimed"]
@@ -123,24 +124,25 @@ async def test_exactly_one_counsellor_wins_a_claim(store: Store) -> None:
 async def test_transfer_to_another_counsellor_and_back_to_the_queue(store: Store) -> None:
     ticket = await open_for(store, 1)
     assert not await store.transfer(ticket.id, None, "counsellor:1")  # not assigned yet
-    assert await store.claim(ticket.id, 101)
-    assert await store.transfer(ticket.id, 202, "counsellor:101")
+    assert await claim_as(store, ticket.id, 101)
+    first, second = [(await store.counsellor(telegram_id=t)).id for t in (101, 202)]
+    assert await store.transfer(ticket.id, second, "counsellor:101")
     moved = await store.get_ticket(ticket.id)
-    assert moved is not None and moved.assignee_telegram_id == 202
+    assert moved is not None and moved.assignee_id == second
     assert await store.transfer(ticket.id, None, "counsellor:202")
     queued = await store.get_ticket(ticket.id)
     assert queued is not None
-    assert (queued.status, queued.assignee_telegram_id) == ("queued", None)
+    assert (queued.status, queued.assignee_id) == ("queued", None)
     assert (await store.load_conversation(ticket.user_id)).owner == "queued"
-    assert await store.claim(ticket.id, 303)  # can be claimed again
+    assert await claim_as(store, ticket.id, 303)  # can be claimed again
     transfers = [e.data for e in await store.events(ticket.id) if e.kind == "transferred"]
-    assert transfers == [{"from": 101, "to": 202}, {"from": 202, "to": None}]
+    assert transfers == [{"from": first, "to": second}, {"from": second, "to": None}]
 
 
 @pytest.mark.parametrize("close", ["resolve", "cancel"])
 async def test_closing_hands_the_conversation_back_to_the_bot(store: Store, close: str) -> None:
     ticket = await open_for(store, 1)
-    assert await store.claim(ticket.id, 101)
+    assert await claim_as(store, ticket.id, 101)
     results = await asyncio.gather(
         *(getattr(store, close)(ticket.id, "counsellor:101") for _ in range(4))
     )
@@ -152,8 +154,9 @@ async def test_closing_hands_the_conversation_back_to_the_bot(store: Store, clos
     assert not closed.is_open
     assert await store.open_ticket_for(ticket.conversation_id) is None
     assert (await store.load_conversation(ticket.user_id)).owner == "bot"
-    assert not await store.claim(ticket.id, 102)
-    assert not await store.transfer(ticket.id, 102, "cli")
+    assert not await claim_as(store, ticket.id, 102)
+    other = await store.counsellor(telegram_id=102)
+    assert not await store.transfer(ticket.id, other.id, "cli")
     assert [e.kind for e in await store.events(ticket.id)][-1] == closed.status
 
 
@@ -168,7 +171,7 @@ async def test_queue_position_urgent_then_high_then_normal_then_fifo(
     positions = [await store.queue_position(ticket.id) for ticket in tickets]
     # urgent(3) first, then high(1), high(4), then normal(0), normal(2)
     assert positions == [4, 2, 5, 1, 3]
-    assert await store.claim(tickets[3].id, 9)
+    assert await claim_as(store, tickets[3].id, 9)
     assert await store.queue_position(tickets[3].id) == 0
     assert await store.queue_position(tickets[1].id) == 1
     assert await store.queue_position(tickets[0].id) == 3
@@ -254,10 +257,11 @@ async def test_list_tickets_and_custom_events(store: Store, clock: FakeClock) ->
     first = await open_for(store, 1)
     clock.advance(minutes=1)
     second = await open_for(store, 2)
-    assert await store.claim(second.id, 5)
+    assert await claim_as(store, second.id, 5)
     assert [t.id for t in await store.list_tickets()] == [second.id, first.id]
     assert [t.id for t in await store.list_tickets(["queued"])] == [first.id]
-    assert [t.id for t in await store.list_tickets(assignee_telegram_id=5)] == [second.id]
+    five = await store.counsellor(telegram_id=5)
+    assert [t.id for t in await store.list_tickets(assignee_id=five.id)] == [second.id]
     assert [t.id for t in await store.list_tickets(limit=1)] == [second.id]
 
     await store.add_event(first.id, "note", "counsellor:5", {"text": "called back"})
@@ -268,7 +272,7 @@ async def test_composed_transaction_rolls_back_together(store: Store) -> None:
     ticket = await open_for(store, 1)
     with pytest.raises(RuntimeError):
         async with store.transaction() as session:
-            assert await store.claim(ticket.id, 5, session=session)
+            assert await claim_as(store, ticket.id, 5, session=session)
             await store.add_event(ticket.id, "note", "cli", session=session)
             raise RuntimeError("abort")
     unchanged = await store.get_ticket(ticket.id)

@@ -181,6 +181,10 @@ class Console:
         response = await self.login(username, password)
         assert response.status_code == 303, response.text
 
+    async def counsellor_id(self, username: str) -> int:
+        """The console account's id on tickets (its counsellor row)."""
+        return (await self.services.handoff.directory.account(self.accounts[username])).id
+
     async def form(self, page: str, action: str, **data: Any) -> httpx.Response:
         """Open ``page``, then submit a form to ``action`` with the page's CSRF token."""
         html = (await self.client.get(page)).text

@@ -104,7 +104,7 @@ async def test_reply_reaches_the_graduate_once_and_is_audited(console: Console) 
 
     fresh = await console.store.get_ticket(ticket.id)
     assert fresh is not None and fresh.status == "assigned"
-    assert fresh.assignee_telegram_id == console.accounts["chen"].counsellor_id
+    assert fresh.assignee_id == await console.counsellor_id("chen")
     assert fresh.first_response_at is not None
     events = await console.store.events(ticket.id)
     assert any(e.kind == "message_to_graduate" and e.actor == "web:chen" for e in events)
@@ -124,11 +124,11 @@ async def test_claim_transfer_and_resolve(console: Console) -> None:
     again = await console.form(f"/tickets/{ticket.id}", f"/tickets/{ticket.id}/claim")
     assert again.headers["location"].endswith("msg=web_already_claimed")
 
-    li = console.accounts["li"].counsellor_id
+    li = await console.counsellor_id("li")
     moved = await console.form(f"/tickets/{ticket.id}", f"/tickets/{ticket.id}/transfer", to=li)
     assert moved.headers["location"].endswith("msg=web_transferred")
     fresh = await console.store.get_ticket(ticket.id)
-    assert fresh is not None and fresh.assignee_telegram_id == li
+    assert fresh is not None and fresh.assignee_id == li
     bogus = await console.form(f"/tickets/{ticket.id}", f"/tickets/{ticket.id}/transfer", to="77")
     assert bogus.headers["location"].endswith("msg=web_transfer_unknown")
     queued = await console.form(
@@ -136,7 +136,7 @@ async def test_claim_transfer_and_resolve(console: Console) -> None:
     )
     assert queued.headers["location"].endswith("msg=web_transferred")
     fresh = await console.store.get_ticket(ticket.id)
-    assert fresh is not None and fresh.status == "queued" and fresh.assignee_telegram_id is None
+    assert fresh is not None and fresh.status == "queued" and fresh.assignee_id is None
     again = await console.form(
         f"/tickets/{ticket.id}", f"/tickets/{ticket.id}/transfer", to="queue"
     )  # already in the queue: said so, not "closed"
@@ -222,7 +222,9 @@ async def test_a_transfer_is_told_in_the_tickets_topic(
         await console.as_user("chen")
         li = console.accounts["li"]
         moved = await console.form(
-            f"/tickets/{ticket.id}", f"/tickets/{ticket.id}/transfer", to=li.counsellor_id
+            f"/tickets/{ticket.id}",
+            f"/tickets/{ticket.id}/transfer",
+            to=await console.counsellor_id("li"),
         )
         assert moved.headers["location"].endswith("msg=web_transferred")
         told = console.services.messages.get("grp_transferred", "zh", name=li.display_name)

@@ -15,7 +15,7 @@ async def test_closed_tickets_are_listed_searchable_and_filtered(console: Consol
         "档案怎么转到人才中心", telegram_id=GRADUATE + 1, name="李同学", category="procedure"
     )
     still_open = await console.graduate_ticket("试用期多久", telegram_id=GRADUATE + 2)
-    await store.claim(wages.id, 0)
+    await store.claim(wages.id, (await store.cli_counsellor()).id, "cli")
     await store.resolve(wages.id, "cli")
     await store.set_rating(wages.id, 5)
     await store.cancel(archive.id, "graduate")

@@ -93,7 +93,8 @@ async def test_chinese_pages_show_no_raw_english(console: Console) -> None:
     ticket = await console.graduate_ticket("公司试用期不给我交社保，怎么办？")
     console.clock.advance(minutes=20)
     waiting = await console.graduate_ticket("档案怎么转？", name="王同学", telegram_id=2001)
-    await store.claim(waiting.id, 0)  # claimed with `gradguide handoffs` (the command line)
+    cli = await store.cli_counsellor()  # claimed with `gradguide handoffs` (the command line)
+    await store.claim(waiting.id, cli.id, "cli")
     for kind, actor, data in [
         ("topic_created", "bot", {"topic_id": 7}),
         ("message_from_graduate", "graduate", {}),

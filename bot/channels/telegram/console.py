@@ -14,7 +14,7 @@ from rich.table import Table
 
 from bot.errors import GradGuideError
 from bot.handoff import outcomes as out_
-from bot.handoff.models import CLI_COUNSELLOR, Relayed, Source
+from bot.handoff.models import Relayed, Source
 from bot.handoff.service import HandoffService
 from bot.prompts import Messages
 from bot.settings import Settings
@@ -59,12 +59,13 @@ async def _act(
 ) -> int:
     """``reply`` or ``resolve`` as the command line's counsellor (a reply claims a queued
     ticket); what the graduate must hear is queued while Telegram is unreachable."""
+    cli = await service.directory.cli()
     if action == "reply":
         message_id = -(int(service.store.now().timestamp() * 1000) * 10 + next(_sequence) % 10)
         source = Source(CLI_CHAT_ID, message_id)
-        outcome: object = await service.reply(ticket.id, args.text, source, CLI_COUNSELLOR)
+        outcome: object = await service.reply(ticket.id, args.text, source, cli)
     else:
-        outcome = await service.resolve(ticket.id, CLI_COUNSELLOR)
+        outcome = await service.resolve(ticket.id, cli)
     match outcome:
         case out_.Delivered(relayed=Relayed.REFUSED):
             raise GradGuideError(f"ticket #{ticket.id}: Telegram refused the reply")

@@ -18,7 +18,7 @@ from bot.channels.telegram.context import Context, Services
 from bot.channels.telegram.gateway import DeliveryFailed
 from bot.handoff import outcomes as out
 from bot.handoff.directory import graduate_lang
-from bot.handoff.models import Actor, Counsellor, Relayed, Source
+from bot.handoff.models import Counsellor, Relayed, Source
 from bot.storage.store import Ticket
 
 logger = logging.getLogger(__name__)
@@ -82,11 +82,11 @@ async def _reply(s: Services, message: Message, text: str) -> None:
 # -- handlers -----------------------------------------------------------------------------
 
 
-def _by(update: Update) -> Counsellor:
-    """The counsellor who sent this update (a listed Telegram id: ``_ticket_here``)."""
+async def _by(s: Services, update: Update) -> Counsellor:
+    """The counsellor who sent this update (a listed Telegram id: the caller checked)."""
     user = update.effective_user
     assert user is not None
-    return Counsellor(user.id, counsellor_name(update), Actor.counsellor(user.id))
+    return await s.handoff.directory.telegram(user.id, counsellor_name(update))
 
 
 def _why(s: Services, outcome: object) -> str | None:
@@ -117,7 +117,7 @@ async def on_topic_message(update: Update, context: Context) -> None:
     if ticket is None or message is None:
         return
     source = Source(message.chat_id, message.message_id)
-    outcome = await s.handoff.reply(ticket.id, message.text, source, _by(update))
+    outcome = await s.handoff.reply(ticket.id, message.text, source, await _by(s, update))
     if isinstance(outcome, out.Closed):
         await _reply(s, message, s.messages.get("grp_ticket_closed", s.need_desk.group_lang))
 
@@ -163,7 +163,7 @@ async def _act(
     message = update.effective_message
     if ticket is None or message is None:
         return None
-    outcome = await use_case(s, ticket, _by(update))
+    outcome = await use_case(s, ticket, await _by(s, update))
     why = _why(s, outcome)
     if why is not None:
         await _reply(s, message, why)
@@ -212,7 +212,7 @@ async def on_card_button(update: Update, context: Context, callback: fmt.Callbac
             return
         await _answer(query, s.messages.get("grp_not_counsellor", desk.group_lang))
         return
-    by = Counsellor(user.id, user.first_name or "counsellor", Actor.counsellor(user.id))
+    by = await _by(s, update)
     outcome: object
     if callback.action == "claim":
         outcome = await s.handoff.claim(ticket.id, by)
