@@ -199,7 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "check":
             return asyncio.run(_check(settings, out))
         if args.command == "serve":
-            from bot.channels.telegram.app import serve
+            from bot.root import serve
 
             serve(settings)
             return 0

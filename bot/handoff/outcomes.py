@@ -140,3 +140,13 @@ ReplyOutcome = Delivered | Empty | Closed
 DraftOutcome = Delivered | NoDraft | Closed
 NoteOutcome = NoteSaved | Empty | Closed
 RateOutcome = Rated | NotRated
+
+
+def contact_reply(outcome: ContactOutcome) -> str:
+    """What the graduate is told after ``/contact`` (a message key), in every channel."""
+    match outcome:
+        case ContactSaved():
+            return "tg_contact_saved"
+        case Empty():
+            return "tg_contact_usage"
+    return "tg_contact_nothing"

@@ -22,11 +22,11 @@ from typing import Any
 import pytest
 
 from bot.agent.agent import Agent
-from bot.channels.telegram.app import build_application
 from bot.channels.telegram.context import Services
 from bot.channels.telegram.webhook import WebhookReceiver
 from bot.kb.service import KnowledgeBase
 from bot.prompts import Messages
+from bot.root import bot_application
 from bot.settings import Settings
 from bot.storage import Database, Store
 from tests.fakes.telegram_server import FakeTelegram, FakeUser
@@ -185,7 +185,7 @@ class Stack:
             store=Store(database, clock=self.clock),
             messages=Messages.load(),
         )
-        application = build_application(services)
+        application = bot_application(services)
         await application.initialize()
         await application.start()
         assert application.updater is not None

@@ -21,11 +21,11 @@ import pytest
 from sqlalchemy import select
 
 from bot.agent.agent import Agent
-from bot.channels.telegram.app import build_application
 from bot.channels.telegram.context import Services
 from bot.channels.telegram.jobs import run_sla
 from bot.channels.telegram.lease import ChatRenewal
 from bot.prompts import Messages
+from bot.root import bot_application
 from bot.storage import Database, Store
 from bot.storage.models import OutboxRow
 from bot.storage.store import Ticket
@@ -862,7 +862,7 @@ async def replica(stack: Stack, **overrides: Any) -> Bot:
         store=Store(database, clock=stack.clock),
         messages=Messages.load(),
     )
-    application = build_application(services)
+    application = bot_application(services)
     await application.initialize()
     second = Bot(stack.tg, services, application, stack.mode)
     stack.bots.append(second)

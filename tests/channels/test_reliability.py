@@ -751,15 +751,17 @@ async def test_a_chat_stays_leased_while_its_update_is_still_being_answered(
         async with bot.store.transaction() as session:
             return await session.get(ChatLeaseRow, (GRADUATE, 0))
 
-    await wait_until(lambda: _exists(lease()), what="the chat's lease")
-    held = await lease()
-    assert held is not None
-    await asyncio.sleep(1.5)  # two and a half leases
-    renewed = await lease()
-    assert renewed is not None and renewed.update_id == held.update_id
-    assert renewed.expires_at > held.expires_at
-    assert renewed.expires_at > bot.store.now(), "still held, not expired"
-    gate.set()
+    try:
+        await wait_until(lambda: _exists(lease()), what="the chat's lease")
+        held = await lease()
+        assert held is not None
+        await asyncio.sleep(1.5)  # two and a half leases
+        renewed = await lease()
+        assert renewed is not None and renewed.update_id == held.update_id
+        assert renewed.expires_at > held.expires_at
+        assert renewed.expires_at > bot.store.now(), "still held, not expired"
+    finally:
+        gate.set()  # a failure must not leave the agent's threads blocked (teardown waits)
     await asyncio.gather(*blocked)
     await tg.await_for(chat=GRADUATE, since=mark, text=ANSWER)
     await wait_until(lambda: _gone(lease()), what="the lease released")

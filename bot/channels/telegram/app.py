@@ -11,8 +11,7 @@ import datetime as dt
 import logging
 import os
 import time
-from collections.abc import Awaitable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -27,7 +26,6 @@ from telegram.ext import (
     TypeHandler,
 )
 
-from bot.agent.agent import Agent
 from bot.channels.telegram import admins, counsellors, failures, graduates, jobs
 from bot.channels.telegram.check import REJECTED_TOKEN, STOPPING_AREAS, check_telegram
 from bot.channels.telegram.context import (
@@ -39,20 +37,14 @@ from bot.channels.telegram.context import (
     chat_key,
 )
 from bot.channels.telegram.desk import Desk, UpdateInProgress, current_update
-from bot.channels.telegram.front import TelegramFrontEnd
 from bot.channels.telegram.gateway import Gateway
 from bot.channels.telegram.lease import ChatRenewal
-from bot.channels.terminal.front import with_terminal
 from bot.check import Status, check_console, check_settings
 from bot.errors import StorageError, TelegramConfigError, UpdateNotClaimed
 from bot.handoff.service import HandoffService
 from bot.kb.models import Lang
-from bot.kb.service import KnowledgeBase
-from bot.privacy import install_log_redaction
-from bot.prompts import Messages
 from bot.settings import Settings
 from bot.storage.db import Database
-from bot.storage.store import Store
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +76,13 @@ class PerChatOrder(BaseUpdateProcessor):
         return None
 
 
-def build_application(services: Services) -> Application:  # type: ignore[type-arg]
+HandoffFactory = Callable[[Desk], HandoffService]
+"""Builds the bot's handoff service over its desk (the composition root's ``bot_handoff``)."""
+
+
+def build_application(services: Services, *, handoff: HandoffFactory) -> Application:  # type: ignore[type-arg]
+    """The bot's Application over ``services``: handlers, jobs and the desk; ``handoff``
+    gets the desk and returns the ticket use cases the handlers call."""
     settings = services.settings
     if not settings.telegram_bot_token:
         raise TelegramConfigError(
@@ -107,13 +105,7 @@ def build_application(services: Services) -> Application:  # type: ignore[type-a
         .build()
     )
     services.desk = Desk(settings, services.store, Gateway(application.bot), services.messages)
-    services.handoff_service = HandoffService(
-        settings,
-        services.store,
-        with_terminal(
-            settings, services.store, services.messages, TelegramFrontEnd.of(services.desk)
-        ),
-    )
+    services.handoff_service = handoff(services.desk)
     application.bot_data.services = services
 
     async def once(update: Update, context: Context) -> None:
@@ -239,28 +231,9 @@ async def _command_menu(application: Application) -> None:  # type: ignore[type-
             logger.warning("command menu not set: %s", exc)
 
 
-def open_services(settings: Settings) -> Services:
-    install_log_redaction()
-    kb = KnowledgeBase.open(settings)
-    kb.ensure_built()
-    store = Store(Database.from_settings(settings))
-    messages = Messages.load()
-    services = Services(
-        settings=settings,
-        kb=kb,
-        agent=Agent(kb, settings, messages),
-        store=store,
-        messages=messages,
-        agent_pool=ThreadPoolExecutor(settings.agent_threads, thread_name_prefix="agent"),
-    )
-    started = time.perf_counter()
-    answered = services.agent.warm_up(services.agent_pool)
-    logger.info("warmed up: %d answers in %.1f s", answered, time.perf_counter() - started)
-    return services
-
-
-def serve(settings: Settings) -> None:
-    """``gradguide serve``: migrate the database, then poll or listen for the webhook."""
+def prepare(settings: Settings) -> None:
+    """Before the bot's parts are built: quiet the job queue's logs, the faster event loop,
+    one BLAS thread, and ``gradguide check`` (which stops a start-up that cannot work)."""
     if not settings.telegram_bot_token:
         raise TelegramConfigError(
             "TELEGRAM_BOT_TOKEN is not set: create a bot with @BotFather and export its token"
@@ -272,9 +245,20 @@ def serve(settings: Settings) -> None:
     _faster_event_loop()
     _one_blas_thread()
     asyncio.run(_check_set_up(settings))
-    services = open_services(settings)
+
+
+def warm_up(services: Services) -> None:
+    """Answer a few questions and migrate the database, so the first graduate waits for
+    neither."""
+    started = time.perf_counter()
+    answered = services.agent.warm_up(services.agent_pool)
+    logger.info("warmed up: %d answers in %.1f s", answered, time.perf_counter() - started)
     asyncio.run(_migrate(services.store.db))
-    application = build_application(services)
+
+
+def run(application: Application, settings: Settings) -> None:  # type: ignore[type-arg]
+    """Poll, or listen for the webhook, until stopped."""
+    services = application.bot_data.services
     try:
         if settings.webhook_url:
             # our own receiver (webhook.py): it answers Telegram only once an update is

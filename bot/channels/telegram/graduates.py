@@ -634,8 +634,7 @@ async def on_contact(update: Update, context: Context) -> None:
         assert message is not None
         # into the ticket's topic, where /forget finds it
         await forget.post_contact(s, saved.ticket, chat, message.message_id, saved.contact)
-    key = {out.ContactSaved: "tg_contact_saved", out.Empty: "tg_contact_usage"}
-    await say(s, chat, s.messages.get(key.get(type(saved), "tg_contact_nothing"), lang))
+    await say(s, chat, s.messages.get(out.contact_reply(saved), lang))
 
 
 async def on_unknown_command(update: Update, context: Context) -> None:

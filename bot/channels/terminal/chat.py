@@ -143,8 +143,7 @@ class TerminalChat:
             return True
         if command == "/contact":
             saved = await self.handoff.leave_contact(self.user_id, argument)
-            keys = {out.ContactSaved: "tg_contact_saved", out.Empty: "tg_contact_usage"}
-            self.say(keys.get(type(saved), "tg_contact_nothing"), lang)
+            self.say(out.contact_reply(saved), lang)
             return True
         owner = (await self.store.load_conversation(self.user_id)).owner
         if owner != "bot":  # a counsellor has the conversation: the line is for them
