@@ -77,7 +77,10 @@ class Directory:
             found[row.id] = Counsellor(
                 row.id, account.display_name, Actor.web(account.username), row.telegram_id
             )
+        carried = {a.telegram_id for a in accounts if a.active and a.telegram_id is not None}
         for telegram_id in self.settings.counsellor_ids:
+            if telegram_id in carried:  # the account's row above is this person
+                continue
             row = by_telegram.get(telegram_id) or await self.store.counsellor(
                 telegram_id=telegram_id
             )
@@ -119,7 +122,11 @@ class Directory:
             by_telegram = [c for c in everyone.values() if c.telegram_id == number]
             return by_telegram[0] if by_telegram else everyone.get(number)
         return next(
-            (c for c in everyone.values() if c.actor.kind == "web" and c.actor.identity == text),
+            (
+                c
+                for c in everyone.values()
+                if c.actor.kind == "web" and c.actor.identity == text.lower()
+            ),
             None,
         )
 

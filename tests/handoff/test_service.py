@@ -364,3 +364,17 @@ async def test_the_command_line_is_one_counsellor_nobody_transfers_to(
     refused = await service.transfer(ticket.id, cli.id, wang)
     assert refused == out.UnknownCounsellor(str(cli.id))
     assert (await service.directory.cli()).id == cli.id
+
+
+async def test_a_transfer_typed_in_telegram_finds_a_console_user_by_name(
+    store: Store, tmp_path: Path
+) -> None:
+    service, _ = service_for(store, tmp_path)
+    wang, _ = await people(service)
+    account = await ConsoleStore(store).add_account("li", "李老师", "counsellor", "x")
+    ticket = await ticket_for(store)
+    moved = await service.transfer(ticket.id, "@Li", wang)  # "/transfer @Li" in the topic
+    assert isinstance(moved, out.Transferred) and moved.to is not None
+    assert moved.to == await service.directory.account(account)
+    everyone = await service.directory.everyone()
+    assert sorted(c.name for c in everyone.values()) == sorted(["王老师", "赵老师", "李老师"])
