@@ -19,8 +19,6 @@ from bot.storage import Database, Store
 from bot.storage.console_store import ConsoleStore
 from tests.conftest import DocWriter, run_gradguide
 
-"""A counsellor in the web console (no Telegram)."""
-
 
 class Terminal:
     """A running ``gradguide chat``: type lines, wait for what it prints."""
@@ -133,3 +131,36 @@ async def test_a_handoff_from_the_terminal_is_answered_from_the_console_and_rate
         assert await asyncio.wait_for(chat.process.wait(), 30) == 0
         assert chat.process.stderr is not None
         assert b"Traceback" not in await chat.process.stderr.read()
+
+
+async def test_leaving_the_terminal_cancels_a_ticket_nobody_could_answer_there(
+    settings: Settings, write_doc: DocWriter
+) -> None:
+    """The next `gradguide chat` is a new graduate, so a reply after quitting would never be
+    shown: the ticket is cancelled — unless contact details were left for a call back."""
+    write_doc("probation-zh", "## 试用期\n\n试用期最长不得超过六个月。\n", title="试用期规定")
+    messages = Messages.load()
+    said = lambda key, **params: plain(messages.get(key, "zh", **params))  # noqa: E731
+    for contact in ("", "13800138000"):
+        async with terminal(settings) as chat:
+            await chat.type("我想找老师")
+            await chat.type("/human")
+            await chat.until(said("tg_handoff_queued", position=1), timeout=240)
+            if contact:
+                await chat.type(f"/contact {contact}")
+                await chat.until(said("tg_contact_saved"))
+            await chat.type("/quit")
+            left = "chat_left_with_contact" if contact else "chat_left_cancelled"
+            await chat.until(said(left))
+            assert await chat.process.wait() == 0
+    database = Database(settings.database_url_or_default)
+    try:
+        store = Store(database)
+        first, second = sorted(await store.list_tickets(), key=lambda t: t.id)
+        assert first.status == "cancelled"
+        assert second.status == "queued" and second.contact == "13800138000"
+        assert [e.actor for e in await store.events(first.id) if e.kind == "cancelled"] == [
+            "graduate"
+        ]
+    finally:
+        await database.dispose()

@@ -101,7 +101,23 @@ class TerminalChat:
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
             await self.deliver()  # what arrived meanwhile
+            await self.leave()
         return 0
+
+    async def leave(self) -> None:
+        """The session ends for good (the next ``gradguide chat`` is a new graduate), so an
+        open ticket could never show its reply: it is cancelled (the counsellors hear the
+        graduate left), unless they left contact details to be called back on."""
+        conversation = await self.store.load_conversation(self.user_id)
+        ticket = await self.store.open_ticket_for(conversation.id)
+        if ticket is None:
+            return
+        lang: Lang = self.conversation.lang or self.last_lang
+        if ticket.contact:
+            self.say("chat_left_with_contact", lang)
+            return
+        await self.handoff.cancel(self.user_id)
+        self.say("chat_left_cancelled", lang)
 
     async def _watch(self) -> None:
         while True:
