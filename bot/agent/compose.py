@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 from bot.agent.guardrails import is_planted
 from bot.agent.lead_rank import Candidate, LeadScorer, is_yes_no, rules
 from bot.agent.models import Citation
+from bot.agent.yes_no import YesNoModel, opening
 from bot.kb.chunking import split_sentences
 from bot.kb.index import ChunkRecord
 from bot.kb.lexical import EN_STOP_WORDS
@@ -45,8 +46,10 @@ ANSWER_TYPES: tuple[tuple[re.Pattern[str], re.Pattern[str]], ...] = tuple(
         (
             r"多久|多长时间|多长|几个月|几年|期限|how long|how many (?:months|years|days)",
             rf"{_NUM}\s*(?:个月|年|日|天|周)|\d+\s*(?:to|-|–)\s*\d+\s*(?:months|years)"
-            r"|\b\d+\s*(?:months?|years?|days?|weeks?)\b|\b(?:one|two|three|six|twelve)"
-            r" (?:months?|years?)\b",
+            # "2 years after it ends", "within 2 years of graduating" date a window from
+            # an event: not how long the thing asked about lasts
+            r"|\b\d+\s*(?:months?|years?|days?|weeks?)\b(?!\s+(?:after|of|ago|later)\b)"
+            r"|\b(?:one|two|three|six|twelve) (?:months?|years?)\b",
         ),
         (
             r"什么时候|何时|截止|到什么时候|哪天|几号|\bwhen\b|deadline|\buntil\b",
@@ -78,6 +81,31 @@ ANSWER_TYPES: tuple[tuple[re.Pattern[str], re.Pattern[str]], ...] = tuple(
 def answer_types(question: str) -> list[re.Pattern[str]]:
     """The answer shapes the question asks for (several for a two-part question)."""
     return [answer for asks, answer in ANSWER_TYPES if asks.search(question)]
+
+
+Scored = tuple[float, int, str, Hit]
+"""A sentence as the composer ranks it: (lead score, document order, sentence, its hit)."""
+
+
+def part_leads(
+    best: Scored, candidates: list[Scored], wanted: list[re.Pattern[str]]
+) -> list[Scored]:
+    """The opening sentences. A question in parts ("how long is the service and where do I
+    apply?") asks for several kinds of answer; each gets a lead: the best-scored sentence
+    that has it (a sentence may answer several parts). The ranker's best sentence leads when
+    it answers a part, otherwise it is left to support the leads. Leads in document order;
+    a one-part question has one lead, the ranker's best sentence."""
+    if len(wanted) < 2:
+        return [best]
+    leads = [best] if any(shape.search(best[2]) for shape in wanted) else []
+    for shape in wanted:
+        having = [c for c in candidates if shape.search(c[2])]
+        if having and not any(shape.search(c[2]) for c in leads):
+            leads.append(max(having, key=lambda c: (c[0], -c[1])))
+    if not leads:
+        return [best]
+    first = leads[0] if leads[0] is best else min(leads, key=lambda c: c[1])
+    return [first, *sorted((c for c in leads if c is not first), key=lambda c: c[1])]
 
 
 @dataclass
@@ -213,10 +241,17 @@ class ExtractiveComposer:
     TYPE_BONUS = 0.25  # support: a sentence with a kind of answer still missing comes first
     BUDGET: ClassVar[dict[str, int]] = {"zh": 520, "en": 900}
 
-    def __init__(self, retriever: Retriever, messages: Messages, lead: LeadScorer) -> None:
+    def __init__(
+        self,
+        retriever: Retriever,
+        messages: Messages,
+        lead: LeadScorer,
+        yes_no: YesNoModel | None = None,
+    ) -> None:
         self._retriever = retriever
         self._messages = messages
         self._lead = lead
+        self._yes_no = yes_no
         self._term_cache: dict[str, frozenset[str]] = {}
 
     def _sentence_terms(self, sentence: str) -> frozenset[str]:
@@ -371,8 +406,11 @@ class ExtractiveComposer:
         ]
         # The sentence the lead scorer ranks first answers; the next best sentences of
         # the document support it, in document order.
-        direct = max(candidates, key=lambda c: (c[0], -c[1]))
-        support = self._support(direct, candidates, wanted, lang)
+        # A question in parts has a lead for each part (``_part_leads``).
+        best = max(candidates, key=lambda c: (c[0], -c[1]))
+        leads = part_leads(best, candidates, wanted)
+        direct, more = leads[0], leads[1:]
+        support = self._support(leads, candidates, wanted, lang)
         # The answer introduces a list (steps, eligible groups): the list comes with it.
         chunk_text = direct[3].text
         at = chunk_text.find(direct[2])
@@ -392,21 +430,29 @@ class ExtractiveComposer:
                 support = [*support[: self.MAX_POINTS - 1], first_item]
         support.sort(key=lambda c: c[1])
         direct, support = self._whole_lists(direct, support, lists, list_of, lang)
+        support = [c for c in support if c[2] not in {m[2] for m in more}]
 
-        cited_hits = [direct[3]] + [c[3] for c in support if c[3] is not direct[3]]
+        cited_hits = [direct[3]] + [c[3] for c in [*more, *support] if c[3] is not direct[3]]
         citations: list[Citation] = []
         seen: set[str] = set()
         for hit in cited_hits:
             if hit.doc_id in seen:
                 continue
             seen.add(hit.doc_id)
-            excerpt = direct[2] if hit is direct[3] else next(c[2] for c in support if c[3] is hit)
+            excerpt = (
+                direct[2]
+                if hit is direct[3]
+                else next(c[2] for c in [*more, *support] if c[3] is hit)
+            )
             citations.append(citation_for(hit, excerpt))
 
         parts: list[str] = []
         if primary.doc.meta.lang != lang:
             parts.append(self._messages.get("other_language_source", lang))
-        parts.append(direct[2])
+        # A yes/no question the lead sentence settles is answered yes or no first.
+        verdict = self._yes_no.verdict(query, direct[2]) if self._yes_no else None
+        said = [opening(verdict, query, lang, self._messages)] if verdict else []
+        parts.append((" " if lang == "en" else "").join([*said, *(c[2] for c in [direct, *more])]))
         if support:
             parts.append("\n".join(f"• {c[2]}" for c in support))
         return Composed(
@@ -417,18 +463,17 @@ class ExtractiveComposer:
 
     def _support(
         self,
-        direct: tuple[float, int, str, Hit],
+        leads: list[tuple[float, int, str, Hit]],
         candidates: list[tuple[float, int, str, Hit]],
         wanted: list[re.Pattern[str]],
         lang: Lang,
     ) -> list[tuple[float, int, str, Hit]]:
-        """The best-scoring sentences support the direct answer; while a kind of answer the
-        question asks for is still missing ("how long … and where"), a sentence that has it
-        comes first."""
-        missing = [shape for shape in wanted if not shape.search(direct[2])]
+        """The best-scoring sentences support the leads; while a kind of answer the
+        question asks for is still missing, a sentence that has it comes first."""
+        missing = [shape for shape in wanted if not any(shape.search(c[2]) for c in leads)]
         budget = self.BUDGET[lang]
-        used = len(direct[2])
-        pool = [c for c in candidates if c is not direct and c[0] > 0.05]
+        used = sum(len(c[2]) for c in leads)
+        pool = [c for c in candidates if c not in leads and c[0] > 0.05]
         support: list[tuple[float, int, str, Hit]] = []
         while pool and len(support) < self.MAX_POINTS:
             gains = [
