@@ -29,7 +29,6 @@ from bot.agent.guard import Guard, Label, Verdict, build_guard
 from bot.agent.lead_rank import lead_scorer
 from bot.agent.llm_composer import LlmComposer, LlmUnavailable
 from bot.agent.models import Conversation, HandoffReason, Intent, Reply, Turn
-from bot.agent.yes_no import YesNoModel
 from bot.components.llm import build_chat_model
 from bot.kb.cards import Card
 from bot.kb.chunking import split_sentences
@@ -115,7 +114,7 @@ class Agent:
         self._settings = settings
         self._messages = messages or Messages.load()
         lead = lead_scorer(settings.lead_ranker)
-        self._composer = ExtractiveComposer(kb.retriever, self._messages, lead, YesNoModel.load())
+        self._composer = ExtractiveComposer(kb.retriever, self._messages, lead)
         self._library = cards
         """The knowledge base's own cards (``knowledge_dir/cards``)."""
         self._matcher = cards

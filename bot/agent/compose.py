@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 from bot.agent.guardrails import is_planted
 from bot.agent.lead_rank import Candidate, LeadScorer, is_yes_no, rules
 from bot.agent.models import Citation
-from bot.agent.yes_no import YesNoModel, opening
+from bot.agent.yes_no import opening, verdict
 from bot.kb.chunking import split_sentences
 from bot.kb.index import ChunkRecord
 from bot.kb.lexical import EN_STOP_WORDS
@@ -38,18 +38,25 @@ _FACT = re.compile(
 _TABLE_ROW = re.compile(r"^[^—]{1,40}：.* — ")  # "header：cell — header：cell" (see below)
 
 _NUM = r"(?:\d+|[一二三四五六七八九十两半]+)"
+_EN_DURATION = (
+    r"\b\d+\s*(?:to|-|–)\s*\d+\s*(?:months|years)\b|\b\d+\s*(?:months?|years?|days?|weeks?)\b"
+    r"|\b(?:one|two|three|six|twelve) (?:months?|years?)\b"
+)
 # What kind of answer a question asks for, and what such an answer looks like: "多久" is
 # answered by a duration, "什么时候" by a date, "哪些人" by who qualifies.
 ANSWER_TYPES: tuple[tuple[re.Pattern[str], re.Pattern[str]], ...] = tuple(
     (re.compile(question, re.IGNORECASE), re.compile(answer, re.IGNORECASE))
     for question, answer in (
         (
-            r"多久|多长时间|多长|几个月|几年|期限|how long|how many (?:months|years|days)",
-            rf"{_NUM}\s*(?:个月|年|日|天|周)|\d+\s*(?:to|-|–)\s*\d+\s*(?:months|years)"
-            # "2 years after it ends", "within 2 years of graduating" date a window from
-            # an event: not how long the thing asked about lasts
-            r"|\b\d+\s*(?:months?|years?|days?|weeks?)\b(?!\s+(?:after|of|ago|later)\b)"
-            r"|\b(?:one|two|three|six|twelve) (?:months?|years?)\b",
+            r"多久|多长时间|多长|几个月|几年|期限|how long(?! (?:is|are|was|were)\b)"
+            r"|how many (?:months|years|days)",
+            rf"{_NUM}\s*(?:个月|年|日|天|周)|{_EN_DURATION}",
+        ),
+        (
+            # "How long is the service?" asks how long it lasts: a window dated from an
+            # event ("within 2 years of completing it", "2 years after it ends") does not say
+            r"\bhow long (?:is|are|was|were)\b",
+            rf"(?<!within )(?:{_EN_DURATION})(?!\s+(?:after|of|ago|later|before)\b)",
         ),
         (
             r"什么时候|何时|截止|到什么时候|哪天|几号|\bwhen\b|deadline|\buntil\b",
@@ -92,20 +99,16 @@ def part_leads(
 ) -> list[Scored]:
     """The opening sentences. A question in parts ("how long is the service and where do I
     apply?") asks for several kinds of answer; each gets a lead: the best-scored sentence
-    that has it (a sentence may answer several parts). The ranker's best sentence leads when
-    it answers a part, otherwise it is left to support the leads. Leads in document order;
-    a one-part question has one lead, the ranker's best sentence."""
+    that has it (a sentence may answer several parts), after the ranker's best sentence,
+    in document order. A one-part question has one lead, the ranker's best sentence."""
     if len(wanted) < 2:
         return [best]
-    leads = [best] if any(shape.search(best[2]) for shape in wanted) else []
+    leads = [best]
     for shape in wanted:
         having = [c for c in candidates if shape.search(c[2])]
         if having and not any(shape.search(c[2]) for c in leads):
             leads.append(max(having, key=lambda c: (c[0], -c[1])))
-    if not leads:
-        return [best]
-    first = leads[0] if leads[0] is best else min(leads, key=lambda c: c[1])
-    return [first, *sorted((c for c in leads if c is not first), key=lambda c: c[1])]
+    return [best, *sorted(leads[1:], key=lambda c: c[1])]
 
 
 @dataclass
@@ -241,17 +244,10 @@ class ExtractiveComposer:
     TYPE_BONUS = 0.25  # support: a sentence with a kind of answer still missing comes first
     BUDGET: ClassVar[dict[str, int]] = {"zh": 520, "en": 900}
 
-    def __init__(
-        self,
-        retriever: Retriever,
-        messages: Messages,
-        lead: LeadScorer,
-        yes_no: YesNoModel | None = None,
-    ) -> None:
+    def __init__(self, retriever: Retriever, messages: Messages, lead: LeadScorer) -> None:
         self._retriever = retriever
         self._messages = messages
         self._lead = lead
-        self._yes_no = yes_no
         self._term_cache: dict[str, frozenset[str]] = {}
 
     def _sentence_terms(self, sentence: str) -> frozenset[str]:
@@ -450,8 +446,8 @@ class ExtractiveComposer:
         if primary.doc.meta.lang != lang:
             parts.append(self._messages.get("other_language_source", lang))
         # A yes/no question the lead sentence settles is answered yes or no first.
-        verdict = self._yes_no.verdict(query, direct[2]) if self._yes_no else None
-        said = [opening(verdict, query, lang, self._messages)] if verdict else []
+        settled = verdict(query, direct[2])
+        said = [opening(settled, query, lang, self._messages)] if settled else []
         parts.append((" " if lang == "en" else "").join([*said, *(c[2] for c in [direct, *more])]))
         if support:
             parts.append("\n".join(f"• {c[2]}" for c in support))
