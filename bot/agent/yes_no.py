@@ -49,7 +49,7 @@ _PERMIT = _words(
     r"lawful|legal)\b",
 )
 _OBLIGE = _words(
-    r"应当|必须|应|须|需要|要求",
+    r"应当|必须|应|须|需要",
     r"\b(?:must|shall|required|has to|have to|should|obliged|needs? to)\b",
 )
 _HEDGE = _words(
