@@ -469,7 +469,11 @@ class ExtractiveComposer:
         missing = [shape for shape in wanted if not any(shape.search(c[2]) for c in leads)]
         budget = self.BUDGET[lang]
         used = sum(len(c[2]) for c in leads)
-        pool = [c for c in candidates if c not in leads and c[0] > 0.05]
+        # A point must score something: 0.05 on the hand weights' scale, and never more
+        # than a tenth of the lead's score (the learned ranker's probabilities fall
+        # steeply after its first sentence, and below 0.05 for a weakly matched document)
+        floor = min(0.05, 0.1 * leads[0][0])
+        pool = [c for c in candidates if c not in leads and c[0] > floor]
         support: list[tuple[float, int, str, Hit]] = []
         while pool and len(support) < self.MAX_POINTS:
             gains = [
