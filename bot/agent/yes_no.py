@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from bot.agent.lead_rank import is_yes_no
+from bot.kb.lexical import EN_STOP_WORDS
 from bot.kb.models import Lang
 from bot.prompts import Messages
 
@@ -44,8 +45,8 @@ _NO_NEED = _words(
     r"\b(?:no need|not required|need not|needn't|do(?:es)? not (?:need|have to)|abolished)\b",
 )
 _PERMIT = _words(
-    r"可以|有权|允许|合法|能够|享有|适用|仍|继续",
-    r"\b(?:may|can|entitled|has the right|have the right|allowed|eligible|permitted|still|"
+    r"可以|有权|允许|合法|能够|享有|适用",
+    r"\b(?:may|can|entitled|has the right|have the right|allowed|eligible|permitted|"
     r"lawful|legal)\b",
 )
 _OBLIGE = _words(
@@ -74,6 +75,14 @@ _ASKS_NEED = _words(
     r"需要|要|必须|得|应该|用不用|还用",
     r"\b(?:need|must|have to|has to|required|should|obliged)\b",
 )
+_WH = _words(
+    r"什么|怎么|怎样|如何|哪|谁|多少|多久|几|为什么|为何",
+    r"^\s*(?:what|how|where|when|which|who|whom|why)\b",  # "… when I start?" still asks can
+)
+_POINTING = _words(r"这样|这么|这个|这|那样|那个|那", r"\b(?:that|this|it|so|they|them)\b")
+_CLAUSE_END = re.compile(r"[，,；;。！!？?]+\s*|\s+(?=[^\sA-Za-z])")
+_CJK_RUN = re.compile(r"[\u4e00-\u9fff]+")
+_EN_WORD = re.compile(r"[a-z]{3,}")
 _Q_NEGATION = _words(r"不|没|未", r"\b(?:not|no|without|never)\b|n't\b")
 
 
@@ -114,7 +123,31 @@ def polarity(sentence: str) -> Polarity:
 
 
 def _asked(question: str) -> str:
-    return _A_NOT_A.sub(r"\1", question.lower())
+    """The clause that asks: the last of the question ("公司扣了我身份证，能罚公司吗" asks
+    whether the company can be fined, not whether it may keep the card), A-not-A read as
+    the verb ("能不能" → "能")."""
+    clauses = [c for c in _CLAUSE_END.split(question.strip().lower()) if c.strip()]
+    return _A_NOT_A.sub(r"\1", clauses[-1] if clauses else question.lower())
+
+
+def _content(text: str) -> set[str]:
+    """The words of ``text`` beyond its asking ones: CJK bigrams, English words."""
+    for asks in (_ASKS_ILLEGAL, _ASKS_LEGAL, _ASKS_NEED, _ASKS_MAY, _Q_NEGATION, _POINTING):
+        text = asks.sub(" ", text)
+    terms = {w for w in _EN_WORD.findall(text) if w not in EN_STOP_WORDS}
+    for run in _CJK_RUN.findall(text.replace("吗", " ").replace("呢", " ")):
+        terms.update(run[i : i + 2] for i in range(len(run) - 1))
+    return terms
+
+
+def about(question: str, sentence: str) -> bool:
+    """The sentence shares a word with what the asking clause asks about (or, for a bare
+    "合法吗？", "is that allowed?", with what the question says before it)."""
+    asked = _content(_asked(question))
+    if not asked:  # "可以这样吗": what "这样" points to was said before
+        asked = _content(question.lower())
+    said = _content(sentence.lower())
+    return bool(asked & said) or not asked
 
 
 def negated(question: str) -> bool:
@@ -134,6 +167,8 @@ def verdict(question: str, sentence: str) -> Verdict | None:
     a negated question. Otherwise None (measured on the cards: ``tests/agent/test_yes_no``)."""
     if not is_yes_no(question) or kind(question) not in ("illegal", "legal", "may", "need"):
         return None  # "是真的吗", "算不算": the sentence's polarity does not answer them
+    if _WH.search(_asked(question)) or not about(question, sentence):
+        return None  # "还要做什么？" is not yes/no; a sentence on something else settles nothing
     p = polarity(sentence)
     if p.hedged or p.other_negation or p.negative == p.positive or p.mixed:
         return None
