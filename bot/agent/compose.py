@@ -100,9 +100,9 @@ def part_leads(
     """The opening sentences. A question in parts ("how long is the service and where do I
     apply?") asks for several kinds of answer; each gets a lead: the best-scored sentence
     that has it (a sentence may answer several parts), after the ranker's best sentence,
-    in document order. A one-part question has one lead, the ranker's best sentence."""
-    if len(wanted) < 2:
-        return [best]
+    in document order. So does a one-part question whose best sentence lacks the kind of
+    answer it asks for ("And what about pay?" — "… at least 80 %"); a question asking for
+    no particular kind has one lead, the ranker's best sentence."""
     leads = [best]
     for shape in wanted:
         having = [c for c in candidates if shape.search(c[2])]
