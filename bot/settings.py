@@ -55,10 +55,10 @@ class Settings(BaseSettings):
         "(`bot.kb.cards`); off: every answer is composed from the documents.",
     )
     lead_ranker: Literal["hand", "learned"] = Field(
-        default="hand",
-        description="Which sentence opens a documents answer: `hand` (hand-set weights, the "
-        "default) or `learned` (the ranker fitted by `gradguide train-lead`: better on held-out "
-        "questions, worse on a tuned two-part question; see the README).",
+        default="learned",
+        description="Which sentence opens a documents answer: `learned` (the ranker fitted by "
+        "`gradguide train-lead`, the default: better on held-out questions; see the README) "
+        "or `hand` (the former hand-set weights).",
     )
     chroma_url: str | None = Field(
         default=None,

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 from bot.agent.guardrails import is_planted
 from bot.agent.lead_rank import Candidate, LeadScorer, is_yes_no, rules
 from bot.agent.models import Citation
+from bot.agent.yes_no import opening, verdict
 from bot.kb.chunking import split_sentences
 from bot.kb.index import ChunkRecord
 from bot.kb.lexical import EN_STOP_WORDS
@@ -37,16 +38,25 @@ _FACT = re.compile(
 _TABLE_ROW = re.compile(r"^[^—]{1,40}：.* — ")  # "header：cell — header：cell" (see below)
 
 _NUM = r"(?:\d+|[一二三四五六七八九十两半]+)"
+_EN_DURATION = (
+    r"\b\d+\s*(?:to|-|–)\s*\d+\s*(?:months|years)\b|\b\d+\s*(?:months?|years?|days?|weeks?)\b"
+    r"|\b(?:one|two|three|six|twelve) (?:months?|years?)\b"
+)
 # What kind of answer a question asks for, and what such an answer looks like: "多久" is
 # answered by a duration, "什么时候" by a date, "哪些人" by who qualifies.
 ANSWER_TYPES: tuple[tuple[re.Pattern[str], re.Pattern[str]], ...] = tuple(
     (re.compile(question, re.IGNORECASE), re.compile(answer, re.IGNORECASE))
     for question, answer in (
         (
-            r"多久|多长时间|多长|几个月|几年|期限|how long|how many (?:months|years|days)",
-            rf"{_NUM}\s*(?:个月|年|日|天|周)|\d+\s*(?:to|-|–)\s*\d+\s*(?:months|years)"
-            r"|\b\d+\s*(?:months?|years?|days?|weeks?)\b|\b(?:one|two|three|six|twelve)"
-            r" (?:months?|years?)\b",
+            r"多久|多长时间|多长|几个月|几年|期限|how long(?! (?:is|are|was|were)\b)"
+            r"|how many (?:months|years|days)",
+            rf"{_NUM}\s*(?:个月|年|日|天|周)|{_EN_DURATION}",
+        ),
+        (
+            # "How long is the service?" asks how long it lasts: a window dated from an
+            # event ("within 2 years of completing it", "2 years after it ends") does not say
+            r"\bhow long (?:is|are|was|were)\b",
+            rf"(?<!within )(?:{_EN_DURATION})(?!\s+(?:after|of|ago|later|before)\b)",
         ),
         (
             r"什么时候|何时|截止|到什么时候|哪天|几号|\bwhen\b|deadline|\buntil\b",
@@ -78,6 +88,27 @@ ANSWER_TYPES: tuple[tuple[re.Pattern[str], re.Pattern[str]], ...] = tuple(
 def answer_types(question: str) -> list[re.Pattern[str]]:
     """The answer shapes the question asks for (several for a two-part question)."""
     return [answer for asks, answer in ANSWER_TYPES if asks.search(question)]
+
+
+Scored = tuple[float, int, str, Hit]
+"""A sentence as the composer ranks it: (lead score, document order, sentence, its hit)."""
+
+
+def part_leads(
+    best: Scored, candidates: list[Scored], wanted: list[re.Pattern[str]]
+) -> list[Scored]:
+    """The opening sentences. A question in parts ("how long is the service and where do I
+    apply?") asks for several kinds of answer; each gets a lead: the best-scored sentence
+    that has it (a sentence may answer several parts), after the ranker's best sentence,
+    in document order. So does a one-part question whose best sentence lacks the kind of
+    answer it asks for ("And what about pay?" — "… at least 80 %"); a question asking for
+    no particular kind has one lead, the ranker's best sentence."""
+    leads = [best]
+    for shape in wanted:
+        having = [c for c in candidates if shape.search(c[2])]
+        if having and not any(shape.search(c[2]) for c in leads):
+            leads.append(max(having, key=lambda c: (c[0], -c[1])))
+    return [best, *sorted(leads[1:], key=lambda c: c[1])]
 
 
 @dataclass
@@ -371,8 +402,11 @@ class ExtractiveComposer:
         ]
         # The sentence the lead scorer ranks first answers; the next best sentences of
         # the document support it, in document order.
-        direct = max(candidates, key=lambda c: (c[0], -c[1]))
-        support = self._support(direct, candidates, wanted, lang)
+        # A question in parts has a lead for each part (``_part_leads``).
+        best = max(candidates, key=lambda c: (c[0], -c[1]))
+        leads = part_leads(best, candidates, wanted)
+        direct, more = leads[0], leads[1:]
+        support = self._support(leads, candidates, wanted, lang)
         # The answer introduces a list (steps, eligible groups): the list comes with it.
         chunk_text = direct[3].text
         at = chunk_text.find(direct[2])
@@ -392,21 +426,29 @@ class ExtractiveComposer:
                 support = [*support[: self.MAX_POINTS - 1], first_item]
         support.sort(key=lambda c: c[1])
         direct, support = self._whole_lists(direct, support, lists, list_of, lang)
+        support = [c for c in support if c[2] not in {m[2] for m in more}]
 
-        cited_hits = [direct[3]] + [c[3] for c in support if c[3] is not direct[3]]
+        cited_hits = [direct[3]] + [c[3] for c in [*more, *support] if c[3] is not direct[3]]
         citations: list[Citation] = []
         seen: set[str] = set()
         for hit in cited_hits:
             if hit.doc_id in seen:
                 continue
             seen.add(hit.doc_id)
-            excerpt = direct[2] if hit is direct[3] else next(c[2] for c in support if c[3] is hit)
+            excerpt = (
+                direct[2]
+                if hit is direct[3]
+                else next(c[2] for c in [*more, *support] if c[3] is hit)
+            )
             citations.append(citation_for(hit, excerpt))
 
         parts: list[str] = []
         if primary.doc.meta.lang != lang:
             parts.append(self._messages.get("other_language_source", lang))
-        parts.append(direct[2])
+        # A yes/no question the lead sentence settles is answered yes or no first.
+        settled = verdict(query, direct[2])
+        said = [opening(settled, query, lang, self._messages)] if settled else []
+        parts.append((" " if lang == "en" else "").join([*said, *(c[2] for c in [direct, *more])]))
         if support:
             parts.append("\n".join(f"• {c[2]}" for c in support))
         return Composed(
@@ -417,18 +459,21 @@ class ExtractiveComposer:
 
     def _support(
         self,
-        direct: tuple[float, int, str, Hit],
+        leads: list[tuple[float, int, str, Hit]],
         candidates: list[tuple[float, int, str, Hit]],
         wanted: list[re.Pattern[str]],
         lang: Lang,
     ) -> list[tuple[float, int, str, Hit]]:
-        """The best-scoring sentences support the direct answer; while a kind of answer the
-        question asks for is still missing ("how long … and where"), a sentence that has it
-        comes first."""
-        missing = [shape for shape in wanted if not shape.search(direct[2])]
+        """The best-scoring sentences support the leads; while a kind of answer the
+        question asks for is still missing, a sentence that has it comes first."""
+        missing = [shape for shape in wanted if not any(shape.search(c[2]) for c in leads)]
         budget = self.BUDGET[lang]
-        used = len(direct[2])
-        pool = [c for c in candidates if c is not direct and c[0] > 0.05]
+        used = sum(len(c[2]) for c in leads)
+        # A point must score something: 0.05 on the hand weights' scale, and never more
+        # than a tenth of the lead's score (the learned ranker's probabilities fall
+        # steeply after its first sentence, and below 0.05 for a weakly matched document)
+        floor = min(0.05, 0.1 * leads[0][0])
+        pool = [c for c in candidates if c not in leads and c[0] > floor]
         support: list[tuple[float, int, str, Hit]] = []
         while pool and len(support) < self.MAX_POINTS:
             gains = [

@@ -49,6 +49,16 @@ VETTED = {
     for card in read_cards(BUNDLED_KNOWLEDGE_DIR / "cards")[0]
     for lang in ("zh", "en")
 }
+VERDICTS = sorted(
+    {
+        MESSAGES.get(k, lang)
+        for k in MESSAGES.names()
+        if k.startswith("yes_no_")
+        for lang in ("zh", "en")
+    },
+    key=len,
+    reverse=True,
+)
 _EVIDENCE = re.compile(
     r"^(?:原文：「(?P<zh>.+)」|The document says: \u201c(?P<en>.+)\u201d)$", re.S
 )
@@ -67,6 +77,8 @@ def assert_quoted_from_source(reply: Reply) -> None:
             assert direct_answer(reply) in VETTED, reply.text
         return
     answer = plain(direct_answer(reply))
+    # a yes/no question's verdict ("不合法。", "No.") opens the answer, then the quotes
+    answer = next((answer[len(v) :] for v in VERDICTS if answer.startswith(v)), answer)
     for sentence in (s.strip().rstrip("；;。.") for s in _SENTENCE.split(answer)):
         if sentence:
             assert sentence in doc, f"not in {reply.citations[0].doc_id}: {sentence!r}"
