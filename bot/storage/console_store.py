@@ -60,7 +60,7 @@ class Account:
     id: int
     username: str
     display_name: str
-    role: str
+    role: WebRole
     password_hash: str
     telegram_id: int | None
     active: bool

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from sqlalchemy import insert
 
-from bot.handoff.models import OPEN_STATUSES
+from bot.handoff.models import OPEN_STATUSES, Category, Owner, Priority, TicketStatus
 from bot.privacy import redact
 from bot.storage.models import UnansweredRow
 from bot.storage.sql import json
@@ -21,6 +21,7 @@ Direction = Literal["to_counsellors", "to_graduate"]
 FeedbackKind = Literal["thumb", "rating"]
 UnansweredReason = Literal["low_confidence", "no_answer", "handoff"]
 UploadStatus = Literal["pending", "done", "failed"]
+OutboxStatus = Literal["pending", "sent", "dead"]
 
 MAX_QUESTION_CHARS = 2000
 
@@ -45,7 +46,7 @@ class User:
     lang: str | None
     region: str | None
     consent_at: dt.datetime | None
-    role: str
+    role: Role
     created_at: dt.datetime
     last_seen_at: dt.datetime
 
@@ -56,7 +57,7 @@ class ConversationRecord:
     user_id: int
     state: dict[str, Any]
     """The agent's serialised ``Conversation`` (``{}`` for a new one)."""
-    owner: str
+    owner: Owner
     """Who answers the graduate: 'bot', 'queued' (waiting for a counsellor) or 'assigned'."""
     version: int
     """Bumped by every ``save_state``; pass it back as ``expected_version``."""
@@ -126,7 +127,7 @@ class Unanswered:
 class TurnRecord:
     id: int
     conversation_id: int
-    role: str
+    role: TurnRole
     text: str
     lang: str | None
     intent: str | None
@@ -142,10 +143,10 @@ class Ticket:
     id: int
     conversation_id: int
     user_id: int
-    status: str
+    status: TicketStatus
     open_conversation_id: int | None
-    category: str
-    priority: str
+    category: Category
+    priority: Priority
     reason: str
     summary: str
     draft_answer: str | None
@@ -240,7 +241,7 @@ class OutboxItem:
     ticket_id: int | None
     method: str
     payload: dict[str, Any]
-    status: str
+    status: OutboxStatus
     attempts: int
     next_attempt_at: dt.datetime
     last_error: str | None
@@ -256,6 +257,7 @@ class UnansweredQuestion:
     lang: str | None
     confidence: float | None
     reason: str
+    """An ``UnansweredReason``, or why the console lists it: 'thumbs_down', 'weak_answer'."""
     created_at: dt.datetime
 
 
@@ -265,7 +267,7 @@ class Upload:
     admin_telegram_id: int
     file_name: str
     telegram_file_id: str
-    status: str
+    status: UploadStatus
     report: dict[str, Any] | None
     created_at: dt.datetime
     finished_at: dt.datetime | None
