@@ -612,7 +612,7 @@ def _ask(args: argparse.Namespace, settings: Settings, out: Console, err: Consol
 
 
 def _print_reply(reply: Reply, out: Console) -> None:
-    from bot.channels.terminal.chat import print_reply
+    from bot.channels.terminal.render import print_reply
 
     print_reply(reply, out)
 

@@ -23,6 +23,7 @@ from rich.markup import escape
 from bot.agent.agent import Agent
 from bot.agent.models import Conversation, Intent, Reply
 from bot.channels.terminal.front import key_prefix, plain
+from bot.channels.terminal.render import print_reply
 from bot.handoff import outcomes as out
 from bot.handoff.service import HandoffService
 from bot.kb.models import Lang, detect_lang
@@ -43,22 +44,6 @@ async def stdin_lines(interactive: bool) -> AsyncIterator[str]:
         except EOFError:
             return
         yield line
-
-
-def print_reply(reply: Reply, out_: Console) -> None:
-    """The agent's answer with its sources, as ``ask`` prints it."""
-    style = "red" if reply.intent is Intent.CRISIS else "green"
-    out_.print(f"[{style}]{escape(reply.text)}[/]")
-    if reply.handoff:
-        reason = reply.handoff_reason.value if reply.handoff_reason else ""
-        out_.print(f"[yellow]→ counsellor handoff ({reason})[/]")
-    for number, citation in enumerate(reply.citations, start=1):
-        details = " · ".join(
-            x for x in (citation.doc_number, citation.source_url or "", citation.doc_id) if x
-        )
-        out_.print(f"[dim][{number}] {escape(citation.title)} — {escape(details)}[/]")
-    if reply.suggestions:
-        out_.print("[dim]→ " + escape(" | ".join(reply.suggestions)) + "[/]")
 
 
 @dataclass
