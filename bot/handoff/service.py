@@ -197,10 +197,9 @@ class HandoffService:
     ) -> out.TransferOutcome:
         """Hand an open ticket to another counsellor (``target``: their id on tickets, or as
         typed in Telegram, see :meth:`Directory.find`), or back to the queue (``None``, ""
-        or "queue"). One rule for
-        every front end: the target is someone :class:`Directory` knows. The desk hears
-        who has it now; the graduate hears that another counsellor (by name, when names
-        are visible) or the queue has it."""
+        or "queue"). One rule for every front end: the target is someone
+        :class:`Directory` knows. The desk hears who has it now; the graduate hears that
+        another counsellor (by name, when names are visible) or the queue has it."""
         to: Counsellor | None = None
         if target not in (None, "", "queue"):
             assert target is not None
