@@ -11,7 +11,6 @@ once to warm up, then again for the figures.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import statistics
@@ -27,23 +26,13 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.serving import serving_peak_mb  # noqa: E402
 from bot.agent.agent import Agent  # noqa: E402
 from bot.agent.evaluation import evaluate, load_items  # noqa: E402
 from bot.cli import answer_quality_table  # noqa: E402
 from bot.kb.evaluation import percentile  # noqa: E402
 from bot.kb.service import KnowledgeBase  # noqa: E402
 from bot.settings import Settings  # noqa: E402
-
-SERVING = """
-import sys
-from bot.cli import main
-code = main(["ask", "--jsonl", sys.argv[1]])
-with open("/proc/self/status") as status:  # this process's own peak (a fork's ru_maxrss
-    print(*[line for line in status if line.startswith("VmHWM")], file=sys.stderr)
-sys.exit(code)
-"""
-"""A new process answering a file of questions, printing its own peak resident memory
-(``RUSAGE_CHILDREN`` would count the benchmark's pages shared at fork)."""
 
 
 def main() -> int:
@@ -81,22 +70,11 @@ def main() -> int:
                 capture_output=True,
             )
             ask_times.append(time.perf_counter() - started)
-        # what a serving process holds: a new process, the index already built, answering
+        # what a serving bot holds: a new process, the index already built, answering
         # every question of both sets (the figure above includes the full ingest)
-        questions = Path(tmp) / "questions.jsonl"
-        with questions.open("w", encoding="utf-8") as handle:
-            for item in [*items, *holdout_items]:
-                for turn in item.turns:
-                    line = {"id": item.id, "question": turn, "conversation_id": item.id}
-                    handle.write(json.dumps(line, ensure_ascii=False) + "\n")
-        serving = subprocess.run(
-            [sys.executable, "-c", SERVING, str(questions)],
-            env=env,
-            check=True,
-            capture_output=True,
-            text=True,
+        serving_mb = serving_peak_mb(
+            Path(tmp), [(item.id, list(item.turns)) for item in [*items, *holdout_items]]
         )
-        serving_mb = int(serving.stderr.rsplit("VmHWM:", 1)[1].split()[0]) / 1024
 
     quality = answer_quality_table(table, f"Answer quality — {len(items)} items")
     console.print(quality)

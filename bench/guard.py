@@ -12,7 +12,8 @@ Two readings of the same set:
 
 Then latency: the check alone (cold: the message's embedding is not cached), and what it adds
 to an answer (ordinary messages answered with the check, and with a check that lets
-everything through), on the machine's cores; and the process's peak memory.
+everything through), on the machine's cores; the benchmark process's peak memory, and that
+of a serving process (``bench/serving.py``) answering the set on the built index.
 
 Which set is blind matters: the development set (``dev.jsonl``) chose the thresholds. A blind
 set is written by someone who saw only ``tests/eval/guard/CLASSES.md``; measure it once, then
@@ -33,6 +34,7 @@ from rich.console import Console
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.serving import serving_peak_mb  # noqa: E402
 from bot.agent.agent import Agent  # noqa: E402
 from bot.agent.guard import CRISIS, Guard, GuardWeights, Label, Verdict  # noqa: E402
 from bot.agent.guard_eval import (  # noqa: E402
@@ -127,12 +129,16 @@ def main() -> int:
         baseline = Agent(kb, settings, messages, guard=PassThrough(guard.weights))
         without = _latencies(baseline, ordinary, suffix="   ")
         rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        serving_mb = serving_peak_mb(
+            Path(tmp), [(str(n), [*e.context, e.text]) for n, e in enumerate(examples)]
+        )
         console.print(
             f"answer latency, {len(ordinary)} ordinary messages: with the check "
             f"p50 {percentile(with_check, 50):.1f} / p95 {percentile(with_check, 95):.1f} ms; "
             f"without p50 {percentile(without, 50):.1f} / p95 {percentile(without, 95):.1f} ms; "
             f"added at p95 {percentile(with_check, 95) - percentile(without, 95):.1f} ms; "
-            f"peak RSS {rss_mb:.0f} MB"
+            f"peak RSS {rss_mb:.0f} MB (this process: a full ingest, two agents); a serving "
+            f"process answering every message of the set on the built index: {serving_mb:.0f} MB"
         )
     return 0
 

@@ -27,6 +27,14 @@ TODAY = dt.date(2026, 11, 26)
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``long`` run first: with ``-n 4`` a worker takes one while the others
+    share the rest. Run late, one such test alone made the suite several minutes longer
+    (every worker was done and waited for it)."""
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No GRADGUIDE_*/OPENAI_* from the developer's shell, no .env, no proxies."""

@@ -70,6 +70,7 @@ def test_development_figures_stay_within_two_points_of_the_shipped_model(guard: 
         assert figures[name] <= shipped[name] + 0.02, (name, figures[name], shipped[name])
 
 
+@pytest.mark.long
 def test_a_retrained_model_reproduces_the_shipped_figures(
     encoder: UseM3Embedder, tmp_path: Path
 ) -> None:
