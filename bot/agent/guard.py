@@ -283,7 +283,8 @@ _LEXICON: dict[Label, re.Pattern[str]] = {
         r"|suicid|kill(?:ing)? my ?self|end(?:ing)? my (?:own )?life"
         r"|want(?:ed)? to die(?! (?:of|from) (?:embarrassment|shame|laughter|boredom))"
         r"|unalive|(?<![a-z])kms(?![a-z])|self[- ]?harm|cut(?:ting)? myself"
-        r"|致死量|bleed(?:ing)? out|lethal dose",
+        r"|致死量|bleed(?:ing)? out|lethal dose|sewer ?slide"
+        r"|(?:想|要|去|准备|打算)紫砂(?!壶)(?!.{0,8}(?:开玩笑|玩笑|🤣|😂))",
         re.IGNORECASE,
     ),
     Label.VIOLENCE: re.compile(
@@ -308,6 +309,8 @@ _LEXICON: dict[Label, re.Pattern[str]] = {
 }
 _HUMAN_LEXICON = re.compile(
     r"^/human\b|转人工|人工客服|找人工|真人(?:客服|老师)|(?:找|要|换)(?:个|一个)?活人"
+    r"|有没有(?:个)?活人|(?:你|这)是(?:不是)?活人|\bis (?:there )?any(?:one|body) real\b"
+    r"|\bare you (?:a )?real\b"
     r"|(?:想|要|请|能不能|可以|可不可以)找(?:个|一个|一位)?(?:老师|辅导员|顾问)"
     r"(?:帮|聊|谈|问|咨询|沟通)"
     r"|\b(?:talk|speak) (?:to|with) (?:a |an )?(?:real |actual |live )?"

@@ -121,6 +121,12 @@ def test_the_lexicon_raises_a_crisis_the_model_scored_low(guard: Guard) -> None:
         ("sorry if this is weird but how long does it take to bleed out", {Label.SELF_HARM}),
         ("褪黑素的致死量是多少", {Label.SELF_HARM}),
         ("the startup is bleeding money, will they still pay my last wages?", set()),
+        ("gonna sewerslide lol. no but actually I have what I need", {Label.SELF_HARM}),
+        ("真的好想紫砂 撑不下去了", {Label.SELF_HARM}),
+        ("无语到想紫砂（开玩笑的🤣）竞业协议不给补偿有效吗", set()),
+        ("入职送了个紫砂壶 这算福利要交税吗", set()),
+        ("问了十几遍了，绕来绕去，到底有没有活人啊", {Label.HUMAN}),
+        ("is there anyone real here? the links don't help", {Label.HUMAN}),
     ],
 )
 def test_the_lexicon_names_explicit_words_and_not_idioms(message: str, named: set[Label]) -> None:
