@@ -526,10 +526,11 @@ def reply_json(reply: Reply, item_id: str | None = None) -> dict[str, Any]:
     return payload
 
 
-def _agent(settings: Settings, err: Console) -> Agent:
-    """The agent, with the curated answers approved in the console (the terminal reads the
-    bot's database: what a graduate gets in Telegram, they get here)."""
-    agent = Agent(_open(settings, err), settings)
+def _agent(settings: Settings, err: Console, kb: KnowledgeBase | None = None) -> Agent:
+    """The agent (on ``kb``, else the one in ``settings``), with the curated answers
+    approved in the console (the terminal reads the bot's database: what a graduate gets
+    in Telegram, they get here)."""
+    agent = Agent(kb or _open(settings, err), settings)
     approved = _approved_cards(settings, err)
     if approved:
         agent.use_curated(parse_cards(approved))
@@ -579,7 +580,9 @@ def _ask(args: argparse.Namespace, settings: Settings, out: Console, err: Consol
     if (args.question is None) == (args.jsonl is None):
         err.print("[red]error:[/] give a question or --jsonl FILE (or - for standard input)")
         return 2
-    agent = _agent(settings, err)
+    kb = _open(settings, err)
+    kb.prefetch()  # one question in a new process: load the models while the agent is built
+    agent = _agent(settings, err, kb)
     if args.question is not None:
         conversation = Conversation(region=args.region, lang=args.lang)
         reply = agent.reply(conversation, args.question)

@@ -330,6 +330,23 @@ class KnowledgeIndex:
     def count_chunks(self) -> int:
         return int(_guard(self._chunks.count))
 
+    def warm(self) -> None:
+        """Load this process's copy of the vectors now: Chroma reads a collection's vector
+        index on the first query that touches it (about 0.3 s for the bundled corpus), so
+        this runs one, with a stored chunk's own vector. Under the shared lock like every
+        read, so the copy holds every write made before it (see the class docstring)."""
+        with self.reading():
+            sample = _guard(lambda: self._chunks.get(limit=1, include=["embeddings"]))
+            stored = sample["embeddings"]
+            if stored is None or len(stored) == 0:
+                return
+            vector = np.asarray(stored[0], dtype=np.float32)
+            _guard(
+                lambda: self._chunks.query(
+                    query_embeddings=vector[None, :], n_results=1, include=["distances"]
+                )
+            )
+
     def dense_query(
         self, vector: Vectors, n_results: int, versions: Sequence[str]
     ) -> list[tuple[str, float]]:

@@ -122,6 +122,21 @@ def test_another_process_sees_changes_and_never_a_stale_cache(
     assert "见习" in open_kb(settings).search("见习补贴发给谁")[0].text
 
 
+def test_vectors_warmed_before_another_process_writes_still_find_what_it_wrote(
+    settings: Settings, write_doc: DocWriter
+) -> None:
+    """``gradguide ask`` loads the vectors in the background (``KnowledgeBase.prefetch``):
+    a copy loaded before another process's write must not hide what that write added."""
+    settings = settings.model_copy(update={"index_refresh_s": 0.0})
+    writer, reader = open_kb(settings), open_kb(settings)
+    reader.index.warm()  # an empty index: nothing to load, no error
+    writer.ingest([write_doc("trial-doc-zh", OLD)])
+    reader.index.warm()  # this process's copy holds the first document only
+    writer.ingest([write_doc("trainee-doc-zh", NEW)])
+    hits = reader.search("见习补贴发给谁", mode="dense", k=1)
+    assert [h.doc_id for h in hits] == ["trainee-doc-zh"]
+
+
 def test_damaged_caches_are_rebuilt(settings: Settings, write_doc: DocWriter) -> None:
     open_kb(settings).ingest([write_doc("trial-doc-zh", OLD)])
     assert open_kb(settings).search("试用期最长多久")[0].doc_id == "trial-doc-zh"
