@@ -6,7 +6,6 @@ keeps typos and segmentation differences ("试用其", "三放协议") from losi
 
 from __future__ import annotations
 
-import math
 import re
 import threading
 from collections import Counter
@@ -419,7 +418,11 @@ class Tokenizer:
 
 
 class Bm25Index:
-    """Okapi BM25 over pre-tokenized documents."""
+    """Okapi BM25 over pre-tokenized documents.
+
+    The postings are flat arrays (each term's documents and counts are one slice of
+    ``_rows`` / ``_tfs``), so the index pickles and loads in milliseconds: the retriever
+    keeps it in its chunk cache, and a new process does not rebuild it."""
 
     def __init__(self, documents: Sequence[Sequence[str]], k1: float = 1.2, b: float = 0.75):
         self.k1 = k1
@@ -434,32 +437,31 @@ class Bm25Index:
                 rows, tfs = postings.setdefault(term, ([], []))
                 rows.append(doc_index)
                 tfs.append(tf)
-        self._postings: dict[str, tuple[NDArray[np.int64], NDArray[np.float32], float]] = {}
-        for term, (rows, tfs) in postings.items():
-            df = len(rows)
-            idf = math.log(1 + (self.size - df + 0.5) / (df + 0.5))
-            self._postings[term] = (
-                np.array(rows, dtype=np.int64),
-                np.array(tfs, dtype=np.float32),
-                idf,
-            )
+        self._terms = {term: i for i, term in enumerate(postings)}
+        counts = np.array([len(rows) for rows, _ in postings.values()], dtype=np.int64)
+        self._offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        self._rows = np.array([r for rows, _ in postings.values() for r in rows], dtype=np.int64)
+        self._tfs = np.array([t for _, tfs in postings.values() for t in tfs], dtype=np.float32)
+        self._idf = np.log(1 + (self.size - counts + 0.5) / (counts + 0.5))
 
     @property
     def vocabulary(self) -> Container[str]:
-        return self._postings.keys()
+        return self._terms.keys()
 
     def idf(self, term: str) -> float:
         """How rare a term is in the corpus (0 for a term it does not contain)."""
-        entry = self._postings.get(term)
-        return entry[2] if entry is not None else 0.0
+        i = self._terms.get(term)
+        return float(self._idf[i]) if i is not None else 0.0
 
     def scores(self, query_tokens: Sequence[str]) -> NDArray[np.float32]:
         """A BM25 score for every document (0 where no query term occurs)."""
         scores = np.zeros(self.size, dtype=np.float32)
         for term in set(query_tokens):
-            entry = self._postings.get(term)
-            if entry is None:
+            i = self._terms.get(term)
+            if i is None:
                 continue
-            rows, tfs, idf = entry
+            part = slice(self._offsets[i], self._offsets[i + 1])
+            rows, tfs = self._rows[part], self._tfs[part]
+            idf = float(self._idf[i])
             scores[rows] += idf * tfs * (self.k1 + 1) / (tfs + self._norm[rows])
         return scores
