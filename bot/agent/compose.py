@@ -111,6 +111,19 @@ def part_leads(
     return [best, *sorted(leads[1:], key=lambda c: c[1])]
 
 
+def also_answering(leads: list[Scored], sentences: list[Scored], alone: float) -> list[Scored]:
+    """The leads, and the best other sentence that answers by itself too (its score at or
+    above ``alone``: the ranker's ``answers_alone``), in document order after the first:
+    a rule and its case ("试用期最长不得超过六个月" and "三年以上固定期限的，不得超过六个月"),
+    or a rule and its exception. ``sentences`` holds the prose sentences only: a table row
+    or a list item comes whole in the points below."""
+    also = [c for c in sentences if c not in leads and c[0] >= alone]
+    if not also:
+        return leads
+    second = max(also, key=lambda c: (c[0], -c[1]))
+    return [leads[0], *sorted([*leads[1:], second], key=lambda c: c[1])]
+
+
 @dataclass
 class Composed:
     text: str
@@ -405,6 +418,13 @@ class ExtractiveComposer:
         # A question in parts has a lead for each part (``_part_leads``).
         best = max(candidates, key=lambda c: (c[0], -c[1]))
         leads = part_leads(best, candidates, wanted)
+        if self._lead.answers_alone is not None:
+            prose = [
+                scored
+                for scored, (features, *_) in zip(candidates, measured.candidates, strict=True)
+                if not (features.table_row or features.list_item)
+            ]
+            leads = also_answering(leads, prose, self._lead.answers_alone)
         direct, more = leads[0], leads[1:]
         support = self._support(leads, candidates, wanted, lang)
         # The answer introduces a list (steps, eligible groups): the list comes with it.

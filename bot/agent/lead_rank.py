@@ -121,6 +121,10 @@ class LeadScorer(Protocol):
     """Whether ``score`` reads ``Candidate.sentence_dense`` (the composer embeds the
     document's sentences only for a scorer that does)."""
 
+    answers_alone: ClassVar[float | None]
+    """The score at which a sentence answers the question by itself (a probability of 0.5
+    for the learned ranker); None for a scale that says nothing of the kind."""
+
     def score(self, candidate: Candidate) -> float: ...
 
 
@@ -130,6 +134,7 @@ class HandWeights:
     earlier position and the answer shape the question asks for."""
 
     reads_similarity: ClassVar[bool] = False
+    answers_alone: ClassVar[float | None] = None
 
     def score(self, candidate: Candidate) -> float:
         c = candidate
@@ -152,6 +157,7 @@ class LeadModel:
     bias: float
     meta: Mapping[str, Any] = field(default_factory=dict)
     reads_similarity: ClassVar[bool] = True
+    answers_alone: ClassVar[float | None] = 0.5
 
     def __post_init__(self) -> None:
         if len(self.weights) != len(FEATURES):

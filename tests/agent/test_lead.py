@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import cast
 
 import pytest
 
 from bot.agent.agent import Agent
+from bot.agent.compose import also_answering
 from bot.agent.lead_rank import ARTEFACT, FEATURES, Candidate, LeadModel, is_yes_no
 from bot.agent.models import Conversation
 from bot.errors import ConfigError
+from bot.kb.retriever import Hit
 from bot.kb.service import KnowledgeBase
 
 lead_train = pytest.importorskip("bot.agent.lead_train", reason="training needs scikit-learn")
@@ -107,3 +110,16 @@ def test_a_documents_answer_opens_with_the_rule_that_answers(
     reply = agent.reply(Conversation(), "劳动合同签三年，试用期最长可以约定多久？")
     opening = reply.text.split("\n\n", 1)[0]
     assert "六个月" in opening, reply.text
+
+
+def test_a_second_sentence_that_answers_by_itself_opens_the_answer_too() -> None:
+    """The learned ranker's probability 0.5 (``answers_alone``): a rule and its case both
+    open the answer, in document order; a weaker sentence stays for the points below."""
+    hit = cast(Hit, object())
+    weak = (0.2, 1, "试用期包含在劳动合同期限内。", hit)
+    rule = (0.9, 3, "试用期最长不得超过六个月。", hit)
+    case = (0.6, 5, "三年以上固定期限的，试用期不得超过六个月。", hit)
+    alone = LeadModel.answers_alone
+    assert alone is not None
+    assert also_answering([rule], [weak, rule, case], alone) == [rule, case]
+    assert also_answering([rule], [weak, rule], alone) == [rule]
