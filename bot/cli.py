@@ -623,7 +623,9 @@ def _print_reply(reply: Reply, out: Console) -> None:
 def _chat(settings: Settings, out: Console, err: Console) -> int:
     from bot.root import chat
 
-    return chat(settings, _agent(settings, err), out)
+    kb = _open(settings, err)
+    kb.prefetch()  # the models load while the graduate types the first question
+    return chat(settings, _agent(settings, err, kb), out)
 
 
 def answer_quality_table(rows: list[Scores], title: str) -> Table:
