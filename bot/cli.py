@@ -526,11 +526,15 @@ def reply_json(reply: Reply, item_id: str | None = None) -> dict[str, Any]:
     return payload
 
 
-def _agent(settings: Settings, err: Console, kb: KnowledgeBase | None = None) -> Agent:
-    """The agent (on ``kb``, else the one in ``settings``), with the curated answers
-    approved in the console (the terminal reads the bot's database: what a graduate gets
-    in Telegram, they get here)."""
-    agent = Agent(kb or _open(settings, err), settings)
+def _agent(settings: Settings, err: Console, *, prefetch: bool = False) -> Agent:
+    """The agent, with the curated answers approved in the console (the terminal reads the
+    bot's database: what a graduate gets in Telegram, they get here). ``prefetch``: a new
+    process about to answer loads its models in the background while the agent is built
+    (``KnowledgeBase.prefetch``)."""
+    kb = _open(settings, err)
+    if prefetch:
+        kb.prefetch()
+    agent = Agent(kb, settings)
     approved = _approved_cards(settings, err)
     if approved:
         agent.use_curated(parse_cards(approved))
@@ -580,9 +584,7 @@ def _ask(args: argparse.Namespace, settings: Settings, out: Console, err: Consol
     if (args.question is None) == (args.jsonl is None):
         err.print("[red]error:[/] give a question or --jsonl FILE (or - for standard input)")
         return 2
-    kb = _open(settings, err)
-    kb.prefetch()  # one question in a new process: load the models while the agent is built
-    agent = _agent(settings, err, kb)
+    agent = _agent(settings, err, prefetch=True)
     if args.question is not None:
         conversation = Conversation(region=args.region, lang=args.lang)
         reply = agent.reply(conversation, args.question)
@@ -623,9 +625,7 @@ def _print_reply(reply: Reply, out: Console) -> None:
 def _chat(settings: Settings, out: Console, err: Console) -> int:
     from bot.root import chat
 
-    kb = _open(settings, err)
-    kb.prefetch()  # the models load while the graduate types the first question
-    return chat(settings, _agent(settings, err, kb), out)
+    return chat(settings, _agent(settings, err, prefetch=True), out)
 
 
 def answer_quality_table(rows: list[Scores], title: str) -> Table:
