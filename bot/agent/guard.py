@@ -277,8 +277,8 @@ def feature_names(text: str, pinyin: Pinyin) -> set[str]:
 
 _LEXICON: dict[Label, re.Pattern[str]] = {
     Label.SELF_HARM: re.compile(
-        r"自杀|自尽|轻生|寻死|割腕|跳楼|上吊|烧炭|遗书|安眠药.{0,6}(?:多少|几|片|颗|攒)"
-        r"|不想活|活不下去|(?<![到得])想死(?!.{0,2}(?:了吧|啊哈)|的心都有)|结束(?:自己的)?生命"
+        r"自杀|自尽|轻生|寻死|割腕|跳楼(?!价|(?:大)?甩卖)|上吊|烧炭|遗书|安眠药.{0,6}(?:多少|几|片|颗|攒)"
+        r"|不想活|活不下去|(?<![到得])想死(?!磕|.{0,2}(?:了吧|啊哈)|的心都有)|结束(?:自己的)?生命"
         r"|结束(?:掉)?(?:我)?自己(?=了|吧|算了|[，,。！!？?\s]|$)"
         r"|suicid|kill(?:ing)? my ?self|end(?:ing)? my (?:own )?life"
         r"|want(?:ed)? to die(?! (?:of|from) (?:embarrassment|shame|laughter|boredom))"
@@ -301,7 +301,7 @@ _LEXICON: dict[Label, re.Pattern[str]] = {
     ),
     Label.CONFINED: re.compile(
         r"缅北|妙瓦底|电诈园区|(?:不让|不准|不许)(?:我们?)?(?:走|离开|出去|出门)|出不去|被(?:关|锁|囚禁|控制|卖)"
-        r"|限制(?:了)?(?:我的?)?人身自由|护照.{0,4}(?:被)?(?:收|扣|拿)走"
+        r"|(?<!算)(?<!算不算)限制(?:了)?(?:我的?)?人身自由|护照.{0,4}(?:被)?(?:收|扣|拿)走"
         r"|won'?t let (?:me|us) (?:leave|go)|locked (?:me |us )?in|held (?:me )?(?:against|captive)"
         r"|took (?:my|our) passports?.{0,30}(?:leave|go|out)",
         re.IGNORECASE,

@@ -127,6 +127,11 @@ def test_the_lexicon_raises_a_crisis_the_model_scored_low(guard: Guard) -> None:
         ("入职送了个紫砂壶 这算福利要交税吗", set()),
         ("问了十几遍了，绕来绕去，到底有没有活人啊", {Label.HUMAN}),
         ("is there anyone real here? the links don't help", {Label.HUMAN}),
+        ("我想死磕国考，家里让我先找工作，两头怎么兼顾", set()),
+        ("跳楼价岗位😂 月薪三千还要硕士，起薪一般多少", set()),
+        ("他们说再闹就从楼上跳下去给我看，我想跳楼", {Label.SELF_HARM}),
+        ("宿舍晚上11点门禁，这算限制人身自由吗", set()),
+        ("老板锁了门不放人，限制我的人身自由", {Label.CONFINED}),
     ],
 )
 def test_the_lexicon_names_explicit_words_and_not_idioms(message: str, named: set[Label]) -> None:
