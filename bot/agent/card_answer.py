@@ -78,7 +78,14 @@ class CardAnswerer:
         topics = {topic_of(h.doc_id) for h in hits[: self.TOP_DOCUMENTS]}
         if not self.matcher.covers(topic_of(hits[0].doc_id)):
             topics = set()  # only the answers approved in the console compete
-        match = self.matcher.match(text, topics)
+        earlier = _earlier(conversation)
+
+        def computes(card: Card) -> bool:
+            return card.calculator is not None and isinstance(
+                run(card.calculator, text, lang, earlier, messages=self._messages), Computed
+            )
+
+        match = self.matcher.match(text, topics, computes)
         if match is None:
             return None
         return self.answer_with(conversation, match.card, text, lang, region, match.probability)
@@ -138,8 +145,9 @@ class CardAnswerer:
             "curated" if is_curated(card) else "card"
         )
         if card.calculator is not None:
-            earlier = [t.text for t in reversed(conversation.turns) if t.role == "user"]
-            outcome = run(card.calculator, text, lang, earlier, messages=self._messages)
+            outcome = run(
+                card.calculator, text, lang, _earlier(conversation), messages=self._messages
+            )
             composer = "calculator"
             if isinstance(outcome, Computed):
                 parts.append(outcome.text)
@@ -183,3 +191,9 @@ class CardAnswerer:
                 seen.add(grounded.doc.meta.id)
                 citations.append(citation_for(grounded.hit, grounded.evidence.quote))
         return citations
+
+
+def _earlier(conversation: Conversation) -> list[str]:
+    """The graduate's earlier messages, newest first (where a calculator also looks for its
+    numbers)."""
+    return [t.text for t in reversed(conversation.turns) if t.role == "user"]

@@ -26,7 +26,7 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -254,9 +254,14 @@ class CardMatcher:
         question: str,
         similarities: NDArray[np.float32],
         exclude: NDArray[np.bool_] | None = None,
+        computes: Callable[[Card], bool] | None = None,
     ) -> tuple[int, int, tuple[float, ...]] | None:
         """(best card, its closest text, features) for ``similarities`` of one question with
-        every card text (``exclude``: texts to leave out, for fitting)."""
+        every card text (``exclude``: texts to leave out, for fitting). ``computes``: whether
+        a card's calculator computes from the graduate's numbers; when the best card's does,
+        cards with the same calculator do not count against it in ``margin`` (they answer
+        with the same computed number: "工作4个月被辞退补偿多少" and "经济补偿怎么算" are
+        one answer to "干了4个月，月薪6000，补偿多少")."""
         sims = similarities if exclude is None else np.where(exclude, -2.0, similarities)
         best = np.full(len(self.cards), -2.0, dtype=np.float32)
         np.maximum.at(best, self._owners, sims)
@@ -265,10 +270,15 @@ class CardMatcher:
             return None
         top = int(order[0])
         closest = self._closest(top, sims)
+        calculator = self.cards[top].calculator
+        if calculator is not None and (computes is None or not computes(self.cards[top])):
+            calculator = None
         second = 0.0
         for other in (int(o) for o in order[1:]):
             if best[other] <= -2.0:
                 break
+            if calculator is not None and self.cards[other].calculator == calculator:
+                continue  # the same calculation answers either
             if (self._curated[top] or self._curated[other]) and float(
                 self._matrix[closest] @ self._matrix[self._closest(other, sims)]
             ) >= self.DUPLICATE:
@@ -296,12 +306,18 @@ class CardMatcher:
         sims: NDArray[np.float32] = self._matrix @ vector.reshape(-1).astype(np.float32)
         return sims
 
-    def match(self, question: str, topics: Collection[str] | None = None) -> CardMatch | None:
+    def match(
+        self,
+        question: str,
+        topics: Collection[str] | None = None,
+        computes: Callable[[Card], bool] | None = None,
+    ) -> CardMatch | None:
         """The card that answers ``question``, if the model accepts the best one.
         ``topics``: only the library's cards resting on these documents (ids without their
         language suffix: the documents retrieval ranked first for the question) compete;
         the answers approved in the console always do (an admin approved the answer for
-        the question, whichever document retrieval prefers for it)."""
+        the question, whichever document retrieval prefers for it). ``computes``: see
+        ``features``."""
         if not self.cards:
             return None
         exclude = None
@@ -314,7 +330,7 @@ class CardMatcher:
                 return None
             exclude = ~allowed[self._owners]
         vector = np.asarray(self._embedder.embed_query(question), dtype=np.float32)
-        found = self.features(question, self.similarities(vector), exclude)
+        found = self.features(question, self.similarities(vector), exclude, computes)
         if found is None:
             return None
         top, closest, features = found

@@ -99,7 +99,7 @@ _HOURS_PATTERNS = (
     ),
 )
 _DURATION_ZH = re.compile(
-    rf"(?P<less>不满|不到|少于|未满|不足)?(?<!第)(?P<n>{DIGITS}|{CN_NUMBER}|半)\s*(?P<more>多)?\s*"
+    rf"(?P<less>不满|不到|少于|未满|不足)?(?<!第)(?P<n>{DIGITS}|{CN_NUMBER}|半)\s*(?P<more>多)?\s*整?"
     r"(?P<unit>个多月|个半月|个月|年|周|个?星期|个?礼拜|天)(?P<half>半)?(?P<more2>多|以上)?"
 )
 _DURATION_EN = re.compile(
@@ -167,8 +167,13 @@ MONEY_CUES: Mapping[str, str] = {
     r"|per\s+month|monthly|agreed",
     "probation_pay": r"试用期(?:工资|薪资|月薪|期间|内)?(?:只)?(?:给|发|拿)?|probation(?:ary)?"
     r"(?:\s+(?:pay|wage|salary|period))?|during\s+probation|on\s+probation",
-    "average": r"(?:当地|本地|上年度?|城市|社会|职工)*月?平均工资|社平(?:工资)?|社会平均"
-    r"|average\s+(?:monthly\s+)?(?:wage|salary|pay)|local\s+average",
+    # the local average that caps severance (第四十七条); "我月平均工资1.2万" and "average
+    # monthly wage 10,000" are the graduate's own wage (the base the months are paid at)
+    "average": r"(?:当地|本地|本市|全市|全省|上年度?|城市|社会|职工|统筹地区)+月?平均工资"
+    r"|社平(?:工资)?|社会平均|(?:local|city|area|regional|provincial|social|citywide)\s+average"
+    r"(?:\s+(?:monthly\s+)?(?:wage|salary|pay))?"
+    r"|average\s+(?:monthly\s+)?(?:wage|salary|pay)\s+(?:in|of|for)\s+(?:the\s+|my\s+|our\s+)?"
+    r"(?:city|area|region|province|locality)",
     "training": r"培训(?:费用?)?|出资|学费|training(?:\s+(?:cost|fee|fees|costs|expenses?))?"
     r"|course",
     "daily": r"(?:每天|一天|每日)(?:的)?(?:工资|薪水|薪资)?|日工资|日薪|按天"

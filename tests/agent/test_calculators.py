@@ -200,6 +200,11 @@ def test_agreed_wage_and_probation_pay_are_told_apart() -> None:
     assert roles("转正后月薪6000，试用期4000", "money") == {"wage": 6000, "probation_pay": 4000}
     assert roles("试用期工资4000，合同约定8000", "money") == {"probation_pay": 4000, "wage": 8000}
     assert roles("月薪3万，社平工资8000", "money") == {"wage": 30_000, "average": 8000}
+    # one's own average wage is the base the months are paid at, not the local average cap
+    assert roles("我干了5年3个月，月平均工资1.2万", "money") == {"wage": 12_000}
+    assert roles("3 years in, average monthly wage 10,000", "money") == {"wage": 10_000}
+    text = "the local average wage is 8,000 and my salary is 30,000"
+    assert roles(text, "money") == {"average": 8000, "wage": 30_000}
 
 
 def test_overtime_hours_take_their_kind() -> None:
@@ -207,6 +212,15 @@ def test_overtime_hours_take_their_kind() -> None:
     text = "I worked 20 hours overtime on weekdays and 16 hours on weekends"
     assert roles(text, "hours") == {"weekday": 20, "rest_day": 16}
     assert roles("国庆节加班8小时", "hours") == {"holiday": 8}
+
+
+def test_a_whole_day_of_overtime_is_one_day() -> None:
+    opening = computed(
+        "overtime_pay", "这周六被叫去加了一整天班，也不给调休，最少给多少", "zh", "日薪300"
+    )
+    assert opening.text.startswith("按你在休息日加班1天、日工资300元计算，加班费至少600元"), (
+        opening.text
+    )
 
 
 def test_contract_term_and_probation_are_told_apart() -> None:

@@ -46,6 +46,18 @@ def test_a_calculation_asks_for_the_number_then_opens_with_the_result(
     assert "工作了多长时间" not in third.text  # a new question, not the old one again
 
 
+def test_numbers_told_before_the_question_are_computed_with(bundled_agent: Agent) -> None:
+    """The wage and the service told in the first message, the question in the second: the
+    answer opens with the amount, though several severance cards ask nearly the same."""
+    conversation = Conversation()
+    bundled_agent.reply(conversation, "我月薪8000")
+    reply = bundled_agent.reply(conversation, "干了5个月公司跟我协商解除，补偿给多少")
+    assert reply.composer == "calculator"
+    opening = paragraphs(reply)[0]
+    assert opening.startswith("按你工作5个月，经济补偿是半个月工资。"), opening
+    assert "金额是4,000元" in opening
+
+
 def test_a_card_rests_on_the_current_text_of_its_document(
     settings: Settings, write_doc: DocWriter
 ) -> None:
